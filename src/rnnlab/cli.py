@@ -1,0 +1,411 @@
+"""Command line: one function per subcommand, flags generated from the config dataclasses.
+
+The only module that prints results or exits. Results go to stdout, progress to stderr.
+Exit codes: 0 ok, 1 runtime failure, 2 usage error (one line; --debug shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from . import checkpoint, corpus, evaluation, sampling, training
+from .config import ConfigError, CorpusConfig, ModelConfig, TrainConfig, __version__, flag_fields
+from .data import split
+from .vocab import UnknownCharacterError
+
+USER_ERRORS = (
+    ConfigError,
+    corpus.CorpusError,
+    checkpoint.CheckpointError,
+    UnknownCharacterError,
+)
+
+
+class UsageError(Exception):
+    """A usage mistake: reported in one line with exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's default prints usage and exits
+        raise UsageError(f"{message} (see: {self.prog} --help)")
+
+
+def _type_of(f: dataclasses.Field) -> Callable[[str], object]:
+    name = str(f.type).replace(" | None", "")
+    return {"int": int, "float": float, "str": str}[name]
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, cls: type, title: str) -> None:
+    group = parser.add_argument_group(title)
+    for f in flag_fields(cls):
+        group.add_argument(
+            f.metadata["flag"],
+            dest=f.name,
+            type=_type_of(f),
+            choices=f.metadata.get("choices"),
+            default=argparse.SUPPRESS,  # so we know which flags the user gave
+            help=f"{f.metadata['help']} (default: {f.default})",
+        )
+
+
+def _given(args: argparse.Namespace, cls: type) -> dict:
+    return {f.name: getattr(args, f.name) for f in flag_fields(cls) if hasattr(args, f.name)}
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- train ---------------------------------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    model_opts = _given(args, ModelConfig)
+    train_opts = _given(args, TrainConfig)
+    if args.resume:
+        fixed = sorted(
+            [f.metadata["flag"] for f in flag_fields(ModelConfig) if f.name in model_opts]
+            + [
+                f.metadata["flag"]
+                for f in flag_fields(TrainConfig)
+                if f.name in train_opts and f.name not in ("max_steps", "minutes")
+            ]
+            + (["CORPUS"] if args.corpus else [])
+            + (["--bytes"] if args.bytes else [])
+            + (["--glob"] if args.glob else [])
+            + (["--out"] if args.out else [])
+        )
+        if fixed:
+            raise UsageError(
+                f"{', '.join(fixed)} cannot change on --resume (the run's config.json fixes them); "
+                "only --max-steps and --minutes may be given"
+            )
+        out = Path(args.resume)
+        checkpoint.load_config(out)  # a missing or broken run fails here, before any work
+    else:
+        name = corpus.resolve(args.corpus, args.glob).name
+        out = (
+            Path(args.out)
+            if args.out
+            else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        )
+    model_config = ModelConfig(**model_opts)
+    train_config = TrainConfig(**train_opts)
+    corpus_config = CorpusConfig(
+        source=args.corpus or "python", glob=args.glob, byte_mode=args.bytes
+    )
+
+    def on_eval(event: training.EvalEvent) -> None:
+        if args.quiet:
+            return
+        tqdm.write(
+            f"step {event.step:6d} | val {event.bpc:.4f} bpc ({event.loss_nats:.4f} nats/char)"
+            f" | best {event.best_bpc:.4f} | {event.elapsed_s:7.1f} s",
+            file=sys.stderr,
+        )
+        if event.sample:
+            tqdm.write("    " + event.sample[:160].replace("\n", "\n    "), file=sys.stderr)
+
+    if not args.quiet:
+        _err(
+            f"rnnlab {__version__}: training into {out} ({'resume' if args.resume else 'new run'})"
+        )
+    result = training.train(
+        corpus_config,
+        model_config,
+        train_config,
+        out,
+        resume=bool(args.resume),
+        progress=not args.quiet,
+        on_eval=on_eval,
+    )
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    k: str(v) if isinstance(v, Path) else v
+                    for k, v in dataclasses.asdict(result).items()
+                }
+            )
+        )
+    else:
+        print(result.sample)
+        print(
+            f"\n{result.stopped}: step {result.step}, {result.elapsed_s:.0f} s of training, "
+            f"val {result.last_val_bpc:.4f} bpc, best {result.best_val_bpc:.4f} bpc "
+            f"({result.best_val_bpc * evaluation.LN2:.4f} nats/char); run: {out}"
+        )
+    if result.stopped == "interrupted":
+        _err(f"interrupted and saved; continue with: rnnlab train --resume {out}")
+    if result.stopped == "diverged":
+        _err(
+            f"the loss became NaN/Inf {training.MAX_BAD_STEPS} steps in a row, training stopped; "
+            f"the last good checkpoint in {out} is kept; try a lower --lr or --grad-clip"
+        )
+        return 1
+    return 0
+
+
+# --- sample --------------------------------------------------------------------------------------
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    if args.stream and args.num_samples != 1:
+        raise UsageError("--stream writes one sample as it comes; drop --num-samples or --stream")
+    if args.temperature < 0:
+        raise UsageError(f"--temperature must be >= 0, got {args.temperature}")
+    if not 0 < args.top_p <= 1:
+        raise UsageError(f"--top-p must be in (0, 1], got {args.top_p}")
+    if args.top_k < 0 or args.length < 0:
+        raise UsageError("--top-k and --length must be >= 0")
+    device = training.resolve_device(args.device)
+    weights = {"best": checkpoint.BEST, "last": checkpoint.LAST}[args.weights]
+    model, vocab, _ = checkpoint.load_model(Path(args.run), weights, device)
+    prompt = args.prompt
+    if args.unknown == "skip":
+        prompt = vocab.decode(vocab.encode(prompt, unknown="skip"))
+
+    def stream(row: int, piece: str) -> None:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    if args.stream and not args.json:
+        sys.stdout.write(prompt)
+    t0 = time.perf_counter()
+    texts = sampling.generate(
+        model,
+        vocab,
+        prompt,
+        args.length,
+        args.temperature,
+        args.top_k,
+        args.top_p,
+        args.seed,
+        args.num_samples,
+        args.unknown,
+        on_text=stream if args.stream and not args.json else None,
+    )
+    seconds = time.perf_counter() - t0
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "prompt": prompt,
+                    "samples": texts,
+                    "chars_per_s": args.length * args.num_samples / max(seconds, 1e-9),
+                }
+            )
+        )
+    elif args.stream:
+        print()
+    else:
+        for i, text in enumerate(texts):
+            if args.num_samples > 1:
+                print(f"--- sample {i} ---")
+            print(prompt + text)
+    return 0
+
+
+# --- eval ----------------------------------------------------------------------------------------
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    run = Path(args.run)
+    device = training.resolve_device(args.device)
+    weights = {"best": checkpoint.BEST, "last": checkpoint.LAST}[args.weights]
+    model, vocab, config = checkpoint.load_model(run, weights, device)
+    train_ids = None
+    try:
+        tokens = training.load_tokens(config.corpus, config.corpus.sha256)
+        train_ids, val_ids = split(tokens.open(), config.train.val_fraction)
+    except corpus.CorpusError as e:
+        if not args.file:
+            raise corpus.CorpusError(
+                f"the run's corpus is not available here ({e}); "
+                f"pass a text file: rnnlab eval {run} FILE"
+            ) from None
+    if args.file:
+        path = Path(args.file)
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file; give a text file to evaluate")
+        if vocab.mode == "byte":
+            eval_ids = np.frombuffer(path.read_bytes(), dtype=np.uint8).astype(np.int64)
+        else:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                raise UsageError(f"{path} is not valid UTF-8 text") from None
+            eval_ids = np.asarray(vocab.encode(text, unknown=args.unknown), dtype=np.int64)
+        name = str(path)
+    else:
+        eval_ids, name = val_ids, "validation split"
+    if len(eval_ids) < 2:
+        raise UsageError(f"{name} has fewer than 2 characters to evaluate")
+    t0 = time.perf_counter()
+    nats = evaluation.loss_nats(model, eval_ids, chunk_len=args.chunk_len)
+    seconds = time.perf_counter() - t0
+    V = len(vocab)
+    rows = [("uniform", evaluation.uniform_bpc(V))]
+    if train_ids is not None:
+        rows.append(("unigram", evaluation.unigram_bpc(train_ids, eval_ids, V)))
+    rows.append((f"model ({run.name})", nats / evaluation.LN2))
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "text": name,
+                    "num_chars": len(eval_ids) - 1,
+                    "seconds": seconds,
+                    "bpc": nats / evaluation.LN2,
+                    "loss_nats": nats,
+                    "baselines": {k: v for k, v in rows[:-1]},
+                }
+            )
+        )
+        return 0
+    print(f"{name}: {len(eval_ids) - 1:,} characters scored in {seconds:.1f} s")
+    print(f"{'':24s} {'bpc':>8s} {'nats/char':>10s}")
+    for label, bpc in rows:
+        print(f"{label:24s} {bpc:8.4f} {bpc * evaluation.LN2:10.4f}")
+    return 0
+
+
+# --- corpora -------------------------------------------------------------------------------------
+
+
+def cmd_corpora(args: argparse.Namespace) -> int:
+    rows = corpus.describe()
+    if args.json:
+        print(json.dumps([{"name": n, "description": d, "where": w} for n, d, w in rows]))
+        return 0
+    for name, description, where in rows:
+        print(f"{name:12s} {description}\n{'':12s} {where}")
+    print(f"\ncache: {corpus.cache_dir()} (set XDG_CACHE_HOME to move it)")
+    return 0
+
+
+# --- parser --------------------------------------------------------------------------------------
+
+
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, str]] = {
+    "train": (
+        cmd_train,
+        "train a model (or --resume one)",
+        "example: rnnlab train my_text.txt --cell gru --minutes 20 --out runs/mine",
+    ),
+    "sample": (
+        cmd_sample,
+        "generate text from a trained run",
+        "example: rnnlab sample runs/mine --prompt 'ROMEO:' --length 2000 --seed 7",
+    ),
+    "eval": (
+        cmd_eval,
+        "bits per character on the validation split or a file",
+        "example: rnnlab eval runs/mine held_out.txt",
+    ),
+    "corpora": (
+        cmd_corpora,
+        "list the named corpora and where they are cached",
+        "example: rnnlab corpora",
+    ),
+}
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="rnnlab", description="Character-level RNN language models.")
+    parser.add_argument("--version", action="version", version=f"rnnlab {__version__}")
+    subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    common = Parser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    common.add_argument("--json", action="store_true", help="print the result as JSON")
+    defaults = argparse.ArgumentDefaultsHelpFormatter
+    p = {}
+    for name, (fn, summary, example) in COMMANDS.items():
+        p[name] = subs.add_parser(
+            name,
+            parents=[common],
+            help=summary,
+            description=summary,
+            epilog=example,
+            formatter_class=defaults,
+        )
+        p[name].set_defaults(func=fn)
+
+    t = p["train"]
+    t.add_argument("corpus", nargs="?", help="file, folder or named corpus (default: python)")
+    t.add_argument("--glob", help="for a folder: only files matching this pattern")
+    t.add_argument("--bytes", action="store_true", help="model raw bytes (any file) not characters")
+    t.add_argument("--out", help="run directory (default: runs/CORPUS-TIME)")
+    t.add_argument("--resume", metavar="RUN", help="continue RUN exactly where it stopped")
+    t.add_argument("--quiet", action="store_true", help="no progress bar or previews")
+    _add_config_flags(t, ModelConfig, "model (fixed for the life of a run)")
+    _add_config_flags(t, TrainConfig, "training")
+
+    s = p["sample"]
+    s.add_argument("run", help="run directory")
+    s.add_argument("--prompt", default="", help="text to start from")
+    s.add_argument("--length", type=int, default=1000, help="characters to generate")
+    s.add_argument("--temperature", type=float, default=0.8, help="0 is greedy")
+    s.add_argument("--top-k", type=int, default=0, help="keep the k most likely (0: all)")
+    s.add_argument("--top-p", type=float, default=1.0, help="nucleus threshold (1: off)")
+    s.add_argument("--seed", type=int, default=None, help="same seed, same text")
+    s.add_argument("--num-samples", type=int, default=1, help="samples drawn in parallel")
+    s.add_argument("--stream", action="store_true", help="write characters as they come")
+
+    e = p["eval"]
+    e.add_argument("run", help="run directory")
+    e.add_argument("file", nargs="?", help="text file to score (default: the validation split)")
+    e.add_argument("--chunk-len", type=int, default=8192, help="characters per forward call")
+
+    for q in (s, e):
+        q.add_argument(
+            "--unknown",
+            choices=("error", "skip"),
+            default="error",
+            help="characters outside the vocabulary: stop with a list, or drop them",
+        )
+        q.add_argument(
+            "--weights",
+            choices=("best", "last"),
+            default="best",
+            help="best-validation weights or those of the last step",
+        )
+        q.add_argument(
+            "--device", choices=("auto", "cpu", "cuda", "mps"), default="cpu", help="where to run"
+        )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (``python -m rnnlab`` passes it to sys.exit)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        return args.func(args)
+    except (UsageError, *USER_ERRORS) as e:
+        if debug:
+            raise
+        _err(f"rnnlab: error: {e}")
+        return 2
+    except KeyboardInterrupt:
+        _err("rnnlab: interrupted")
+        return 130
+    except Exception as e:
+        if debug:
+            raise
+        _err(f"rnnlab: {type(e).__name__}: {e} (rerun with --debug for the traceback)")
+        return 1

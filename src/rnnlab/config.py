@@ -1,0 +1,162 @@
+"""Frozen, validated configuration dataclasses and their JSON form.
+
+The CLI builds its flags from these fields (``flag`` and ``help`` in each field's metadata), so
+defaults, types and help text have one source. Stdlib only: nothing in rnnlab is imported here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+CELLS = ("lstm", "gru", "rnn", "rnn-relu")
+INITS = ("default", "uniform", "orthogonal", "identity", "chrono")
+CLIP_MODES = ("norm", "element", "none")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "float32", "bfloat16")
+FORMAT = 1
+__version__ = "0.1.0"
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the flag and the fix."""
+
+
+def _opt(default: Any, flag: str, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    meta = {"flag": flag, "help": help}
+    if choices is not None:
+        meta["choices"] = choices
+    return field(default=default, metadata=meta)
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a CharLM. Stored in config.json; fixed for the life of a run."""
+
+    cell: str = _opt("lstm", "--cell", "recurrent cell", CELLS)
+    num_layers: int = _opt(2, "--layers", "number of stacked recurrent layers")
+    hidden_size: int = _opt(512, "--hidden", "units per recurrent layer")
+    embedding_size: int = _opt(64, "--embedding", "size of the character embedding")
+    dropout: float = _opt(0.0, "--dropout", "dropout between layers and before the head")
+    init: str = _opt("default", "--init", "initialization preset for the recurrent weights", INITS)
+    forget_bias: float = _opt(1.0, "--forget-bias", "LSTM forget-gate bias at init (1 as char-rnn)")
+    vocab_size: int = 0  # set from the corpus, never a flag
+
+    def __post_init__(self) -> None:
+        _check(self.cell in CELLS, f"--cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
+        _check(self.init in INITS, f"--init must be one of {', '.join(INITS)}, got {self.init!r}")
+        _check(self.num_layers >= 1, f"--layers must be at least 1, got {self.num_layers}")
+        _check(self.hidden_size >= 1, f"--hidden must be at least 1, got {self.hidden_size}")
+        _check(self.embedding_size >= 1, f"--embedding must be >= 1, got {self.embedding_size}")
+        _check(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), got {self.dropout}")
+        _check(self.vocab_size >= 0, f"vocab_size must be >= 0, got {self.vocab_size}")
+        _check(
+            self.init != "identity" or self.cell in ("rnn", "rnn-relu"),
+            "--init identity (IRNN) is for --cell rnn or rnn-relu; pick another --init",
+        )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a run trains. Budgets (max_steps, minutes) count the whole run, across resumes."""
+
+    batch_size: int = _opt(64, "--batch-size", "number of contiguous streams trained in parallel")
+    seq_len: int = _opt(128, "--seq-len", "truncated-BPTT length: characters per stream per step")
+    learning_rate: float = _opt(4e-3, "--lr", "peak AdamW learning rate")
+    min_lr_fraction: float = _opt(0.02, "--min-lr-fraction", "final lr as a fraction of --lr")
+    warmup_steps: int = _opt(50, "--warmup-steps", "linear warmup steps before cosine decay")
+    weight_decay: float = _opt(0.0, "--weight-decay", "AdamW weight decay on weight matrices")
+    grad_clip: float = _opt(1.0, "--grad-clip", "gradient clipping threshold")
+    clip_mode: str = _opt(
+        "norm", "--clip-mode", "norm: global L2 norm; element: clamp each entry", CLIP_MODES
+    )
+    max_steps: int | None = _opt(None, "--max-steps", "stop after this many steps in total")
+    minutes: float | None = _opt(
+        None, "--minutes", "stop after this much training time in total (validation not counted)"
+    )
+    eval_every_s: float = _opt(60.0, "--eval-every", "seconds of training between validations")
+    eval_chars: int = _opt(
+        250_000, "--eval-chars", "validate on the first N characters of the split (0: all)"
+    )
+    val_fraction: float = _opt(0.1, "--val-fraction", "fraction of the corpus held out (tail)")
+    sample_chars: int = _opt(200, "--preview-chars", "characters sampled at each validation")
+    seed: int = _opt(1337, "--seed", "random seed for init, data order and dropout")
+    device: str = _opt("auto", "--device", "auto picks cuda, then mps, then cpu", DEVICES)
+    dtype: str = _opt(
+        "auto", "--dtype", "autocast dtype; auto: bfloat16 where the hardware has it", DTYPES
+    )
+
+    def __post_init__(self) -> None:
+        _check(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
+        _check(self.seq_len >= 1, f"--seq-len must be at least 1, got {self.seq_len}")
+        _check(self.learning_rate > 0, f"--lr must be positive, got {self.learning_rate}")
+        _check(0 <= self.min_lr_fraction <= 1, "--min-lr-fraction must be in [0, 1]")
+        _check(self.warmup_steps >= 0, f"--warmup-steps must be >= 0, got {self.warmup_steps}")
+        _check(self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}")
+        _check(self.grad_clip > 0, f"--grad-clip must be positive, got {self.grad_clip}")
+        _check(
+            self.clip_mode in CLIP_MODES,
+            f"--clip-mode must be one of {', '.join(CLIP_MODES)}, got {self.clip_mode!r}",
+        )
+        _check(
+            self.max_steps is None or self.max_steps >= 1,
+            f"--max-steps must be at least 1, got {self.max_steps}",
+        )
+        _check(
+            self.minutes is None or self.minutes > 0,
+            f"--minutes must be positive, got {self.minutes}",
+        )
+        _check(self.eval_every_s > 0, f"--eval-every must be positive, got {self.eval_every_s}")
+        _check(self.eval_chars >= 0, f"--eval-chars must be >= 0, got {self.eval_chars}")
+        _check(
+            0 < self.val_fraction < 1, f"--val-fraction must be in (0, 1), got {self.val_fraction}"
+        )
+        _check(self.sample_chars >= 0, f"--preview-chars must be >= 0, got {self.sample_chars}")
+        _check(
+            self.device in DEVICES,
+            f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}",
+        )
+        _check(
+            self.dtype in DTYPES, f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}"
+        )
+
+    def budget_fraction(self, step: int, elapsed_s: float) -> float:
+        """Fraction of the budget spent, in [0, 1]: whichever of steps or time runs out first."""
+        fractions = [0.0]
+        if self.max_steps is not None:
+            fractions.append(step / self.max_steps)
+        if self.minutes is not None:
+            fractions.append(elapsed_s / (60.0 * self.minutes))
+        return min(1.0, max(fractions))
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """Where the text came from; enough to find it again on resume and to check it is unchanged."""
+
+    source: str = "python"  # a named corpus, a file or a folder
+    glob: str | None = None
+    byte_mode: bool = False
+    sha256: str = ""  # of the concatenated text as encoded, filled in when encoded
+    num_chars: int = 0
+
+
+def flag_fields(cls: type) -> list[dataclasses.Field]:
+    """The fields of a config class that are exposed as command-line flags."""
+    return [f for f in dataclasses.fields(cls) if "flag" in f.metadata]
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """Build a config from JSON, ignoring unknown keys written by a newer rnnlab."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})

@@ -1,0 +1,191 @@
+"""Token files and batches: a corpus is encoded once into a memory-mapped file of ids, split
+90/10 (train head, validation tail) and read as B contiguous streams for truncated BPTT.
+
+Imports config, vocab and corpus from rnnlab; never model, training or anything above.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .corpus import Corpus, CorpusError, cache_dir, iter_bytes, iter_text
+from .vocab import Vocab
+
+TOKEN_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class TokenFile:
+    """An encoded corpus on disk: ids in the smallest unsigned dtype that holds the vocabulary."""
+
+    path: Path
+    vocab: Vocab
+    num_tokens: int
+    sha256: str  # of the UTF-8 text (char mode) or the raw bytes (byte mode)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return token_dtype(len(self.vocab))
+
+    def open(self) -> np.ndarray:
+        """The ids as a read-only memory map: nothing is read until it is indexed."""
+        return np.memmap(self.path, dtype=self.dtype, mode="r", shape=(self.num_tokens,))
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    if vocab_size <= 1 << 8:
+        return np.dtype(np.uint8)
+    if vocab_size <= 1 << 16:
+        return np.dtype(np.uint16)
+    return np.dtype(np.uint32)
+
+
+def encode_corpus(
+    corpus: Corpus, byte_mode: bool = False, directory: Path | None = None
+) -> TokenFile:
+    """Encode a corpus into a token file, once: a second call with unchanged inputs reuses it.
+
+    Streams twice over the files (vocabulary, then ids), holding one read chunk at a time, so a
+    corpus larger than memory encodes.
+
+    Args:
+        corpus: what to encode.
+        byte_mode: ids are raw bytes (vocabulary of 256) instead of Unicode code points.
+        directory: where token files are cached; default ``cache_dir()/tokens``.
+
+    Returns:
+        The TokenFile, whose ``open()`` gives the memory-mapped ids.
+    """
+    directory = Path(directory) if directory is not None else cache_dir() / "tokens"
+    key = hashlib.sha256(
+        f"{TOKEN_FORMAT}\0{'byte' if byte_mode else 'char'}\0{corpus.fingerprint()}".encode()
+    ).hexdigest()[:32]
+    meta_path = directory / f"{key}.json"
+    bin_path = directory / f"{key}.bin"
+    if meta_path.is_file() and bin_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        tokens = TokenFile(
+            bin_path, Vocab.from_json(meta["vocab"]), meta["num_tokens"], meta["sha256"]
+        )
+        if bin_path.stat().st_size == tokens.num_tokens * tokens.dtype.itemsize:
+            return tokens
+    directory.mkdir(parents=True, exist_ok=True)
+
+    # Pass 1: vocabulary, length and checksum.
+    digest = hashlib.sha256()
+    if byte_mode:
+        vocab = Vocab.bytes()
+        num_tokens = 0
+        for raw in iter_bytes(corpus):
+            digest.update(raw)
+            num_tokens += len(raw)
+    else:
+        seen: set[str] = set()
+        num_tokens = 0
+        for text in iter_text(corpus):
+            digest.update(text.encode("utf-8"))
+            seen.update(text)
+            num_tokens += len(text)
+        vocab = Vocab.from_chars(seen)
+    if num_tokens == 0:
+        raise CorpusError(f"the corpus {corpus.name!r} is empty; give it some text")
+
+    # Pass 2: ids, written to a temporary file and renamed into place.
+    dtype = token_dtype(len(vocab))
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            if byte_mode:
+                for raw in iter_bytes(corpus):
+                    out.write(raw)
+            else:
+                points = np.array(vocab.code_points(), dtype=np.uint32)
+                for text in iter_text(corpus):
+                    cps = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
+                    np.searchsorted(points, cps).astype(dtype).tofile(out)
+        os.replace(tmp, bin_path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    meta = {"vocab": vocab.to_json(), "num_tokens": num_tokens, "sha256": digest.hexdigest()}
+    _write_json_atomic(meta_path, meta)
+    return TokenFile(bin_path, vocab, num_tokens, digest.hexdigest())
+
+
+def _write_json_atomic(path: Path, obj: object) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f)
+    os.replace(tmp, path)
+
+
+def split(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """The first (1 - val_fraction) of the ids train, the rest validates (nanoGPT's split)."""
+    n_train = int(len(ids) * (1.0 - val_fraction))
+    return ids[:n_train], ids[n_train:]
+
+
+class StreamBatches:
+    """Truncated-BPTT batches over B contiguous streams.
+
+    The training ids are cut into B streams of L ids each; step k reads the next T ids of every
+    stream, so row b of step k+1 continues row b of step k and the recurrent state can be
+    carried across steps (and detached, which is what makes the backprop "truncated")::
+
+        stream 0: |--chunk 0--|--chunk 1--|--chunk 2--| ...
+        stream 1: |--chunk 0--|--chunk 1--|--chunk 2--| ...
+          ...        step 0      step 1      step 2
+
+    Each epoch starts at a seeded random offset in [0, T), so chunk boundaries move between
+    epochs. Everything follows from the step number, so a resumed run reads the same batches.
+    """
+
+    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, seed: int) -> None:
+        self.ids = ids
+        self.batch_size = batch_size
+        self.seq_len = seq_len
+        self.seed = seed
+        self.stream_len = (len(ids) - 1) // batch_size
+        self.steps_per_epoch = (self.stream_len - seq_len) // seq_len
+        if self.steps_per_epoch < 1:
+            raise CorpusError(too_short_message(len(ids), batch_size, seq_len))
+
+    def offset(self, epoch: int) -> int:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return int(torch.randint(self.seq_len, (1,), generator=g)) if epoch else 0
+
+    def starts_epoch(self, step: int) -> bool:
+        """True when ``step`` begins a new epoch: the carried state must be reset."""
+        return step % self.steps_per_epoch == 0
+
+    def batch(self, step: int, rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and targets of a step, both (B, T) int64; ``rows`` picks a subset of streams."""
+        epoch, chunk = divmod(step, self.steps_per_epoch)
+        first = self.offset(epoch) + chunk * self.seq_len
+        starts = np.arange(self.batch_size)[rows] * self.stream_len + first  # (B,)
+        index = starts[:, None] + np.arange(self.seq_len + 1)[None, :]  # (B, T+1)
+        window = torch.from_numpy(self.ids[index].astype(np.int64))
+        return window[:, :-1], window[:, 1:]
+
+
+def too_short_message(num_train: int, batch_size: int, seq_len: int) -> str:
+    """Name the largest settings that fit a training split of ``num_train`` ids."""
+    fit_b = (num_train - 1) // (2 * seq_len)
+    if fit_b >= 1:
+        hint = f"use --batch-size {fit_b} or less (with --seq-len {seq_len})"
+    else:
+        fit_t = max(1, (num_train - 1) // 2)
+        hint = f"use --batch-size 1 and --seq-len {fit_t} or less, or give more text"
+    return (
+        f"the corpus is too short: its training split has {num_train:,} characters, but "
+        f"--batch-size {batch_size} x --seq-len {seq_len} needs at least "
+        f"{batch_size * 2 * seq_len + 1:,}; {hint}"
+    )

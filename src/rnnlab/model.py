@@ -1,0 +1,142 @@
+"""CharLM: embedding -> stack of fused recurrent layers (nn.LSTM / nn.GRU / nn.RNN) -> linear head.
+
+Training runs the fused PyTorch modules (oneDNN on CPU, cuDNN on GPU). Imports only config.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .config import ModelConfig
+
+State = tuple[torch.Tensor, ...]  # (h, c) for LSTM, (h,) otherwise; each (L, B, H)
+
+
+class CharLM(nn.Module):
+    """A character-level language model.
+
+    Example:
+        >>> lm = CharLM(ModelConfig(vocab_size=65, hidden_size=16, num_layers=1))
+        >>> logits, state = lm(torch.zeros(2, 5, dtype=torch.long))
+        >>> logits.shape
+        torch.Size([2, 5, 65])
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if config.vocab_size < 1:
+            raise ValueError("ModelConfig.vocab_size must be set before building a CharLM")
+        self.config = config
+        self.embedding = nn.Embedding(config.vocab_size, config.embedding_size)
+        kind = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN, "rnn-relu": nn.RNN}[config.cell]
+        extra = {"nonlinearity": "relu" if config.cell == "rnn-relu" else "tanh"}
+        self.rnn = kind(
+            config.embedding_size,
+            config.hidden_size,
+            config.num_layers,
+            batch_first=True,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+            **(extra if kind is nn.RNN else {}),
+        )
+        self.drop = nn.Dropout(config.dropout)
+        self.head = nn.Linear(config.hidden_size, config.vocab_size)
+        initialize(self.rnn, config)
+
+    @property
+    def num_states(self) -> int:
+        return 2 if self.config.cell == "lstm" else 1
+
+    def init_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
+        """Zeros: the state at the start of a text."""
+        c = self.config
+        shape = (c.num_layers, batch_size, c.hidden_size)
+        device = device if device is not None else self.head.weight.device
+        dtype = self.head.weight.dtype
+        return tuple(torch.zeros(shape, device=device, dtype=dtype) for _ in range(self.num_states))
+
+    def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """Args:
+            ids: (B, T) int64 character ids.
+            state: the state returned by the previous call, or None for zeros.
+
+        Returns:
+            logits (B, T, V) and the state after the last step.
+        """
+        x = self.embedding(ids)  # (B, T, E)
+        if state is None:
+            state = self.init_state(ids.size(0), ids.device)
+        # under autocast the LSTM runs (and returns its state) in bf16; the carried state keeps
+        # the model's dtype, which is exact both ways, so it is one type wherever it is saved
+        out, new_state = self.rnn(x, state if self.num_states == 2 else state[0])  # (B, T, H)
+        new_state = new_state if isinstance(new_state, tuple) else (new_state,)
+        new_state = tuple(s.to(self.head.weight.dtype) for s in new_state)
+        logits = self.head(self.drop(out))  # (B, T, V)
+        return logits, new_state
+
+
+def detach(state: State) -> State:
+    """Cut the graph between BPTT chunks: gradients stop here, values carry on."""
+    return tuple(s.detach() for s in state)
+
+
+@torch.no_grad()
+def initialize(rnn: nn.RNNBase, config: ModelConfig) -> None:
+    """Apply an init preset to the recurrent weights (PyTorch's gate order: LSTM i,f,g,o; GRU
+    r,z,n). Presets:
+
+    - default: PyTorch's U(-1/sqrt(H), 1/sqrt(H)).
+    - uniform: U(-0.08, 0.08) everywhere, as char-rnn.
+    - orthogonal: orthogonal W_hh per gate block, Xavier-uniform W_ih, zero biases.
+    - identity: IRNN (Le, Jaitly & Hinton 2015): W_hh = I, W_ih ~ N(0, 0.001), zero biases.
+    - chrono: orthogonal weights, and LSTM forget bias log(U[1, T_max - 1]) with input bias its
+      negative (Tallec & Ollivier 2018, eq. 17), T_max = 128; for GRU the update gate alike.
+    The LSTM forget-gate bias is then set to ``forget_bias`` (except under chrono).
+    """
+    H = config.hidden_size
+    blocks = rnn.weight_hh_l0.size(0) // H  # gates per layer: 4 LSTM, 3 GRU, 1 RNN
+    for name, p in rnn.named_parameters():
+        if config.init == "uniform":
+            p.uniform_(-0.08, 0.08)
+        elif config.init in ("orthogonal", "chrono"):
+            if name.startswith("weight_hh"):
+                for k in range(blocks):
+                    nn.init.orthogonal_(p[k * H : (k + 1) * H])
+            elif name.startswith("weight_ih"):
+                nn.init.xavier_uniform_(p)
+            else:
+                p.zero_()
+        elif config.init == "identity":
+            if name.startswith("weight_hh"):
+                p.copy_(torch.eye(H))
+            elif name.startswith("weight_ih"):
+                p.normal_(0.0, 0.001)
+            else:
+                p.zero_()
+    for name, p in rnn.named_parameters():
+        if not name.startswith("bias"):
+            continue
+        if config.init == "chrono" and config.cell in ("lstm", "gru"):
+            t_max = 128
+            u = torch.empty(H).uniform_(1, t_max - 1)
+            gate = torch.log(u) / 2  # split between bias_ih and bias_hh
+            if config.cell == "lstm":
+                p[H : 2 * H] = gate  # forget
+                p[0:H] = -gate  # input
+            else:
+                p[H : 2 * H] = gate  # GRU update z: h' = (1 - z) n + z h; z -> 1 keeps memory
+        elif config.cell == "lstm":
+            # the sum bias_ih + bias_hh is what acts: put all of it on bias_hh
+            p[H : 2 * H] = config.forget_bias if name.startswith("bias_hh") else 0.0
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def flops_per_char(config: ModelConfig) -> float:
+    """Training FLOPs per character (forward + backward = 3x forward), matmuls only."""
+    gates = {"lstm": 4, "gru": 3, "rnn": 1, "rnn-relu": 1}[config.cell]
+    H, E, V = config.hidden_size, config.embedding_size, config.vocab_size
+    per_layer = [gates * H * ((E if i == 0 else H) + H) for i in range(config.num_layers)]
+    return 6.0 * (sum(per_layer) + H * V)

@@ -1,0 +1,370 @@
+"""The one training loop: truncated BPTT over contiguous streams, AdamW with warmup and cosine
+decay, gradient clipping, budgets in steps or minutes, exact validation, checkpoints that resume
+exactly, Ctrl-C that saves. Imports everything below it; never viz, lab or cli.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from . import checkpoint as ckpt
+from .config import ConfigError, CorpusConfig, ModelConfig, TrainConfig
+from .corpus import CorpusError, resolve
+from .data import StreamBatches, TokenFile, encode_corpus, split
+from .evaluation import LN2, loss_nats
+from .model import CharLM, detach
+from .sampling import generate
+
+DEFAULT_MINUTES = 3.0  # budget when neither --max-steps nor --minutes is given
+LOG_EVERY_STEPS = 10
+MAX_BAD_STEPS = 20  # consecutive non-finite losses before giving up
+
+
+@dataclass(frozen=True)
+class EvalEvent:
+    """What ``on_eval`` receives after each validation."""
+
+    step: int
+    bpc: float
+    loss_nats: float
+    best_bpc: float
+    elapsed_s: float
+    sample: str
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    step: int
+    elapsed_s: float
+    best_val_bpc: float
+    last_val_bpc: float
+    stopped: str  # "budget", "interrupted" (Ctrl-C, saved) or "diverged" (non-finite loss)
+    sample: str
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda, but no CUDA GPU is visible; use --device cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--device mps, but MPS is not available; use --device cpu")
+    return torch.device(name)
+
+
+def cpu_has_bf16() -> bool:
+    """True where the CPU has native bf16 matmul (AVX-512 BF16 or AMX): autocast then pays."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for plain float32."""
+    if name == "float32":
+        return None
+    if name == "bfloat16":
+        return torch.bfloat16
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    if device.type == "cpu" and cpu_has_bf16():
+        return torch.bfloat16
+    return None
+
+
+def learning_rate(cfg: TrainConfig, step: int, fraction: float) -> float:
+    """Linear warmup over ``warmup_steps``, then cosine from lr down to lr * min_lr_fraction as
+    the budget (steps or time) is spent."""
+    warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+    floor = cfg.min_lr_fraction
+    return (
+        cfg.learning_rate * warm * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * fraction)))
+    )
+
+
+def make_optimizer(model: CharLM, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW; weight decay on the weight matrices only (not embedding rows, not biases)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (decay if p.dim() >= 2 and not name.startswith("embedding") else no_decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(0.9, 0.99))
+
+
+@contextmanager
+def _sigint_flag():
+    """While active, the first Ctrl-C sets a flag (the loop stops and saves at the end of the
+    step); a second one raises KeyboardInterrupt at once."""
+    hit = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield hit
+        return
+
+    def handler(signum, frame):
+        if hit.is_set():
+            raise KeyboardInterrupt
+        hit.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield hit
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def load_tokens(corpus: CorpusConfig, expect_sha256: str | None = None) -> TokenFile:
+    tokens = encode_corpus(resolve(corpus.source, corpus.glob), byte_mode=corpus.byte_mode)
+    if expect_sha256 and tokens.sha256 != expect_sha256:
+        raise CorpusError(
+            f"the corpus {corpus.source!r} changed since this run started (sha256 differs); "
+            "restore it, or start a new run"
+        )
+    return tokens
+
+
+def train(
+    corpus: CorpusConfig,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    out: Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    on_eval: Callable[[EvalEvent], None] | None = None,
+) -> TrainResult:
+    """Train a CharLM into the run directory ``out``, or continue the run there.
+
+    Args:
+        corpus: the text (ignored on resume: the run's own corpus is used and checked).
+        model_config: architecture (ignored on resume: the run's own is used).
+        train_config: on a new run, everything; on resume only the budget (``max_steps``,
+            ``minutes``) is taken from it, the rest comes from the run.
+        out: the run directory; must not hold a run unless ``resume``.
+        resume: continue the run in ``out`` exactly where its last checkpoint left it.
+        progress: show a tqdm bar on stderr.
+        on_eval: called after each validation with an EvalEvent.
+
+    Returns:
+        A TrainResult; ``stopped`` says why the loop ended.
+    """
+    out = Path(out)
+    if resume:
+        saved = ckpt.load_config(out)
+        budget = {"max_steps": train_config.max_steps, "minutes": train_config.minutes}
+        corpus, model_config = saved.corpus, saved.model
+        train_config = dataclasses.replace(saved.train, **budget)
+    elif out.exists() and any(out.iterdir()):
+        what = "a run" if (out / ckpt.CONFIG).exists() else "other files"
+        raise ConfigError(
+            f"{out} already holds {what}; resume it with --resume {out}, or pick another --out"
+        )
+    if train_config.max_steps is None and train_config.minutes is None:
+        train_config = dataclasses.replace(train_config, minutes=DEFAULT_MINUTES)
+    cfg = train_config
+    device = resolve_device(cfg.device)
+    amp_dtype = resolve_dtype(cfg.dtype, device)
+
+    tokens = load_tokens(corpus, corpus.sha256 if resume else None)
+    ids = tokens.open()
+    train_ids, val_ids = split(ids, cfg.val_fraction)
+    if len(val_ids) < 2:
+        raise CorpusError(
+            "the validation split is under 2 characters; give more text or raise --val-fraction"
+        )
+    if cfg.eval_chars:
+        val_ids = val_ids[: cfg.eval_chars + 1]
+    batches = StreamBatches(train_ids, cfg.batch_size, cfg.seq_len, cfg.seed)
+    vocab = tokens.vocab
+    model_config = dataclasses.replace(model_config, vocab_size=len(vocab))
+    corpus = dataclasses.replace(corpus, sha256=tokens.sha256, num_chars=tokens.num_tokens)
+
+    torch.manual_seed(cfg.seed)
+    model = CharLM(model_config).to(device)
+    optimizer = make_optimizer(model, cfg)
+    step, elapsed_s, best_bpc, last_bpc, last_eval_s = 0, 0.0, math.inf, math.inf, 0.0
+    state = None
+    if resume:
+        weights, weights_step = ckpt.load_weights(out / ckpt.LAST)
+        ts = ckpt.load_train_state(out / ckpt.TRAIN_STATE)
+        if weights_step != ts["step"]:
+            raise ckpt.CheckpointError(
+                f"{out}: {ckpt.LAST} (step {weights_step}) and {ckpt.TRAIN_STATE} "
+                f"(step {ts['step']}) disagree; the last save was cut short"
+            )
+        model.load_state_dict(weights)
+        optimizer.load_state_dict(ts["optimizer"])
+        step, elapsed_s = ts["step"], ts["elapsed_s"]
+        best_bpc, last_bpc, last_eval_s = ts["best_val_bpc"], ts["last_val_bpc"], ts["last_eval_s"]
+        torch.set_rng_state(ts["rng_cpu"])
+        if ts.get("rng_cuda") is not None and device.type == "cuda":
+            torch.cuda.set_rng_state(ts["rng_cuda"])
+        state = tuple(s.to(device) for s in ts["carried_state"]) or None
+        ckpt.truncate_metrics(out, step)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        ckpt.save_vocab(out, vocab)
+    ckpt.save_config(out, ckpt.RunConfig(model_config, cfg, corpus))
+
+    def autocast():
+        if amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(device.type, dtype=amp_dtype)
+
+    def save(final_sample: str = "") -> None:
+        if not all(torch.isfinite(p).all() for p in model.parameters()):
+            return  # never let non-finite weights overwrite a good checkpoint
+        ckpt.save_weights(out / ckpt.LAST, model, step)
+        carried = tuple(s.detach().cpu() for s in state) if state is not None else ()
+        ckpt.save_train_state(
+            out / ckpt.TRAIN_STATE,
+            {
+                "format": 1,
+                "step": step,
+                "elapsed_s": elapsed_s,
+                "best_val_bpc": best_bpc,
+                "last_val_bpc": last_bpc,
+                "last_eval_s": last_eval_s,
+                "optimizer": optimizer.state_dict(),
+                "rng_cpu": torch.get_rng_state(),
+                "rng_cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None,
+                "carried_state": carried,
+            },
+        )
+
+    def validate() -> EvalEvent:
+        nonlocal best_bpc, last_bpc, last_eval_s
+        nats = loss_nats(model, val_ids, autocast_dtype=amp_dtype)
+        last_bpc, last_eval_s = nats / LN2, elapsed_s
+        if last_bpc < best_bpc:
+            best_bpc = last_bpc
+            ckpt.save_weights(out / ckpt.BEST, model, step)
+        text = ""
+        if cfg.sample_chars:
+            text = generate(model, vocab, length=cfg.sample_chars, temperature=0.8, seed=step)[0]
+        model.train()
+        ckpt.append_metrics(
+            out,
+            {
+                "step": step,
+                "split": "val",
+                "bpc": last_bpc,
+                "loss_nats": nats,
+                "elapsed_s": elapsed_s,
+            },
+        )
+        event = EvalEvent(step, last_bpc, nats, best_bpc, elapsed_s, text)
+        if on_eval is not None:
+            on_eval(event)
+        return event
+
+    bar = tqdm(
+        total=1000,
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        bar_format="{percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}",
+    )
+    model.train()
+    stopped, bad_steps, sample = "budget", 0, ""
+    window_chars, window_t, train_bpc = 0, 0.0, math.nan
+    chars_per_step = cfg.batch_size * cfg.seq_len
+    with _sigint_flag() as interrupted:
+        while True:
+            fraction = cfg.budget_fraction(step, elapsed_s)
+            if fraction >= 1.0:
+                break
+            if interrupted.is_set():
+                stopped = "interrupted"
+                break
+            t0 = time.perf_counter()
+            lr = learning_rate(cfg, step, fraction)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            if state is None or batches.starts_epoch(step):
+                state = model.init_state(cfg.batch_size, device)
+            x, y = (t.to(device, non_blocking=True) for t in batches.batch(step))
+            with autocast():
+                logits, new_state = model(x, state)  # (B, T, V)
+            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip_mode == "norm":
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            else:
+                grad_norm = torch.stack([p.grad.norm() for p in model.parameters()]).norm()
+                if cfg.clip_mode == "element":
+                    torch.nn.utils.clip_grad_value_(model.parameters(), cfg.grad_clip)
+            loss_value = loss.item()
+            if not (math.isfinite(loss_value) and torch.isfinite(grad_norm)):
+                # skip the update; the weights are untouched and the state starts over
+                bad_steps += 1
+                state = None
+                if bad_steps >= MAX_BAD_STEPS:
+                    stopped = "diverged"
+                    break
+            else:
+                bad_steps = 0
+                optimizer.step()
+                state = detach(new_state)
+            step += 1
+            dt = time.perf_counter() - t0
+            elapsed_s += dt
+            window_chars += chars_per_step
+            window_t += dt
+            train_bpc = loss_value / LN2
+            if step % LOG_EVERY_STEPS == 0:
+                ckpt.append_metrics(
+                    out,
+                    {
+                        "step": step,
+                        "split": "train",
+                        "bpc": train_bpc,
+                        "loss_nats": loss_value,
+                        "lr": lr,
+                        "chars_per_s": window_chars / window_t,
+                        "elapsed_s": elapsed_s,
+                    },
+                )
+            bar.n = int(1000 * cfg.budget_fraction(step, elapsed_s))
+            val_text = f"{last_bpc:.3f}" if math.isfinite(last_bpc) else "-"
+            bar.set_postfix_str(
+                f"step {step} train {train_bpc:.3f} val {val_text} bpc "
+                f"{window_chars / window_t:,.0f} chars/s",
+                refresh=False,
+            )
+            bar.update(0)
+            if step % LOG_EVERY_STEPS == 0:
+                window_chars, window_t = 0, 0.0
+            if elapsed_s - last_eval_s >= cfg.eval_every_s:
+                sample = validate().sample
+                save()
+        if stopped != "diverged":
+            if last_eval_s != elapsed_s or not math.isfinite(last_bpc):
+                sample = validate().sample
+            save()
+    bar.close()
+    return TrainResult(out, step, elapsed_s, best_bpc, last_bpc, stopped, sample)

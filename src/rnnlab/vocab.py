@@ -1,0 +1,105 @@
+"""Vocab: characters (Unicode code points) or bytes <-> integer ids, and its JSON form.
+
+Stdlib only. Characters outside the vocabulary follow one explicit policy: "error" (default,
+listing them) or "skip" (drop them).
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+UNKNOWN_POLICIES = ("error", "skip")
+
+
+class UnknownCharacterError(ValueError):
+    """Text holds characters the model never saw in training."""
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """A sorted symbol table. In "char" mode symbols are one-character strings, in "byte"
+    mode they are the 256 byte values and text is UTF-8 encoded first."""
+
+    mode: str
+    symbols: tuple[Any, ...]
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("char", "byte"):
+            raise ValueError(f"vocabulary mode must be 'char' or 'byte', got {self.mode!r}")
+        if self.mode == "byte" and self.symbols != tuple(range(256)):
+            raise ValueError("a byte vocabulary holds exactly the byte values 0..255")
+        object.__setattr__(self, "_index", {s: i for i, s in enumerate(self.symbols)})
+
+    @classmethod
+    def from_chars(cls, chars: Iterable[str]) -> Vocab:
+        return cls("char", tuple(sorted(set(chars))))
+
+    @classmethod
+    def bytes(cls) -> Vocab:
+        return cls("byte", tuple(range(256)))
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    def unknown(self, text: str) -> list[str]:
+        """The distinct characters of ``text`` that are not in the vocabulary, sorted."""
+        if self.mode == "byte":
+            return []
+        return sorted(set(text) - self._index.keys())
+
+    def encode(self, text: str, unknown: str = "error") -> list[int]:
+        """Text -> ids. Raises UnknownCharacterError listing unseen characters (policy "error")."""
+        if unknown not in UNKNOWN_POLICIES:
+            raise ValueError(f"unknown-character policy must be one of {UNKNOWN_POLICIES}")
+        if self.mode == "byte":
+            return list(text.encode("utf-8"))
+        missing = self.unknown(text)
+        if missing and unknown == "error":
+            shown = " ".join(repr(c) for c in missing[:20])
+            more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
+            raise UnknownCharacterError(
+                f"{len(missing)} character(s) not in the model's vocabulary: {shown}{more}; "
+                "remove them or pass --unknown skip to drop them"
+            )
+        index = self._index
+        return [index[c] for c in text if c in index]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Ids -> text. In byte mode, invalid UTF-8 becomes U+FFFD."""
+        if self.mode == "byte":
+            return bytes(ids).decode("utf-8", errors="replace")
+        return "".join(self.symbols[i] for i in ids)
+
+    def incremental_decoder(self) -> codecs.IncrementalDecoder | None:
+        """For streaming byte-mode output: holds back partial UTF-8 sequences. None in char mode."""
+        if self.mode == "byte":
+            return codecs.getincrementaldecoder("utf-8")(errors="replace")
+        return None
+
+    def code_points(self) -> list[int]:
+        """Char mode: the sorted code points, for vectorized encoding (see data.py)."""
+        return [ord(c) for c in self.symbols]
+
+    def id_of(self, symbol: str) -> int | None:
+        """The id of a single character (char mode) or None if it is not in the vocabulary."""
+        if self.mode == "byte":
+            raw = symbol.encode("utf-8")
+            return raw[0] if len(raw) == 1 else None
+        return self._index.get(symbol)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mode": self.mode, "symbols": list(self.symbols)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Vocab:
+        mode = data["mode"]
+        symbols = tuple(data["symbols"])
+        if mode == "char":
+            if any(not isinstance(s, str) or len(s) != 1 for s in symbols):
+                raise ValueError("char vocabulary symbols must be single characters")
+            if list(symbols) != sorted(set(symbols)):
+                raise ValueError("char vocabulary symbols must be sorted and distinct")
+        return cls(mode, symbols)
