@@ -19,12 +19,13 @@ from tqdm import tqdm
 
 from . import checkpoint, corpus, evaluation, sampling, training
 from .config import ConfigError, CorpusConfig, ModelConfig, TrainConfig, __version__, flag_fields
-from .data import split
+from .data import DataError, split
 from .vocab import UnknownCharacterError
 
 USER_ERRORS = (
     ConfigError,
     corpus.CorpusError,
+    DataError,
     checkpoint.CheckpointError,
     UnknownCharacterError,
 )

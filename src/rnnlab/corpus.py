@@ -116,9 +116,9 @@ def _hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
-def iter_text(corpus: Corpus, chunk_bytes: int = READ_CHUNK_BYTES) -> Iterator[str]:
+def iter_text(corpus: Corpus) -> Iterator[str]:
     """Yield the corpus as text pieces, files joined by FILE_SEPARATOR, reading at most
-    ``chunk_bytes`` at a time. Invalid UTF-8 raises CorpusError pointing to --bytes."""
+    READ_CHUNK_BYTES at a time. Invalid UTF-8 raises CorpusError pointing to --bytes."""
     for n, f in enumerate(corpus.files):
         if n:
             yield FILE_SEPARATOR
@@ -126,7 +126,7 @@ def iter_text(corpus: Corpus, chunk_bytes: int = READ_CHUNK_BYTES) -> Iterator[s
         offset = 0
         with open(f, "rb") as fh:
             while True:
-                raw = fh.read(chunk_bytes)
+                raw = fh.read(READ_CHUNK_BYTES)
                 try:
                     text = decoder.decode(raw, final=not raw)
                 except UnicodeDecodeError as e:
@@ -146,13 +146,13 @@ def iter_text(corpus: Corpus, chunk_bytes: int = READ_CHUNK_BYTES) -> Iterator[s
                 offset += len(raw)
 
 
-def iter_bytes(corpus: Corpus, chunk_bytes: int = READ_CHUNK_BYTES) -> Iterator[bytes]:
+def iter_bytes(corpus: Corpus) -> Iterator[bytes]:
     """Yield the corpus as raw byte pieces (byte mode), files joined by FILE_SEPARATOR."""
     for n, f in enumerate(corpus.files):
         if n:
             yield FILE_SEPARATOR.encode()
         with open(f, "rb") as fh:
-            while raw := fh.read(chunk_bytes):
+            while raw := fh.read(READ_CHUNK_BYTES):
                 yield raw
 
 

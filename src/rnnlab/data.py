@@ -1,7 +1,7 @@
 """Token files and batches: a corpus is encoded once into a memory-mapped file of ids, split
 90/10 (train head, validation tail) and read as B contiguous streams for truncated BPTT.
 
-Imports config, vocab and corpus from rnnlab; never model, training or anything above.
+Imports only vocab from rnnlab (the caller wires a corpus's text in); never model or above.
 """
 
 from __future__ import annotations
@@ -10,16 +10,20 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .corpus import Corpus, CorpusError, cache_dir, iter_bytes, iter_text
 from .vocab import Vocab
 
 TOKEN_FORMAT = 1
+
+
+class DataError(ValueError):
+    """The text cannot be trained on as asked (empty, too short); the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -48,33 +52,36 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint32)
 
 
-def encode_corpus(
-    corpus: Corpus, byte_mode: bool = False, directory: Path | None = None
+def encode(
+    pieces: Callable[[], Iterable[str] | Iterable[bytes]],
+    byte_mode: bool,
+    key: str,
+    directory: Path,
 ) -> TokenFile:
-    """Encode a corpus into a token file, once: a second call with unchanged inputs reuses it.
+    """Encode a text stream into a token file, once: a second call with the same key reuses it.
 
-    Streams twice over the files (vocabulary, then ids), holding one read chunk at a time, so a
+    Streams twice over ``pieces()`` (vocabulary, then ids), holding one piece at a time, so a
     corpus larger than memory encodes.
 
     Args:
-        corpus: what to encode.
+        pieces: returns a fresh iterator over the text (str pieces; bytes in byte mode).
         byte_mode: ids are raw bytes (vocabulary of 256) instead of Unicode code points.
-        directory: where token files are cached; default ``cache_dir()/tokens``.
+        key: identifies the inputs (e.g. paths, sizes and mtimes); names the cached file.
+        directory: where token files are cached.
 
     Returns:
         The TokenFile, whose ``open()`` gives the memory-mapped ids.
     """
-    directory = Path(directory) if directory is not None else cache_dir() / "tokens"
-    key = hashlib.sha256(
-        f"{TOKEN_FORMAT}\0{'byte' if byte_mode else 'char'}\0{corpus.fingerprint()}".encode()
+    directory = Path(directory)
+    name = hashlib.sha256(
+        f"{TOKEN_FORMAT}\0{'byte' if byte_mode else 'char'}\0{key}".encode()
     ).hexdigest()[:32]
-    meta_path = directory / f"{key}.json"
-    bin_path = directory / f"{key}.bin"
+    meta_path = directory / f"{name}.json"
+    bin_path = directory / f"{name}.bin"
     if meta_path.is_file() and bin_path.is_file():
         meta = json.loads(meta_path.read_text())
-        tokens = TokenFile(
-            bin_path, Vocab.from_json(meta["vocab"]), meta["num_tokens"], meta["sha256"]
-        )
+        vocab = Vocab.from_json(meta["vocab"])
+        tokens = TokenFile(bin_path, vocab, meta["num_tokens"], meta["sha256"])
         if bin_path.stat().st_size == tokens.num_tokens * tokens.dtype.itemsize:
             return tokens
     directory.mkdir(parents=True, exist_ok=True)
@@ -84,19 +91,19 @@ def encode_corpus(
     if byte_mode:
         vocab = Vocab.bytes()
         num_tokens = 0
-        for raw in iter_bytes(corpus):
+        for raw in pieces():
             digest.update(raw)
             num_tokens += len(raw)
     else:
         seen: set[str] = set()
         num_tokens = 0
-        for text in iter_text(corpus):
+        for text in pieces():
             digest.update(text.encode("utf-8"))
             seen.update(text)
             num_tokens += len(text)
         vocab = Vocab.from_chars(seen)
     if num_tokens == 0:
-        raise CorpusError(f"the corpus {corpus.name!r} is empty; give it some text")
+        raise DataError("the corpus is empty; give it some text")
 
     # Pass 2: ids, written to a temporary file and renamed into place.
     dtype = token_dtype(len(vocab))
@@ -104,11 +111,11 @@ def encode_corpus(
     try:
         with os.fdopen(fd, "wb") as out:
             if byte_mode:
-                for raw in iter_bytes(corpus):
+                for raw in pieces():
                     out.write(raw)
             else:
                 points = np.array(vocab.code_points(), dtype=np.uint32)
-                for text in iter_text(corpus):
+                for text in pieces():
                     cps = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
                     np.searchsorted(points, cps).astype(dtype).tofile(out)
         os.replace(tmp, bin_path)
@@ -156,7 +163,7 @@ class StreamBatches:
         self.stream_len = (len(ids) - 1) // batch_size
         self.steps_per_epoch = (self.stream_len - seq_len) // seq_len
         if self.steps_per_epoch < 1:
-            raise CorpusError(too_short_message(len(ids), batch_size, seq_len))
+            raise DataError(too_short_message(len(ids), batch_size, seq_len))
 
     def offset(self, epoch: int) -> int:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)

@@ -53,7 +53,8 @@ def loss_nats(
             device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
         ):
             logits, state = model(window[:, :-1], state)  # (1, T, V)
-        total += F.cross_entropy(logits[0].float(), window[0, 1:], reduction="sum").item()
+        logits = logits[0] if logits.dtype == torch.float64 else logits[0].float()  # (T, V)
+        total += F.cross_entropy(logits, window[0, 1:], reduction="sum").item()
     model.train(was_training)
     return total / (n - 1)
 

@@ -22,8 +22,8 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from .config import ConfigError, CorpusConfig, ModelConfig, TrainConfig
-from .corpus import CorpusError, resolve
-from .data import StreamBatches, TokenFile, encode_corpus, split
+from .corpus import CorpusError, cache_dir, iter_bytes, iter_text, resolve
+from .data import StreamBatches, TokenFile, encode, split
 from .evaluation import LN2, loss_nats
 from .model import CharLM, detach
 from .sampling import generate
@@ -137,7 +137,12 @@ def _sigint_flag():
 
 
 def load_tokens(corpus: CorpusConfig, expect_sha256: str | None = None) -> TokenFile:
-    tokens = encode_corpus(resolve(corpus.source, corpus.glob), byte_mode=corpus.byte_mode)
+    """Encode the corpus (or reuse its cached token file), checking it is the one expected."""
+    files = resolve(corpus.source, corpus.glob)
+    read = iter_bytes if corpus.byte_mode else iter_text
+    tokens = encode(
+        lambda: read(files), corpus.byte_mode, files.fingerprint(), cache_dir() / "tokens"
+    )
     if expect_sha256 and tokens.sha256 != expect_sha256:
         raise CorpusError(
             f"the corpus {corpus.source!r} changed since this run started (sha256 differs); "

@@ -1,0 +1,83 @@
+"""Sampling speed: characters per second at batch 1 and 64 for a 2x512 LSTM (random weights:
+speed does not depend on them), rnnlab's generate() against the straightforward loop that
+calls torch's nn.LSTM one step at a time, measured in the same run.
+
+    python benchmarks/sampling.py [--length 2000] [--threads 2] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from rnnlab.config import ModelConfig
+from rnnlab.model import CharLM
+from rnnlab.sampling import generate
+from rnnlab.vocab import Vocab
+
+
+@torch.no_grad()
+def naive_loop(model: CharLM, batch: int, length: int) -> None:
+    """Embedding -> nn.LSTM on one step -> Linear -> softmax -> multinomial, state carried."""
+    token = torch.zeros(batch, 1, dtype=torch.long)
+    state = model.init_state(batch)
+    for _ in range(length):
+        logits, state = model(token, state)
+        probs = torch.softmax(logits[:, -1] / 0.8, -1)
+        token = torch.multinomial(probs, 1)
+
+
+def chars_per_s(fn, batch: int, length: int, repeats: int) -> float:
+    fn(batch, 50)  # warm-up
+    best = 0.0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(batch, length)
+        best = max(best, batch * length / (time.perf_counter() - t0))
+    return best
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--length", type=int, default=2000)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--hidden", type=int, default=512)
+    p.add_argument("--json", default="benchmarks/results/sampling.json")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    vocab = Vocab.from_chars("".join(chr(32 + i) for i in range(65)))
+    torch.manual_seed(0)
+    model = CharLM(ModelConfig(hidden_size=a.hidden, num_layers=2, vocab_size=len(vocab))).eval()
+
+    def ours(batch, length):
+        generate(model, vocab, "", length, temperature=0.8, seed=0, num_samples=batch)
+
+    def naive(batch, length):
+        naive_loop(model, batch, length)
+
+    rows = []
+    for batch in (1, 64):
+        baseline = chars_per_s(naive, batch, a.length, a.repeats)
+        rnnlab = chars_per_s(ours, batch, a.length, a.repeats)
+        rows.append({"batch": batch, "rnnlab_chars_per_s": rnnlab,
+                     "nn_lstm_step_chars_per_s": baseline, "ratio": rnnlab / baseline})
+    result = {"model": f"lstm 2x{a.hidden}", "threads": a.threads, "length": a.length,
+              "torch": torch.__version__, "rows": rows}
+    print(f"sampling, LSTM 2x{a.hidden}, {a.threads} threads, {a.length} chars per sample")
+    print(f"{'batch':>5} {'rnnlab chars/s':>15} {'nn.LSTM step chars/s':>21} {'ratio':>6}")
+    for r in rows:
+        print(f"{r['batch']:5d} {r['rnnlab_chars_per_s']:15,.0f} "
+              f"{r['nn_lstm_step_chars_per_s']:21,.0f} {r['ratio']:6.2f}")
+    if a.json:
+        from pathlib import Path
+
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

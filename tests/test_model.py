@@ -1,0 +1,86 @@
+import pytest
+import torch
+
+from rnnlab.config import ModelConfig
+from rnnlab.model import CharLM, flops_per_char
+from rnnlab.sampling import Decoder
+
+CELLS = ["lstm", "gru", "rnn", "rnn-relu"]
+
+
+def tiny(cell: str, layers: int = 2, **kw) -> CharLM:
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        cell=cell, num_layers=layers, hidden_size=16, embedding_size=8, vocab_size=11, **kw
+    )
+    return CharLM(cfg).double()
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_chunked_forward_equals_full_forward(cell):
+    m = tiny(cell).eval()
+    ids = torch.randint(0, 11, (3, 40))
+    full, full_state = m(ids)
+    a, s = m(ids[:, :17])
+    b, s = m(ids[:, 17:], s)
+    assert full.shape == (3, 40, 11)
+    torch.testing.assert_close(torch.cat([a, b], 1), full)
+    for x, y in zip(s, full_state, strict=True):
+        torch.testing.assert_close(x, y)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("layers", [1, 3])
+def test_decoder_step_equals_fused_forward(cell, layers):
+    """The hand-written sampling step is the fused module's math, float64 exact."""
+    m = tiny(cell, layers).eval()
+    ids = torch.randint(0, 11, (2, 12))
+    full, _ = m(ids)
+    dec = Decoder(m)
+    state = m.init_state(2)
+    for t in range(12):
+        logits, state = dec.step(ids[:, t], state)
+        torch.testing.assert_close(logits, full[:, t], rtol=1e-10, atol=1e-10)
+
+
+def test_lstm_forget_bias_is_one_by_default():
+    m = tiny("lstm")
+    H = 16
+    total = m.rnn.bias_ih_l0[H : 2 * H] + m.rnn.bias_hh_l0[H : 2 * H]
+    assert torch.all(total == 1.0)
+
+
+@pytest.mark.parametrize(
+    "init, check",
+    [
+        ("uniform", lambda w: w.abs().max() <= 0.08),
+        (
+            "orthogonal",
+            lambda w: torch.allclose(w[:16] @ w[:16].T, torch.eye(16, dtype=w.dtype), atol=1e-6),
+        ),
+    ],
+)
+def test_init_presets(init, check):
+    m = tiny("lstm", init=init)
+    assert check(m.rnn.weight_hh_l0.detach())
+
+
+def test_identity_init_is_irnn():
+    m = tiny("rnn-relu", init="identity")
+    assert torch.equal(m.rnn.weight_hh_l0.detach(), torch.eye(16, dtype=torch.float64))
+    assert torch.all(m.rnn.bias_hh_l0 == 0)
+
+
+def test_chrono_init_sets_forget_bias_in_range():
+    m = tiny("lstm", init="chrono")
+    H = 16
+    f = (m.rnn.bias_ih_l0 + m.rnn.bias_hh_l0)[H : 2 * H]
+    i = (m.rnn.bias_ih_l0 + m.rnn.bias_hh_l0)[:H]
+    assert torch.all(f >= 0) and torch.all(f <= torch.log(torch.tensor(127.0)))
+    torch.testing.assert_close(i, -f)
+
+
+def test_flops_count_for_the_reference_shape():
+    cfg = ModelConfig(hidden_size=512, num_layers=2, embedding_size=512, vocab_size=65)
+    # the peers' anchor file counts 25.37 MFLOP/char for this 2x512 LSTM
+    assert abs(flops_per_char(cfg) / 1e6 - 25.37) < 0.01

@@ -1,0 +1,135 @@
+import os
+import signal
+
+import pytest
+import safetensors.torch
+import torch
+from conftest import periodic_text, words_text
+
+from rnnlab import checkpoint, training
+from rnnlab.config import CorpusConfig, ModelConfig, TrainConfig
+from rnnlab.corpus import CorpusError
+
+SMALL = dict(hidden_size=24, num_layers=2, embedding_size=8)
+FAST = dict(
+    batch_size=4,
+    seq_len=16,
+    eval_every_s=1e9,
+    sample_chars=20,
+    dtype="float32",
+    device="cpu",
+    warmup_steps=5,
+)
+
+
+def run(tmp_path, text, out="run", resume=False, on_eval=None, model=None, **train):
+    f = tmp_path / "corpus.txt"
+    if not f.exists():
+        f.write_text(text)
+    return training.train(
+        CorpusConfig(source=str(f)),
+        ModelConfig(**(model or SMALL)),
+        TrainConfig(**(FAST | train)),
+        tmp_path / out,
+        resume=resume,
+        progress=False,
+        on_eval=on_eval,
+    )
+
+
+def weights(path):
+    return safetensors.torch.load_file(path)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "rnn-relu"])
+def test_each_cell_learns_a_periodic_text(tmp_path, cell):
+    result = run(
+        tmp_path, periodic_text(), model=SMALL | {"cell": cell}, max_steps=150, learning_rate=1e-2
+    )
+    assert result.stopped == "budget" and result.step == 150
+    assert result.best_val_bpc < 0.1, result.best_val_bpc  # uniform would be log2(9) = 3.17
+
+
+def test_run_directory_holds_format_1(tmp_path):
+    run(tmp_path, words_text(), max_steps=12)
+    d = tmp_path / "run"
+    cfg = checkpoint.load_config(d)
+    assert cfg.model.vocab_size == len(checkpoint.load_vocab(d))
+    assert cfg.corpus.sha256 and cfg.corpus.num_chars == len(words_text())
+    for name in (
+        "config.json",
+        "vocab.json",
+        "model.safetensors",
+        "last.safetensors",
+        "train_state.pt",
+        "metrics.jsonl",
+    ):
+        assert (d / name).is_file(), name
+    events = checkpoint.read_metrics(d)
+    assert {"step", "split", "bpc", "loss_nats", "elapsed_s"} <= set(events[-1])
+    assert any(e["split"] == "train" and "chars_per_s" in e and "lr" in e for e in events)
+    state = torch.load(d / "train_state.pt", weights_only=True)
+    assert state["step"] == 12
+
+
+def test_ctrl_c_saves_and_resume_equals_uninterrupted(tmp_path):
+    """Dropout on, so the RNG state must be restored too."""
+    model = SMALL | {"dropout": 0.1}
+    common = dict(max_steps=40, eval_every_s=1e-9)  # validate (and save) every step
+    run(tmp_path, words_text(), out="straight", model=model, **common)
+
+    def ctrl_c_at_17(event):
+        if event.step == 17:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    first = run(tmp_path, words_text(), out="cut", model=model, on_eval=ctrl_c_at_17, **common)
+    assert first.stopped == "interrupted" and first.step == 17  # stops before the next step
+    second = run(tmp_path, words_text(), out="cut", resume=True, max_steps=40)
+    assert second.step == 40
+    a, b = (
+        weights(tmp_path / "straight/last.safetensors"),
+        weights(tmp_path / "cut/last.safetensors"),
+    )
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    steps = [e["step"] for e in checkpoint.read_metrics(tmp_path / "cut") if e["split"] == "val"]
+    assert steps == sorted(set(steps))  # no event written twice
+
+
+def test_resume_extends_a_finished_run(tmp_path):
+    run(tmp_path, words_text(), max_steps=10)
+    result = run(tmp_path, words_text(), resume=True, max_steps=25)
+    assert result.step == 25
+    assert checkpoint.load_weights(tmp_path / "run/last.safetensors")[1] == 25
+
+
+def test_resume_refuses_a_changed_corpus(tmp_path):
+    run(tmp_path, words_text(), max_steps=5)
+    (tmp_path / "corpus.txt").write_text(words_text(seed=1))
+    with pytest.raises(CorpusError, match="changed"):
+        run(tmp_path, "", resume=True, max_steps=10)
+
+
+def test_non_finite_loss_never_overwrites_a_good_checkpoint(tmp_path, monkeypatch):
+    run(tmp_path, words_text(), max_steps=10)
+    good = weights(tmp_path / "run/last.safetensors")
+    real = training.F.cross_entropy
+    monkeypatch.setattr(training.F, "cross_entropy", lambda *a, **k: real(*a, **k) * float("nan"))
+    result = run(tmp_path, words_text(), resume=True, max_steps=100)
+    assert result.stopped == "diverged"
+    after = weights(tmp_path / "run/last.safetensors")
+    assert all(torch.equal(good[k], after[k]) for k in good)
+
+
+def test_existing_run_is_never_overwritten(tmp_path):
+    from rnnlab.config import ConfigError
+
+    run(tmp_path, words_text(), max_steps=5)
+    before = (tmp_path / "run/last.safetensors").read_bytes()
+    with pytest.raises(ConfigError, match="--resume"):
+        run(tmp_path, words_text(), max_steps=5)
+    assert (tmp_path / "run/last.safetensors").read_bytes() == before
+
+
+def test_element_clipping_and_minutes_budget(tmp_path):
+    result = run(tmp_path, words_text(), clip_mode="element", grad_clip=0.5, minutes=0.02)
+    assert result.stopped == "budget" and 1.1 <= result.elapsed_s <= 3.0
