@@ -33,8 +33,19 @@ def main() -> None:
     if out.exists():
         shutil.rmtree(out)
     t0 = time.perf_counter()
-    code = cli.main(["train", a.corpus, "--minutes", str(a.minutes), "--out", str(out),
-                     "--eval-chars", "0", *a.extra])
+    code = cli.main(
+        [
+            "train",
+            a.corpus,
+            "--minutes",
+            str(a.minutes),
+            "--out",
+            str(out),
+            "--eval-chars",
+            "0",
+            *a.extra,
+        ]
+    )
     wall_s = time.perf_counter() - t0
     if code != 0:
         raise SystemExit(code)
@@ -42,19 +53,28 @@ def main() -> None:
     train = [e for e in checkpoint.read_metrics(out) if e["split"] == "train"]
     best = min(e["loss_nats"] for e in evals)
     result = {
-        "corpus": a.corpus, "minutes": a.minutes, "extra_flags": a.extra, "wall_s": wall_s,
-        "final_val_nats": evals[-1]["loss_nats"], "best_val_nats": best,
-        "best_val_bpc": best / LN2, "steps": evals[-1]["step"],
+        "corpus": a.corpus,
+        "minutes": a.minutes,
+        "extra_flags": a.extra,
+        "wall_s": wall_s,
+        "final_val_nats": evals[-1]["loss_nats"],
+        "best_val_nats": best,
+        "best_val_bpc": best / LN2,
+        "steps": evals[-1]["step"],
         "mean_chars_per_s": sum(e["chars_per_s"] for e in train) / max(1, len(train)),
-        "curve": [{"step": e["step"], "elapsed_s": e["elapsed_s"], "val_nats": e["loss_nats"]}
-                  for e in evals],
+        "curve": [
+            {"step": e["step"], "elapsed_s": e["elapsed_s"], "val_nats": e["loss_nats"]}
+            for e in evals
+        ],
         "config": json.loads((out / "config.json").read_text()),
     }
     print(f"\n{'step':>6} {'train s':>8} {'val nats/char':>14} {'val bpc':>8}")
     for e in evals:
         print(f"{e['step']:6d} {e['elapsed_s']:8.0f} {e['loss_nats']:14.4f} {e['bpc']:8.4f}")
-    print(f"best validation: {best:.4f} nats/char ({best / LN2:.4f} bpc) in {a.minutes:g} "
-          f"minutes of training, {wall_s:.0f} s wall")
+    print(
+        f"best validation: {best:.4f} nats/char ({best / LN2:.4f} bpc) in {a.minutes:g} "
+        f"minutes of training, {wall_s:.0f} s wall"
+    )
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(result, indent=2))

@@ -53,8 +53,11 @@ def main() -> None:
     torch.manual_seed(0)
     model = CharLM(ModelConfig(hidden_size=a.hidden, num_layers=2, vocab_size=len(vocab))).eval()
 
-    def ours(batch, length):
-        generate(model, vocab, "", length, temperature=0.8, seed=0, num_samples=batch)
+    def ours(batch, length, dtype=None):
+        generate(model, vocab, "", length, temperature=0.8, seed=0, num_samples=batch, dtype=dtype)
+
+    def ours_bf16(batch, length):
+        ours(batch, length, torch.bfloat16)
 
     def naive(batch, length):
         naive_loop(model, batch, length)
@@ -63,15 +66,35 @@ def main() -> None:
     for batch in (1, 64):
         baseline = chars_per_s(naive, batch, a.length, a.repeats)
         rnnlab = chars_per_s(ours, batch, a.length, a.repeats)
-        rows.append({"batch": batch, "rnnlab_chars_per_s": rnnlab,
-                     "nn_lstm_step_chars_per_s": baseline, "ratio": rnnlab / baseline})
-    result = {"model": f"lstm 2x{a.hidden}", "threads": a.threads, "length": a.length,
-              "torch": torch.__version__, "rows": rows}
+        bf16 = chars_per_s(ours_bf16, batch, a.length, a.repeats)
+        rows.append(
+            {
+                "batch": batch,
+                "nn_lstm_step_chars_per_s": baseline,
+                "rnnlab_fp32_chars_per_s": rnnlab,
+                "rnnlab_bf16_chars_per_s": bf16,
+                "fp32_ratio": rnnlab / baseline,
+                "bf16_ratio": bf16 / baseline,
+            }
+        )
+    result = {
+        "model": f"lstm 2x{a.hidden}",
+        "threads": a.threads,
+        "length": a.length,
+        "torch": torch.__version__,
+        "rows": rows,
+    }
     print(f"sampling, LSTM 2x{a.hidden}, {a.threads} threads, {a.length} chars per sample")
-    print(f"{'batch':>5} {'rnnlab chars/s':>15} {'nn.LSTM step chars/s':>21} {'ratio':>6}")
+    print(
+        f"{'batch':>5} {'nn.LSTM step':>13} {'rnnlab fp32':>12} {'ratio':>6} "
+        f"{'rnnlab bf16':>12} {'ratio':>6}   (chars/s)"
+    )
     for r in rows:
-        print(f"{r['batch']:5d} {r['rnnlab_chars_per_s']:15,.0f} "
-              f"{r['nn_lstm_step_chars_per_s']:21,.0f} {r['ratio']:6.2f}")
+        print(
+            f"{r['batch']:5d} {r['nn_lstm_step_chars_per_s']:13,.0f} "
+            f"{r['rnnlab_fp32_chars_per_s']:12,.0f} {r['fp32_ratio']:6.2f} "
+            f"{r['rnnlab_bf16_chars_per_s']:12,.0f} {r['bf16_ratio']:6.2f}"
+        )
     if a.json:
         from pathlib import Path
 

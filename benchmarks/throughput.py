@@ -42,10 +42,22 @@ def matmul_peak(dtype: torch.dtype, n: int, seconds: float = 2.0) -> float:
 def train_chars_per_s(corpus: Path, steps: int, dtype: str, **model) -> float:
     """Median chars/s over the 10-step windows of a real run, the first window excluded."""
     with tempfile.TemporaryDirectory() as d:
-        rnnlab.train(corpus, out=Path(d) / "run", max_steps=steps, dtype=dtype, device="cpu",
-                     eval_every_s=1e9, eval_chars=1000, sample_chars=0, **model)
-        windows = [e["chars_per_s"] for e in checkpoint.read_metrics(Path(d) / "run")
-                   if e["split"] == "train"]
+        rnnlab.train(
+            corpus,
+            out=Path(d) / "run",
+            max_steps=steps,
+            dtype=dtype,
+            device="cpu",
+            eval_every_s=1e9,
+            eval_chars=1000,
+            sample_chars=0,
+            **model,
+        )
+        windows = [
+            e["chars_per_s"]
+            for e in checkpoint.read_metrics(Path(d) / "run")
+            if e["split"] == "train"
+        ]
     return statistics.median(windows[1:] or windows)
 
 
@@ -80,20 +92,39 @@ def main() -> None:
                 cps = train_chars_per_s(corpus, a.steps, dtype, num_layers=2, **cfg)
                 flops = flops_per_char(ModelConfig(num_layers=2, vocab_size=64, **cfg))
                 gflops = cps * flops / 1e9
-                rows.append({**cfg, "dtype": dtype, "chars_per_s": cps,
-                             "mflop_per_char": flops / 1e6, "gflop_per_s": gflops,
-                             "fraction_of_fp32_peak": gflops / peaks["float32"],
-                             "fraction_of_dtype_peak": gflops / peaks[dtype]})
-    result = {"threads": torch.get_num_threads(), "torch": torch.__version__,
-              "matmul_peak_gflop_per_s": peaks, "batch_size": 64, "seq_len": 128, "rows": rows}
-    print(f"matmul peak ({torch.get_num_threads()} threads): fp32 {peaks['float32']:.0f}, "
-          f"bf16 {peaks['bfloat16']:.0f} GFLOP/s")
-    print(f"{'cell':5} {'H':>5} {'E':>4} {'dtype':9} {'chars/s':>9} {'MFLOP/ch':>9} "
-          f"{'GFLOP/s':>8} {'of fp32 peak':>12} {'of own peak':>11}")
+                rows.append(
+                    {
+                        **cfg,
+                        "dtype": dtype,
+                        "chars_per_s": cps,
+                        "mflop_per_char": flops / 1e6,
+                        "gflop_per_s": gflops,
+                        "fraction_of_fp32_peak": gflops / peaks["float32"],
+                        "fraction_of_dtype_peak": gflops / peaks[dtype],
+                    }
+                )
+    result = {
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "matmul_peak_gflop_per_s": peaks,
+        "batch_size": 64,
+        "seq_len": 128,
+        "rows": rows,
+    }
+    print(
+        f"matmul peak ({torch.get_num_threads()} threads): fp32 {peaks['float32']:.0f}, "
+        f"bf16 {peaks['bfloat16']:.0f} GFLOP/s"
+    )
+    print(
+        f"{'cell':5} {'H':>5} {'E':>4} {'dtype':9} {'chars/s':>9} {'MFLOP/ch':>9} "
+        f"{'GFLOP/s':>8} {'of fp32 peak':>12} {'of own peak':>11}"
+    )
     for r in rows:
-        print(f"{r['cell']:5} {r['hidden_size']:5d} {r['embedding_size']:4d} {r['dtype']:9} "
-              f"{r['chars_per_s']:9,.0f} {r['mflop_per_char']:9.2f} {r['gflop_per_s']:8.1f} "
-              f"{r['fraction_of_fp32_peak']:12.0%} {r['fraction_of_dtype_peak']:11.0%}")
+        print(
+            f"{r['cell']:5} {r['hidden_size']:5d} {r['embedding_size']:4d} {r['dtype']:9} "
+            f"{r['chars_per_s']:9,.0f} {r['mflop_per_char']:9.2f} {r['gflop_per_s']:8.1f} "
+            f"{r['fraction_of_fp32_peak']:12.0%} {r['fraction_of_dtype_peak']:11.0%}"
+        )
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(result, indent=2))

@@ -20,7 +20,7 @@ from . import evaluation as _evaluation
 from . import sampling as _sampling
 from . import training as _training
 from .config import CorpusConfig, ModelConfig, TrainConfig, __version__
-from .model import CharLM
+from .model import CharLM, resolve_dtype
 from .training import EvalEvent, TrainResult
 from .vocab import Vocab
 
@@ -106,9 +106,12 @@ class LanguageModel:
         top_p: float = 1.0,
         seed: int | None = None,
         unknown: str = "error",
+        dtype: str = "auto",
     ) -> str:
         """One continuation of ``prompt`` (without the prompt). See ``generate_many``."""
-        return self.generate_many(prompt, 1, length, temperature, top_k, top_p, seed, unknown)[0]
+        return self.generate_many(
+            prompt, 1, length, temperature, top_k, top_p, seed, unknown, dtype
+        )[0]
 
     def generate_many(
         self,
@@ -120,8 +123,13 @@ class LanguageModel:
         top_p: float = 1.0,
         seed: int | None = None,
         unknown: str = "error",
+        dtype: str = "auto",
     ) -> list[str]:
-        """``num_samples`` continuations sampled in parallel (temperature 0: greedy)."""
+        """``num_samples`` continuations sampled in parallel (temperature 0: greedy).
+
+        ``dtype``: "float32", "bfloat16" or "auto" (bf16 weights where the CPU has native bf16).
+        """
+        device = self.model.head.weight.device
         return _sampling.generate(
             self.model,
             self.vocab,
@@ -133,6 +141,7 @@ class LanguageModel:
             seed,
             num_samples,
             unknown,
+            dtype=resolve_dtype(dtype, device),
         )
 
     def bits_per_char(self, text: str, unknown: str = "error") -> float:

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from . import checkpoint, corpus, evaluation, sampling, training
 from .config import ConfigError, CorpusConfig, ModelConfig, TrainConfig, __version__, flag_fields
 from .data import DataError, split
+from .model import resolve_device, resolve_dtype
 from .vocab import UnknownCharacterError
 
 USER_ERRORS = (
@@ -116,10 +117,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         if event.sample:
             tqdm.write("    " + event.sample[:160].replace("\n", "\n    "), file=sys.stderr)
 
-    if not args.quiet:
-        _err(
-            f"rnnlab {__version__}: training into {out} ({'resume' if args.resume else 'new run'})"
-        )
     result = training.train(
         corpus_config,
         model_config,
@@ -128,22 +125,25 @@ def cmd_train(args: argparse.Namespace) -> int:
         resume=bool(args.resume),
         progress=not args.quiet,
         on_eval=on_eval,
+        on_start=None if args.quiet else _err,
     )
+    sample = ""
+    if result.stopped != "diverged" and (out / checkpoint.BEST).is_file():
+        model, vocab, _ = checkpoint.load_model(out)
+        sample = sampling.generate(model, vocab, "", args.final_sample, 0.8, seed=0)[0]
+    summary = {
+        k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(result).items()
+    }
+    summary |= {"sample": sample, "best_val_nats": result.best_val_bpc * evaluation.LN2}
     if args.json:
-        print(
-            json.dumps(
-                {
-                    k: str(v) if isinstance(v, Path) else v
-                    for k, v in dataclasses.asdict(result).items()
-                }
-            )
-        )
+        print(json.dumps(summary))
     else:
-        print(result.sample)
+        if sample:
+            print(f"--- a sample from the best weights (temperature 0.8) ---\n{sample}\n---")
         print(
-            f"\n{result.stopped}: step {result.step}, {result.elapsed_s:.0f} s of training, "
-            f"val {result.last_val_bpc:.4f} bpc, best {result.best_val_bpc:.4f} bpc "
-            f"({result.best_val_bpc * evaluation.LN2:.4f} nats/char); run: {out}"
+            f"{result.stopped}: step {result.step}, {result.elapsed_s:.0f} s of training, "
+            f"best validation {result.best_val_bpc:.4f} bpc "
+            f"({summary['best_val_nats']:.4f} nats/char); run: {out}"
         )
     if result.stopped == "interrupted":
         _err(f"interrupted and saved; continue with: rnnlab train --resume {out}")
@@ -168,7 +168,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise UsageError(f"--top-p must be in (0, 1], got {args.top_p}")
     if args.top_k < 0 or args.length < 0:
         raise UsageError("--top-k and --length must be >= 0")
-    device = training.resolve_device(args.device)
+    device = resolve_device(args.device)
     weights = {"best": checkpoint.BEST, "last": checkpoint.LAST}[args.weights]
     model, vocab, _ = checkpoint.load_model(Path(args.run), weights, device)
     prompt = args.prompt
@@ -194,6 +194,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         args.num_samples,
         args.unknown,
         on_text=stream if args.stream and not args.json else None,
+        dtype=resolve_dtype(args.dtype, device),
     )
     seconds = time.perf_counter() - t0
     if args.json:
@@ -221,7 +222,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     run = Path(args.run)
-    device = training.resolve_device(args.device)
+    device = resolve_device(args.device)
     weights = {"best": checkpoint.BEST, "last": checkpoint.LAST}[args.weights]
     model, vocab, config = checkpoint.load_model(run, weights, device)
     train_ids = None
@@ -348,6 +349,13 @@ def build_parser() -> Parser:
     t.add_argument("--out", help="run directory (default: runs/CORPUS-TIME)")
     t.add_argument("--resume", metavar="RUN", help="continue RUN exactly where it stopped")
     t.add_argument("--quiet", action="store_true", help="no progress bar or previews")
+    t.add_argument(
+        "--final-sample",
+        type=int,
+        default=600,
+        metavar="N",
+        help="characters sampled from the best weights at the end",
+    )
     _add_config_flags(t, ModelConfig, "model (fixed for the life of a run)")
     _add_config_flags(t, TrainConfig, "training")
 
@@ -361,6 +369,13 @@ def build_parser() -> Parser:
     s.add_argument("--seed", type=int, default=None, help="same seed, same text")
     s.add_argument("--num-samples", type=int, default=1, help="samples drawn in parallel")
     s.add_argument("--stream", action="store_true", help="write characters as they come")
+    s.add_argument(
+        "--dtype",
+        choices=("auto", "float32", "bfloat16"),
+        default="auto",
+        help="weights for the per-character step; auto: bfloat16 where the CPU has "
+        "native bf16 (about 1.4x faster at batch 1)",
+    )
 
     e = p["eval"]
     e.add_argument("run", help="run directory")

@@ -82,7 +82,7 @@ class TrainConfig:
     )
     eval_every_s: float = _opt(60.0, "--eval-every", "seconds of training between validations")
     eval_chars: int = _opt(
-        250_000, "--eval-chars", "validate on the first N characters of the split (0: all)"
+        120_000, "--eval-chars", "validate on the first N characters of the split (0: all)"
     )
     val_fraction: float = _opt(0.1, "--val-fraction", "fraction of the corpus held out (tail)")
     sample_chars: int = _opt(200, "--preview-chars", "characters sampled at each validation")

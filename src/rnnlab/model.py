@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .config import ModelConfig
+from .config import ConfigError, ModelConfig
 
 State = tuple[torch.Tensor, ...]  # (h, c) for LSTM, (h,) otherwise; each (L, B, H)
 
@@ -140,3 +140,43 @@ def flops_per_char(config: ModelConfig) -> float:
     H, E, V = config.hidden_size, config.embedding_size, config.vocab_size
     per_layer = [gates * H * ((E if i == 0 else H) + H) for i in range(config.num_layers)]
     return 6.0 * (sum(per_layer) + H * V)
+
+
+# --- where the model runs ---------------------------------------------------------------------
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda, but no CUDA GPU is visible; use --device cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--device mps, but MPS is not available; use --device cpu")
+    return torch.device(name)
+
+
+def cpu_has_bf16() -> bool:
+    """True where the CPU has native bf16 matmul (AVX-512 BF16 or AMX): autocast then pays."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for plain float32."""
+    if name == "float32":
+        return None
+    if name == "bfloat16":
+        return torch.bfloat16
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    if device.type == "cpu" and cpu_has_bf16():
+        return torch.bfloat16
+    return None

@@ -25,7 +25,7 @@ from .config import ConfigError, CorpusConfig, ModelConfig, TrainConfig
 from .corpus import CorpusError, cache_dir, iter_bytes, iter_text, resolve
 from .data import StreamBatches, TokenFile, encode, split
 from .evaluation import LN2, loss_nats
-from .model import CharLM, detach
+from .model import CharLM, count_parameters, detach, resolve_device, resolve_dtype
 from .sampling import generate
 
 DEFAULT_MINUTES = 3.0  # budget when neither --max-steps nor --minutes is given
@@ -54,43 +54,6 @@ class TrainResult:
     last_val_bpc: float
     stopped: str  # "budget", "interrupted" (Ctrl-C, saved) or "diverged" (non-finite loss)
     sample: str
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda, but no CUDA GPU is visible; use --device cpu")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("--device mps, but MPS is not available; use --device cpu")
-    return torch.device(name)
-
-
-def cpu_has_bf16() -> bool:
-    """True where the CPU has native bf16 matmul (AVX-512 BF16 or AMX): autocast then pays."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for plain float32."""
-    if name == "float32":
-        return None
-    if name == "bfloat16":
-        return torch.bfloat16
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    if device.type == "cpu" and cpu_has_bf16():
-        return torch.bfloat16
-    return None
 
 
 def learning_rate(cfg: TrainConfig, step: int, fraction: float) -> float:
@@ -160,6 +123,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     on_eval: Callable[[EvalEvent], None] | None = None,
+    on_start: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train a CharLM into the run directory ``out``, or continue the run there.
 
@@ -172,6 +136,7 @@ def train(
         resume: continue the run in ``out`` exactly where its last checkpoint left it.
         progress: show a tqdm bar on stderr.
         on_eval: called after each validation with an EvalEvent.
+        on_start: called once the inputs are checked, with a one-line description of the run.
 
     Returns:
         A TrainResult; ``stopped`` says why the loop ended.
@@ -234,6 +199,15 @@ def train(
         ckpt.save_vocab(out, vocab)
     ckpt.save_config(out, ckpt.RunConfig(model_config, cfg, corpus))
 
+    if on_start is not None:
+        c = model_config
+        on_start(
+            f"{'resuming' if resume else 'training'} {c.cell} {c.num_layers}x{c.hidden_size} "
+            f"({count_parameters(model) / 1e6:.2f}M parameters) on {corpus.source} "
+            f"({tokens.num_tokens:,} {'bytes' if corpus.byte_mode else 'chars'}, vocabulary "
+            f"{len(vocab)}), {amp_dtype or torch.float32} on {device}, into {out}"
+        )
+
     def autocast():
         if amp_dtype is None:
             return nullcontext()
@@ -269,7 +243,9 @@ def train(
             ckpt.save_weights(out / ckpt.BEST, model, step)
         text = ""
         if cfg.sample_chars:
-            text = generate(model, vocab, length=cfg.sample_chars, temperature=0.8, seed=step)[0]
+            text = generate(
+                model, vocab, length=cfg.sample_chars, temperature=0.8, seed=step, dtype=amp_dtype
+            )[0]
         model.train()
         ckpt.append_metrics(
             out,

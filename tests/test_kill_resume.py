@@ -1,0 +1,48 @@
+"""End to end, in real processes: a run killed (SIGKILL) between two checkpoints and resumed
+ends with the same weights as the run never interrupted."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+import safetensors.torch
+import torch
+
+from conftest import words_text
+from rnnlab import checkpoint
+
+ARGS = (
+    "--hidden 24 --layers 2 --embedding 8 --batch-size 4 --seq-len 16 --dropout 0.1 "
+    "--dtype float32 --device cpu --quiet --max-steps 400 --eval-every 0.2 --preview-chars 0 "
+    "--final-sample 0"
+).split()
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_weights(tmp_path):
+    corpus = tmp_path / "words.txt"
+    corpus.write_text(words_text(lines=600))
+    cmd = [sys.executable, "-m", "rnnlab", "train", str(corpus), *ARGS]
+    subprocess.run([*cmd, "--out", str(tmp_path / "straight")], check=True, timeout=300)
+
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen([*cmd, "--out", str(cut)])
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill once a checkpoint exists and training has moved on
+        done = [e["step"] for e in checkpoint.read_metrics(cut) if e["split"] == "train"]
+        if (cut / "train_state.pt").exists() and done and done[-1] >= 150:
+            break
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    saved = torch.load(cut / "train_state.pt", weights_only=True)["step"]
+    assert 0 < saved < 400
+    resume = [sys.executable, "-m", "rnnlab", "train", "--resume", str(cut), "--quiet"]
+    subprocess.run(resume, check=True, timeout=300)
+
+    a = safetensors.torch.load_file(tmp_path / "straight" / "last.safetensors")
+    b = safetensors.torch.load_file(cut / "last.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    steps = [e["step"] for e in checkpoint.read_metrics(cut) if e["split"] == "train"]
+    assert steps == sorted(set(steps))  # events after the checkpoint were not written twice
