@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from rnnlab import corpus
 from rnnlab.data import DataError, StreamBatches, encode, split, token_dtype
@@ -77,3 +78,13 @@ def test_too_short_corpus_says_what_fits():
         StreamBatches(np.arange(1000), batch_size=64, seq_len=128, seed=0)
     with pytest.raises(DataError, match=r"--seq-len 4 or less"):
         StreamBatches(np.arange(10), batch_size=1, seq_len=128, seed=0)
+
+
+def test_state_resets_follow_from_the_step_alone():
+    b = StreamBatches(np.arange(100_000), batch_size=64, seq_len=8, seed=1)
+    masks = [b.resets(step, 0.05) for step in range(200)]
+    assert all(m.shape == (64,) and m.dtype == torch.bool for m in masks)
+    assert abs(torch.stack(masks).float().mean().item() - 0.05) < 0.01
+    again = StreamBatches(np.arange(100_000), batch_size=64, seq_len=8, seed=1)
+    assert torch.equal(again.resets(123, 0.05), masks[123])
+    assert not b.resets(5, 0.0).any()

@@ -8,15 +8,37 @@ import time
 import pytest
 import safetensors.torch
 import torch
-
 from conftest import words_text
+
 from rnnlab import checkpoint
 
-ARGS = (
-    "--hidden 24 --layers 2 --embedding 8 --batch-size 4 --seq-len 16 --dropout 0.1 "
-    "--dtype float32 --device cpu --quiet --max-steps 400 --eval-every 0.2 --preview-chars 0 "
-    "--final-sample 0"
-).split()
+ARGS = [
+    "--hidden",
+    "24",
+    "--layers",
+    "2",
+    "--embedding",
+    "8",
+    "--batch-size",
+    "4",
+    "--seq-len",
+    "16",
+    "--dropout",
+    "0.1",
+    "--dtype",
+    "float32",
+    "--device",
+    "cpu",
+    "--quiet",
+    "--max-steps",
+    "400",
+    "--eval-every",
+    "0.2",
+    "--preview-chars",
+    "0",
+    "--final-sample",
+    "0",
+]
 
 
 @pytest.mark.slow

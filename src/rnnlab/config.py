@@ -43,7 +43,7 @@ class ModelConfig:
     num_layers: int = _opt(2, "--layers", "number of stacked recurrent layers")
     hidden_size: int = _opt(512, "--hidden", "units per recurrent layer")
     embedding_size: int = _opt(64, "--embedding", "size of the character embedding")
-    dropout: float = _opt(0.0, "--dropout", "dropout between layers and before the head")
+    dropout: float = _opt(0.2, "--dropout", "dropout between layers and before the head")
     init: str = _opt("default", "--init", "initialization preset for the recurrent weights", INITS)
     forget_bias: float = _opt(1.0, "--forget-bias", "LSTM forget-gate bias at init (1 as char-rnn)")
     vocab_size: int = 0  # set from the corpus, never a flag
@@ -68,8 +68,11 @@ class TrainConfig:
 
     batch_size: int = _opt(64, "--batch-size", "number of contiguous streams trained in parallel")
     seq_len: int = _opt(128, "--seq-len", "truncated-BPTT length: characters per stream per step")
+    state_reset: float = _opt(
+        0.02, "--state-reset", "chance per step that a stream's carried state restarts from zeros"
+    )
     learning_rate: float = _opt(4e-3, "--lr", "peak AdamW learning rate")
-    min_lr_fraction: float = _opt(0.02, "--min-lr-fraction", "final lr as a fraction of --lr")
+    min_lr_fraction: float = _opt(0.0, "--min-lr-fraction", "final lr as a fraction of --lr")
     warmup_steps: int = _opt(50, "--warmup-steps", "linear warmup steps before cosine decay")
     weight_decay: float = _opt(0.0, "--weight-decay", "AdamW weight decay on weight matrices")
     grad_clip: float = _opt(1.0, "--grad-clip", "gradient clipping threshold")
@@ -95,6 +98,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
         _check(self.seq_len >= 1, f"--seq-len must be at least 1, got {self.seq_len}")
+        _check(
+            0 <= self.state_reset <= 1, f"--state-reset must be in [0, 1], got {self.state_reset}"
+        )
         _check(self.learning_rate > 0, f"--lr must be positive, got {self.learning_rate}")
         _check(0 <= self.min_lr_fraction <= 1, "--min-lr-fraction must be in [0, 1]")
         _check(self.warmup_steps >= 0, f"--warmup-steps must be >= 0, got {self.warmup_steps}")

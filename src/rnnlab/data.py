@@ -173,6 +173,14 @@ class StreamBatches:
         """True when ``step`` begins a new epoch: the carried state must be reset."""
         return step % self.steps_per_epoch == 0
 
+    def resets(self, step: int, probability: float) -> torch.Tensor:
+        """(B,) bool: which streams restart from a zero state before ``step``, drawn from the step
+        number alone (so resume repeats them). A model trained only on state carried from the
+        start of an epoch can fall into a useless state when a text starts cold; occasional
+        restarts teach it to recover."""
+        g = torch.Generator().manual_seed(self.seed * 7_919 + step)
+        return torch.rand(self.batch_size, generator=g) < probability
+
     def batch(self, step: int, rows: slice = slice(None)) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs and targets of a step, both (B, T) int64; ``rows`` picks a subset of streams."""
         epoch, chunk = divmod(step, self.steps_per_epoch)

@@ -170,6 +170,9 @@ def train(
     batches = StreamBatches(train_ids, cfg.batch_size, cfg.seq_len, cfg.seed)
     vocab = tokens.vocab
     model_config = dataclasses.replace(model_config, vocab_size=len(vocab))
+    source = Path(corpus.source).expanduser()
+    if not resume and source.exists():  # so the run resumes from any working directory
+        corpus = dataclasses.replace(corpus, source=str(source.resolve()))
     corpus = dataclasses.replace(corpus, sha256=tokens.sha256, num_chars=tokens.num_tokens)
 
     torch.manual_seed(cfg.seed)
@@ -213,7 +216,7 @@ def train(
             return nullcontext()
         return torch.autocast(device.type, dtype=amp_dtype)
 
-    def save(final_sample: str = "") -> None:
+    def save() -> None:
         if not all(torch.isfinite(p).all() for p in model.parameters()):
             return  # never let non-finite weights overwrite a good checkpoint
         ckpt.save_weights(out / ckpt.LAST, model, step)
@@ -287,6 +290,9 @@ def train(
                 group["lr"] = lr
             if state is None or batches.starts_epoch(step):
                 state = model.init_state(cfg.batch_size, device)
+            elif cfg.state_reset > 0:
+                keep = ~batches.resets(step, cfg.state_reset).to(device)  # (B,)
+                state = tuple(s * keep[None, :, None] for s in state)
             x, y = (t.to(device, non_blocking=True) for t in batches.batch(step))
             with autocast():
                 logits, new_state = model(x, state)  # (B, T, V)
