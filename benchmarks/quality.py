@@ -4,7 +4,7 @@ corpus and report validation nats/char (exact, the whole split) at each validati
     python benchmarks/quality.py [CORPUS] --minutes 10 [--out runs/quality] [--json out.json]
 
 CORPUS defaults to ../shared/data/tinyshakespeare.txt when it exists, else "shakespeare".
-Extra training flags can follow "--", e.g. -- --dropout 0.1 --lr 3e-3.
+Any other rnnlab train flag is passed on, e.g. --dropout 0.1 --lr 3e-3.
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--out", default="runs/quality")
     p.add_argument("--json", default="benchmarks/results/quality.json")
-    p.add_argument("extra", nargs="*", help="more rnnlab train flags, after --")
-    a = p.parse_args()
+    a, extra = p.parse_known_args()
     out = Path(a.out)
     if out.exists():
         shutil.rmtree(out)
@@ -43,7 +42,7 @@ def main() -> None:
             str(out),
             "--eval-chars",
             "0",
-            *a.extra,
+            *extra,
         ]
     )
     wall_s = time.perf_counter() - t0
@@ -55,7 +54,7 @@ def main() -> None:
     result = {
         "corpus": a.corpus,
         "minutes": a.minutes,
-        "extra_flags": a.extra,
+        "extra_flags": extra,
         "wall_s": wall_s,
         "final_val_nats": evals[-1]["loss_nats"],
         "best_val_nats": best,

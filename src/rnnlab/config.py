@@ -67,7 +67,7 @@ class TrainConfig:
     """How a run trains. Budgets (max_steps, minutes) count the whole run, across resumes."""
 
     batch_size: int = _opt(64, "--batch-size", "number of contiguous streams trained in parallel")
-    seq_len: int = _opt(128, "--seq-len", "truncated-BPTT length: characters per stream per step")
+    seq_len: int = _opt(64, "--seq-len", "truncated-BPTT length: characters per stream per step")
     state_reset: float = _opt(
         0.02, "--state-reset", "chance per step that a stream's carried state restarts from zeros"
     )
