@@ -19,7 +19,7 @@ import torch
 
 import rnnlab
 from rnnlab import checkpoint
-from rnnlab.config import ModelConfig
+from rnnlab.config import ModelConfig, TrainConfig
 from rnnlab.model import flops_per_char
 
 
@@ -107,8 +107,8 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "matmul_peak_gflop_per_s": peaks,
-        "batch_size": 64,
-        "seq_len": 128,
+        "batch_size": TrainConfig().batch_size,
+        "seq_len": TrainConfig().seq_len,
         "rows": rows,
     }
     print(

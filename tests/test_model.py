@@ -1,9 +1,9 @@
 import pytest
 import torch
 
+from rnnlab.cells import StepDecoder
 from rnnlab.config import ModelConfig
 from rnnlab.model import CharLM, flops_per_char
-from rnnlab.sampling import Decoder
 
 CELLS = ["lstm", "gru", "rnn", "rnn-relu"]
 
@@ -31,13 +31,14 @@ def test_chunked_forward_equals_full_forward(cell):
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("layers", [1, 3])
-def test_decoder_step_equals_fused_forward(cell, layers):
+@pytest.mark.parametrize("batch", [1, 2])
+def test_decoder_step_equals_fused_forward(cell, layers, batch):
     """The hand-written sampling step is the fused module's math, float64 exact."""
     m = tiny(cell, layers).eval()
-    ids = torch.randint(0, 11, (2, 12))
+    ids = torch.randint(0, 11, (batch, 12))
     full, _ = m(ids)
-    dec = Decoder(m)
-    state = m.init_state(2)
+    dec = StepDecoder.from_model(m)
+    state = m.init_state(batch)
     for t in range(12):
         logits, state = dec.step(ids[:, t], state)
         torch.testing.assert_close(logits, full[:, t], rtol=1e-10, atol=1e-10)
@@ -84,3 +85,16 @@ def test_flops_count_for_the_reference_shape():
     cfg = ModelConfig(hidden_size=512, num_layers=2, embedding_size=512, vocab_size=65)
     # the peers' anchor file counts 25.37 MFLOP/char for this 2x512 LSTM
     assert abs(flops_per_char(cfg) / 1e6 - 25.37) < 0.01
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.bfloat16, 2e-2), (torch.int8, 2e-2)])
+def test_low_precision_decoder_stays_close(dtype, tol):
+    torch.manual_seed(0)
+    m = CharLM(ModelConfig(hidden_size=64, num_layers=2, vocab_size=11)).eval()
+    ids = torch.randint(0, 11, (1, 50))
+    full, _ = m(ids)
+    dec = StepDecoder.from_model(m, dtype)
+    state = m.init_state(1)
+    for t in range(50):
+        logits, state = dec.step(ids[:, t], state)
+        torch.testing.assert_close(logits, full[:, t], rtol=0, atol=tol)

@@ -1,7 +1,8 @@
 """Step-by-step reference cells: the equations of torch.nn.LSTM / GRU / RNN written one time
 step at a time, loading the fused modules' weights unchanged, exposing every gate and state.
 
-For the viz and the lab (training uses the fused modules). Equations as in the PyTorch docs:
+ReferenceRNN is for the viz and the lab (training uses the fused modules); StepDecoder is the
+fast one-character step that sampling uses. Equations as in the PyTorch docs:
 LSTM  i,f,o = sigmoid(W_i* x + b_i* + W_h* h + b_h*), g = tanh(...), c' = f c + i g,
       h' = o tanh(c')                       (Hochreiter & Schmidhuber 1997, with forget gate)
 GRU   r,z = sigmoid(...), n = tanh(W_in x + b_in + r (W_hn h + b_hn)), h' = (1 - z) n + z h
@@ -132,3 +133,164 @@ class ReferenceRNN(nn.Module):
             else {}
         )
         return layer_in, final, recorded
+
+
+class PackedWeight:
+    """A matrix W (N, K) applied as y = W x, stored in float32/float64, bfloat16, or int8 with one
+    scale per row (weight-only quantization: a quarter of the bytes, approximate)."""
+
+    def __init__(self, w: torch.Tensor, dtype: torch.dtype | None = None) -> None:
+        if dtype == torch.int8:
+            scale = w.abs().amax(1).clamp_min(1e-12) / 127  # (N,)
+            self.q = torch.round(w / scale[:, None]).to(torch.int8).contiguous()
+            self.scale = scale.to(torch.bfloat16)
+            self.w = None
+        else:
+            self.w = w.detach().to(dtype or w.dtype).contiguous()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """(K,) -> (N,) or (B, K) -> (B, N); the result is in the storage dtype (bf16 for int8)."""
+        if self.w is None:
+            y = torch._weight_int8pack_mm(x.reshape(-1, x.size(-1)).bfloat16(), self.q, self.scale)
+            return y.reshape(*x.shape[:-1], -1)
+        x = x.to(self.w.dtype)
+        if x.dim() == 1:
+            return torch.mv(self.w, x)
+        return torch.mv(self.w, x[0]).unsqueeze(0) if x.size(0) == 1 else torch.mm(x, self.w.T)
+
+
+class StepDecoder:
+    """One recurrent step at a time from a CharLM's weights, equal to ``CharLM.forward``.
+
+    Per layer one matrix-vector product on [x, h] with [W_ih; W_hh]; layer 0's input projection
+    of every symbol is precomputed as a (V, G*H) table, so the embedding costs a row lookup.
+    LSTM gates are reordered to (i, f, o, g) so one sigmoid covers the three sigmoid gates.
+    With ``dtype=torch.bfloat16`` the recurrent weights are kept in bf16 (half the bytes to read
+    per character, which is what bounds batch-1 speed); state and gate math stay in float32.
+    """
+
+    def __init__(
+        self,
+        cell: str,
+        rnn_params: dict[str, torch.Tensor],
+        embedding: torch.Tensor,
+        head_weight: torch.Tensor,
+        head_bias: torch.Tensor,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        """Args:
+        cell: "lstm", "gru", "rnn" or "rnn-relu".
+        rnn_params: the fused module's named parameters (weight_ih_l0, ...).
+        embedding: (V, E) input embedding; head_weight (V, H), head_bias (V,): the output.
+        dtype: keep the recurrent weights in this dtype (e.g. torch.bfloat16), or None.
+        """
+        p = {n: t.detach() for n, t in rnn_params.items()}
+        self.cell = cell
+        self.H = H = p["weight_hh_l0"].size(1)
+        self.L = sum(1 for n in p if n.startswith("weight_hh_l"))
+        if self.cell == "lstm":  # PyTorch's (i, f, g, o) -> (i, f, o, g)
+            order = torch.cat(
+                [torch.arange(2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)]
+            ).to(p["bias_ih_l0"].device)
+            p = {n: t.index_select(0, order) for n, t in p.items()}
+        gru = self.cell == "gru"
+        with torch.no_grad():
+            emb = embedding.detach()
+            self.table = emb @ p["weight_ih_l0"].T + p["bias_ih_l0"]  # (V, G*H)
+            if not gru:
+                self.table += p["bias_hh_l0"]
+            # every weight (N, K): out = W @ x
+            self.w_hh = [PackedWeight(p[f"weight_hh_l{i}"], dtype) for i in range(self.L)]
+            self.w_ih = [None] + [
+                PackedWeight(p[f"weight_ih_l{i}"], dtype) for i in range(1, self.L)
+            ]
+            self.w_cat = [None] + [  # (G*H, 2H): W @ [x; h]
+                PackedWeight(torch.cat([p[f"weight_ih_l{i}"], p[f"weight_hh_l{i}"]], 1), dtype)
+                for i in range(1, self.L)
+            ]
+            self.b = [p[f"bias_ih_l{i}"] + p[f"bias_hh_l{i}"] for i in range(self.L)]
+            self.b_ih = [p[f"bias_ih_l{i}"] for i in range(self.L)]
+            self.b_hh = [p[f"bias_hh_l{i}"] for i in range(self.L)]
+            self.head_w = head_weight.detach().T.contiguous()  # (H, V)
+            self.head_b = head_bias.detach().clone()
+            self.head_w_rows = head_weight.detach().contiguous()  # (V, H) for batch 1
+
+    @classmethod
+    def from_model(cls, model: nn.Module, dtype: torch.dtype | None = None) -> StepDecoder:
+        """From a CharLM (anything with .config.cell, .rnn, .embedding and .head)."""
+        return cls(
+            model.config.cell,
+            dict(model.rnn.named_parameters()),
+            model.embedding.weight,
+            model.head.weight,
+            model.head.bias,
+            dtype,
+        )
+
+    def step(
+        self, token: torch.Tensor, state: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Args:
+            token: (B,) int64 ids of the current characters.
+            state: as CharLM's, each (L, B, H).
+
+        Returns:
+            logits (B, V) for the next character, and the new state.
+        """
+        layers = [list(s.unbind(0)) for s in state]
+        logits = self.advance(token, layers)
+        return logits, tuple(torch.stack(s) for s in layers)
+
+    def advance(self, token: torch.Tensor, layers: list[list[torch.Tensor]]) -> torch.Tensor:
+        """``step`` on per-layer lists ``[hs]`` or ``[hs, cs]``, updated in place: the hot loop
+        of generation, written for few tensor operations per character."""
+        if self.cell == "lstm" and token.size(0) == 1:
+            return self._advance_lstm_1(int(token), layers)
+        H, hs = self.H, layers[0]
+        x = None
+        for i in range(self.L):
+            h = hs[i]
+            if self.cell == "gru":
+                gi = (
+                    torch.index_select(self.table, 0, token)
+                    if i == 0
+                    else self.b_ih[i] + self.w_ih[i](x)
+                )  # (B, 3H)
+                gh = self.b_hh[i] + self.w_hh[i](h)
+                rz = torch.sigmoid(gi[:, : 2 * H] + gh[:, : 2 * H])
+                n = torch.tanh(gi[:, 2 * H :] + rz[:, :H] * gh[:, 2 * H :])
+                h = torch.addcmul(n, rz[:, H:], h - n)  # (1 - z) * n + z * h
+            else:
+                if i == 0:
+                    g = torch.index_select(self.table, 0, token) + self.w_hh[0](h)
+                else:
+                    g = self.b[i] + self.w_cat[i](torch.cat([x, h], 1))  # (B, G*H)
+                if self.cell == "lstm":
+                    sig = torch.sigmoid(g[:, : 3 * H])  # i, f, o
+                    c = torch.addcmul(
+                        sig[:, H : 2 * H] * layers[1][i], sig[:, :H], torch.tanh(g[:, 3 * H :])
+                    )
+                    h = sig[:, 2 * H :] * torch.tanh(c)
+                    layers[1][i] = c
+                else:
+                    h = torch.tanh(g) if self.cell == "rnn" else torch.relu(g)
+            hs[i] = h
+            x = h
+        return torch.addmm(self.head_b, x, self.head_w)  # (B, V)
+
+    def _advance_lstm_1(self, token: int, layers: list[list[torch.Tensor]]) -> torch.Tensor:
+        """LSTM at batch 1 on 1-D vectors: about a dozen tensor calls per layer, so the cost is
+        mostly reading the weights once."""
+        H, hs, cs = self.H, layers[0], layers[1]
+        x = None
+        for i in range(self.L):
+            h = hs[i][0]  # (H,)
+            if i == 0:
+                g = self.table[token] + self.w_hh[0](h)
+            else:
+                g = self.b[i] + self.w_cat[i](torch.cat([x, h]))  # (4H,) as (i, f, o, g)
+            sig = torch.sigmoid(g[: 3 * H])
+            c = torch.addcmul(sig[H : 2 * H] * cs[i][0], sig[:H], torch.tanh(g[3 * H :]))
+            x = sig[2 * H :] * torch.tanh(c)
+            hs[i], cs[i] = x[None], c[None]
+        return torch.addmv(self.head_b, self.head_w_rows, x)[None]  # (1, V)
