@@ -133,3 +133,21 @@ def test_existing_run_is_never_overwritten(tmp_path):
 def test_element_clipping_and_minutes_budget(tmp_path):
     result = run(tmp_path, words_text(), clip_mode="element", grad_clip=0.5, minutes=0.02)
     assert result.stopped == "budget" and 1.1 <= result.elapsed_s <= 3.0
+
+
+def test_resume_without_a_budget_finishes_the_runs_own(tmp_path):
+    def stop_at_7(event):
+        if event.step == 7:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    run(tmp_path, words_text(), max_steps=20, eval_every_s=1e-9, on_eval=stop_at_7)
+    f = tmp_path / "corpus.txt"
+    result = training.train(
+        CorpusConfig(source=str(f)),
+        ModelConfig(),
+        TrainConfig(),
+        tmp_path / "run",
+        resume=True,
+        progress=False,
+    )
+    assert result.step == 20 and result.stopped == "budget"

@@ -131,7 +131,8 @@ def train(
         corpus: the text (ignored on resume: the run's own corpus is used and checked).
         model_config: architecture (ignored on resume: the run's own is used).
         train_config: on a new run, everything; on resume only the budget (``max_steps``,
-            ``minutes``) is taken from it, the rest comes from the run.
+            ``minutes``) is taken from it, and only if one of them is set; the rest comes from
+            the run.
         out: the run directory; must not hold a run unless ``resume``.
         resume: continue the run in ``out`` exactly where its last checkpoint left it.
         progress: show a tqdm bar on stderr.
@@ -144,8 +145,10 @@ def train(
     out = Path(out)
     if resume:
         saved = ckpt.load_config(out)
-        budget = {"max_steps": train_config.max_steps, "minutes": train_config.minutes}
         corpus, model_config = saved.corpus, saved.model
+        given = {"max_steps": train_config.max_steps, "minutes": train_config.minutes}
+        # a new budget replaces the old one whole; none given: finish the run's own budget
+        budget = given if any(v is not None for v in given.values()) else {}
         train_config = dataclasses.replace(saved.train, **budget)
     elif out.exists() and any(out.iterdir()):
         what = "a run" if (out / ckpt.CONFIG).exists() else "other files"
