@@ -1,7 +1,8 @@
 """Sampling speed: characters per second at batch 1 and 64 for a 2x512 LSTM (random weights:
-speed does not depend on them). rnnlab's generate() with float32 weights, and with int8
-weight-only weights as `rnnlab sample` uses on a CPU, against the straightforward loop that
-calls torch's nn.LSTM one step at a time, measured in the same run.
+speed does not depend on them). rnnlab's generate() with float32, bfloat16 and int8
+weight-only weights (`rnnlab sample` picks int8 up to 8 samples, bf16 beyond, on a CPU),
+against the straightforward loop that calls torch's nn.LSTM one step at a time, measured in
+the same run.
 
     python benchmarks/sampling.py [--length 2000] [--threads 2] [--json out.json]
 """
@@ -57,6 +58,9 @@ def main() -> None:
     def ours(batch, length, dtype=None):
         generate(model, vocab, "", length, temperature=0.8, seed=0, num_samples=batch, dtype=dtype)
 
+    def ours_bf16(batch, length):
+        ours(batch, length, torch.bfloat16)
+
     def ours_int8(batch, length):
         ours(batch, length, torch.int8)
 
@@ -67,14 +71,17 @@ def main() -> None:
     for batch in (1, 64):
         baseline = chars_per_s(naive, batch, a.length, a.repeats)
         rnnlab = chars_per_s(ours, batch, a.length, a.repeats)
+        bf16 = chars_per_s(ours_bf16, batch, a.length, a.repeats)
         int8 = chars_per_s(ours_int8, batch, a.length, a.repeats)
         rows.append(
             {
                 "batch": batch,
                 "nn_lstm_step_chars_per_s": baseline,
                 "rnnlab_fp32_chars_per_s": rnnlab,
+                "rnnlab_bf16_chars_per_s": bf16,
                 "rnnlab_int8_chars_per_s": int8,
                 "fp32_ratio": rnnlab / baseline,
+                "bf16_ratio": bf16 / baseline,
                 "int8_ratio": int8 / baseline,
             }
         )
@@ -88,12 +95,13 @@ def main() -> None:
     print(f"sampling, LSTM 2x{a.hidden}, {a.threads} threads, {a.length} chars per sample")
     print(
         f"{'batch':>5} {'nn.LSTM step':>13} {'rnnlab fp32':>12} {'ratio':>6} "
-        f"{'rnnlab int8':>12} {'ratio':>6}   (chars/s)"
+        f"{'rnnlab bf16':>12} {'ratio':>6} {'rnnlab int8':>12} {'ratio':>6}   (chars/s)"
     )
     for r in rows:
         print(
             f"{r['batch']:5d} {r['nn_lstm_step_chars_per_s']:13,.0f} "
             f"{r['rnnlab_fp32_chars_per_s']:12,.0f} {r['fp32_ratio']:6.2f} "
+            f"{r['rnnlab_bf16_chars_per_s']:12,.0f} {r['bf16_ratio']:6.2f} "
             f"{r['rnnlab_int8_chars_per_s']:12,.0f} {r['int8_ratio']:6.2f}"
         )
     if a.json:
