@@ -8,25 +8,10 @@ from conftest import words_text
 
 from rnnlab.cli import main
 
-TINY = [
-    "--hidden",
-    "16",
-    "--layers",
-    "1",
-    "--embedding",
-    "8",
-    "--batch-size",
-    "4",
-    "--seq-len",
-    "16",
-    "--lr",
-    "1e-2",
-    "--dtype",
-    "float32",
-    "--device",
-    "cpu",
-    "--quiet",
-]
+TINY = (
+    "--hidden 16 --layers 1 --embedding 8 --batch-size 4 --seq-len 16 --lr 1e-2 "
+    "--dtype float32 --device cpu --quiet"
+).split()
 
 
 @pytest.fixture

@@ -151,3 +151,17 @@ def test_resume_without_a_budget_finishes_the_runs_own(tmp_path):
         progress=False,
     )
     assert result.step == 20 and result.stopped == "budget"
+
+
+def test_checkpoint_round_trip_gives_identical_logits(tmp_path):
+    run(tmp_path, words_text(), max_steps=8)
+    d = tmp_path / "run"
+    model, vocab, cfg = checkpoint.load_model(d, checkpoint.LAST)
+    ids = torch.tensor([vocab.encode(words_text(lines=3))])
+    before, _ = model(ids)
+    checkpoint.save_weights(tmp_path / "copy.safetensors", model, step=8)
+    twin = type(model)(cfg.model).eval()
+    tensors, step = checkpoint.load_weights(tmp_path / "copy.safetensors")
+    twin.load_state_dict(tensors)
+    after, _ = twin(ids)
+    assert step == 8 and torch.equal(before, after)
