@@ -75,6 +75,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--steps", type=int, default=30, help="training steps per configuration")
     p.add_argument("--quick", action="store_true", help="only the default 2x512 LSTM")
+    p.add_argument("--batch-size", type=int, default=TrainConfig().batch_size)
+    p.add_argument("--seq-len", type=int, default=TrainConfig().seq_len)
     p.add_argument("--json", default="benchmarks/results/throughput.json")
     a = p.parse_args()
     peaks = {
@@ -89,7 +91,15 @@ def main() -> None:
         corpus.write_text("".join(rng.choice(letters, 2_000_000)))
         for cfg in CONFIGS[:1] if a.quick else CONFIGS:
             for dtype in ("float32", "bfloat16"):
-                cps = train_chars_per_s(corpus, a.steps, dtype, num_layers=2, **cfg)
+                cps = train_chars_per_s(
+                    corpus,
+                    a.steps,
+                    dtype,
+                    num_layers=2,
+                    batch_size=a.batch_size,
+                    seq_len=a.seq_len,
+                    **cfg,
+                )
                 flops = flops_per_char(ModelConfig(num_layers=2, vocab_size=64, **cfg))
                 gflops = cps * flops / 1e9
                 rows.append(
@@ -107,8 +117,8 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "matmul_peak_gflop_per_s": peaks,
-        "batch_size": TrainConfig().batch_size,
-        "seq_len": TrainConfig().seq_len,
+        "batch_size": a.batch_size,
+        "seq_len": a.seq_len,
         "rows": rows,
     }
     print(
