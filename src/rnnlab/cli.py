@@ -256,28 +256,40 @@ def cmd_eval(args: argparse.Namespace) -> int:
     nats = evaluation.loss_nats(model, eval_ids, chunk_len=args.chunk_len)
     seconds = time.perf_counter() - t0
     V = len(vocab)
-    rows = [("uniform", evaluation.uniform_bpc(V))]
-    if train_ids is not None:
-        rows.append(("unigram", evaluation.unigram_bpc(train_ids, eval_ids, V)))
-    rows.append((f"model ({run.name})", nats / evaluation.LN2))
+    if train_ids is not None and not args.quick:
+
+        def decode(ids: np.ndarray) -> bytes:
+            if vocab.mode == "byte":
+                return np.asarray(ids, dtype=np.uint8).tobytes()
+            return vocab.decode(np.asarray(ids).tolist()).encode("utf-8")
+
+        baselines = evaluation.baseline_ladder(train_ids, eval_ids, V, decode)
+    else:
+        baselines = {"uniform": evaluation.uniform_bpc(V)}
+        if train_ids is not None:
+            baselines["unigram"] = evaluation.unigram_bpc(train_ids, eval_ids, V)
+    bpc = nats / evaluation.LN2
+    best = min(baselines, key=baselines.get)
+    margin = baselines[best] - bpc
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "text": name,
-                    "num_chars": len(eval_ids) - 1,
-                    "seconds": seconds,
-                    "bpc": nats / evaluation.LN2,
-                    "loss_nats": nats,
-                    "baselines": {k: v for k, v in rows[:-1]},
-                }
-            )
-        )
+        report = {
+            "text": name,
+            "num_chars": len(eval_ids) - 1,
+            "seconds": seconds,
+            "bpc": bpc,
+            "loss_nats": nats,
+            "baselines": baselines,
+            "best_baseline": best,
+            "below_best_baseline_bpc": margin,
+        }
+        print(json.dumps(report))
         return 0
-    print(f"{name}: {len(eval_ids) - 1:,} characters scored in {seconds:.1f} s")
+    print(f"{name}: {len(eval_ids) - 1:,} characters, model scored in {seconds:.1f} s")
     print(f"{'':24s} {'bpc':>8s} {'nats/char':>10s}")
-    for label, bpc in rows:
-        print(f"{label:24s} {bpc:8.4f} {bpc * evaluation.LN2:10.4f}")
+    for label, value in [*baselines.items(), (f"model ({run.name})", bpc)]:
+        print(f"{label:24s} {value:8.4f} {value * evaluation.LN2:10.4f}")
+    where = "below" if margin >= 0 else "above"
+    print(f"the model is {abs(margin):.4f} bpc {where} the best baseline ({best})")
     return 0
 
 
@@ -383,6 +395,11 @@ def build_parser() -> Parser:
     e.add_argument("run", help="run directory")
     e.add_argument("file", nargs="?", help="text file to score (default: the validation split)")
     e.add_argument("--chunk-len", type=int, default=8192, help="characters per forward call")
+    e.add_argument(
+        "--quick",
+        action="store_true",
+        help="only the uniform and unigram rungs (no n-grams, no compressors)",
+    )
 
     for q in (s, e):
         q.add_argument(

@@ -6,7 +6,11 @@ so the number does not depend on the chunk length. Imports config, vocab and mod
 
 from __future__ import annotations
 
+import bz2
+import lzma
 import math
+import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -112,3 +116,146 @@ def evaluate(
         uniform_bpc=uniform_bpc(V),
         unigram_bpc=unigram_bpc(train_ids, eval_ids, V),
     )
+
+
+# --- the baseline ladder: character n-grams with interpolated Kneser-Ney ----------------------
+
+
+def _keys(ids: np.ndarray, k: int, V: int) -> np.ndarray:
+    """One integer per k-gram of ``ids`` (the k-gram ending at each position >= k-1), ordered
+    like the k-grams themselves: sum_j ids[i-k+1+j] * V^(k-1-j), in uint64 (exact while
+    V^k <= 2^64, e.g. any byte vocabulary up to 8-grams)."""
+    ids = np.asarray(ids, dtype=np.uint64)
+    n = len(ids) - k + 1
+    key = np.zeros(max(n, 0), dtype=np.uint64)
+    for j in range(k):
+        key = key * np.uint64(V) + ids[j : j + n]
+    return key
+
+
+class KneserNey:
+    """Interpolated Kneser-Ney character n-gram model (Chen & Goodman 1999, eqs. 17-18), with
+    one absolute discount per order, D = n1 / (n1 + 2 n2), and the unigram level interpolated
+    with the uniform distribution so no character has probability 0.
+
+    Example:
+        >>> kn = KneserNey(np.array([0, 1, 2, 0, 1, 2, 0, 1]), order=3, vocab_size=3)
+        >>> float(kn.prob(np.array([[0, 1]]), np.array([2]))[0]) > 0.5
+        True
+    """
+
+    def __init__(self, train_ids: np.ndarray, order: int, vocab_size: int) -> None:
+        if vocab_size**order > 2**64:
+            raise ValueError(f"vocabulary {vocab_size} too large for {order}-grams")
+        self.order, self.V = order, vocab_size
+        ids = np.asarray(train_ids)
+        self.levels = []  # per order k = 1..N: (keys, counts, ctx_keys, ctx_total, ctx_types, D)
+        for k in range(1, order + 1):
+            grams, raw = np.unique(_keys(ids, k, self.V), return_counts=True)
+            if k < order:  # continuation counts: distinct characters seen before the k-gram
+                longer = np.unique(_keys(ids, k + 1, self.V))
+                suffix = longer % np.uint64(self.V**k)
+                grams, counts = np.unique(suffix, return_counts=True)
+            else:
+                counts = raw
+            n1, n2 = np.sum(counts == 1), np.sum(counts == 2)
+            D = n1 / (n1 + 2 * n2) if n1 + 2 * n2 > 0 else 0.5
+            ctx = grams // np.uint64(self.V)  # the k-1 characters before the last one
+            ctx_keys, first = np.unique(ctx, return_index=True)
+            ctx_total = np.add.reduceat(counts, first)
+            ctx_types = np.diff(np.append(first, len(ctx)))
+            self.levels.append((grams, counts, ctx_keys, ctx_total, ctx_types, D))
+
+    @staticmethod
+    def _lookup(keys: np.ndarray, values: np.ndarray, query: np.ndarray) -> np.ndarray:
+        pos = np.searchsorted(keys, query).clip(max=len(keys) - 1)
+        return np.where(keys[pos] == query, values[pos], 0)
+
+    def prob(self, contexts: np.ndarray, nxt: np.ndarray, known: np.ndarray | None = None):
+        """P(next | context) for M queries.
+
+        Args:
+            contexts: (M, N-1) ids, the most recent last.
+            nxt: (M,) ids.
+            known: (M,) how many context characters are real (the rest is padding at the
+                start of a text); default all N-1.
+
+        Returns:
+            (M,) probabilities.
+        """
+        M = len(nxt)
+        known = np.full(M, self.order - 1) if known is None else known
+        seq = np.concatenate([contexts, nxt[:, None]], 1).astype(np.uint64)  # (M, N)
+        p = np.full(M, 1.0 / self.V)
+        for k, (grams, counts, ctx_keys, ctx_total, ctx_types, D) in enumerate(self.levels, 1):
+            key = np.zeros(M, dtype=np.uint64)
+            for j in range(self.order - k, self.order):
+                key = key * np.uint64(self.V) + seq[:, j]
+            ctx = key // np.uint64(self.V)
+            c = self._lookup(grams, counts, key)
+            total = self._lookup(ctx_keys, ctx_total, ctx)
+            types = self._lookup(ctx_keys, ctx_types, ctx)
+            safe = np.maximum(total, 1)
+            pk = (np.maximum(c - D, 0) + D * types * p) / safe
+            p = np.where((total > 0) & (known >= k - 1), pk, p)
+        return p
+
+    def bits_per_char(self, eval_ids: np.ndarray, chunk: int = 1 << 20) -> float:
+        """Bits per character of ``eval_ids[1:]``, each given up to N-1 characters before it."""
+        ids = np.asarray(eval_ids, dtype=np.int64)
+        pad = self.order - 1
+        padded = np.concatenate([np.zeros(pad, dtype=np.int64), ids])
+        total = 0.0
+        for start in range(1, len(ids), chunk):
+            stop = min(start + chunk, len(ids))
+            idx = np.arange(start, stop)
+            windows = np.lib.stride_tricks.sliding_window_view(padded, pad + 1)[idx]  # (m, N)
+            known = np.minimum(idx, pad)
+            total -= np.log2(self.prob(windows[:, :-1], windows[:, -1], known)).sum()
+        return total / max(1, len(ids) - 1)
+
+
+# --- the baseline ladder: general-purpose compressors -----------------------------------------
+
+COMPRESSORS = {
+    "gzip": lambda b: zlib.compress(b, 9),
+    "bzip2": lambda b: bz2.compress(b, 9),
+    "xz": lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME),
+}
+CONTEXT_BYTES = 16 << 20  # the conditional rung primes with at most this much training text
+
+
+def compressor_bpc(train: bytes, text: bytes, num_chars: int) -> dict[str, float]:
+    """Bits per evaluation character of each compressor: on the text alone, and conditional on
+    the training text (size of train+text compressed minus train compressed), the fairer rung
+    since the model saw the training text too."""
+    train = train[-CONTEXT_BYTES:]
+    out = {}
+    for name, compress in COMPRESSORS.items():
+        out[name] = 8 * len(compress(text)) / num_chars
+        out[f"{name} | train"] = (
+            8 * (len(compress(train + text)) - len(compress(train))) / num_chars
+        )
+    return out
+
+
+def baseline_ladder(
+    train_ids: np.ndarray,
+    eval_ids: np.ndarray,
+    vocab_size: int,
+    decode: Callable[[np.ndarray], bytes],
+    orders: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8),
+) -> dict[str, float]:
+    """Every rung, in bits per character of the evaluation text: uniform, unigram, Kneser-Ney
+    n-grams (fit on ``train_ids``), and the compressors. ``decode`` turns ids into the bytes a
+    compressor sees (UTF-8 text, or raw bytes)."""
+    rungs = {
+        "uniform": uniform_bpc(vocab_size),
+        "unigram": unigram_bpc(train_ids, eval_ids, vocab_size),
+    }
+    for n in orders:
+        if vocab_size**n > 2**64:
+            break
+        rungs[f"{n}-gram KN"] = KneserNey(train_ids, n, vocab_size).bits_per_char(eval_ids)
+    rungs |= compressor_bpc(decode(train_ids), decode(eval_ids), len(eval_ids))
+    return rungs
