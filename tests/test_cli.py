@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import safetensors.torch
 from conftest import words_text
@@ -177,3 +178,15 @@ def test_help_has_defaults_and_an_example(capsys):
     assert e.value.code == 0
     text = capsys.readouterr().out
     assert "--hidden" in text and "(default: 512)" in text and "example:" in text
+
+
+def test_plot_writes_a_png_of_the_expected_size(trained, tmp_path, capsys):
+    from PIL import Image
+
+    assert (trained / "curves.png").is_file()  # written at the end of training
+    out = tmp_path / "both.png"
+    assert main(["plot", str(trained), str(trained), "-o", str(out)]) == 0
+    with Image.open(out) as im:
+        assert im.format == "PNG" and im.size == (1400, 560)
+        assert len(np.unique(np.asarray(im.convert("L")))) > 10  # not a blank canvas
+    assert main(["plot", str(tmp_path / "nothing")]) == 2

@@ -22,8 +22,11 @@ STDLIB_ONLY = {"config", "vocab"}
 def rnnlab_imports(path: Path) -> tuple[set[str], set[str]]:
     """(rnnlab modules imported, third-party top-level packages imported)."""
     ours, theirs = set(), set()
+    depth = len(path.relative_to(PACKAGE).parts) - 1  # 1 inside a subpackage such as viz/
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
+            if node.level and node.level <= depth:
+                continue  # a sibling inside the same subpackage
             if node.level:  # relative: from .x import y / from . import x
                 if node.module:
                     ours.add(node.module.split(".")[0])

@@ -19,6 +19,7 @@ from . import checkpoint as _checkpoint
 from . import evaluation as _evaluation
 from . import sampling as _sampling
 from . import training as _training
+from . import viz as _viz
 from .config import CorpusConfig, ModelConfig, TrainConfig, __version__
 from .model import CharLM, resolve_sample_dtype
 from .training import EvalEvent, TrainResult
@@ -78,7 +79,7 @@ def train(
     model_config = ModelConfig(**{k: v for k, v in options.items() if k in model_names})
     train_config = TrainConfig(**{k: v for k, v in options.items() if k in train_names})
     corpus_config = CorpusConfig(source=str(corpus or "python"), glob=glob, byte_mode=byte_mode)
-    return _training.train(
+    result = _training.train(
         corpus_config,
         model_config,
         train_config,
@@ -87,6 +88,8 @@ def train(
         progress=progress,
         on_eval=on_eval,
     )
+    _viz.plot_curves([Path(out)], Path(out) / "curves.png")
+    return result
 
 
 class LanguageModel:

@@ -21,6 +21,7 @@ from . import checkpoint, corpus, evaluation, sampling, training
 from .config import ConfigError, CorpusConfig, ModelConfig, TrainConfig, __version__, flag_fields
 from .data import DataError, split
 from .model import resolve_device, resolve_sample_dtype
+from .viz import BASELINES, plot_curves
 from .vocab import UnknownCharacterError
 
 USER_ERRORS = (
@@ -127,6 +128,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         on_eval=on_eval,
         on_start=None if args.quiet else _err,
     )
+    plot_curves([out], out / "curves.png")
     sample = ""
     if result.stopped != "diverged" and (out / checkpoint.BEST).is_file():
         model, vocab, _ = checkpoint.load_model(out)
@@ -269,6 +271,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if train_ids is not None:
             baselines["unigram"] = evaluation.unigram_bpc(train_ids, eval_ids, V)
     bpc = nats / evaluation.LN2
+    if not args.file:  # remembered for `rnnlab plot`
+        checkpoint.write_json(run / BASELINES, baselines)
     best = min(baselines, key=baselines.get)
     margin = baselines[best] - bpc
     if args.json:
@@ -290,6 +294,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"{label:24s} {value:8.4f} {value * evaluation.LN2:10.4f}")
     where = "below" if margin >= 0 else "above"
     print(f"the model is {abs(margin):.4f} bpc {where} the best baseline ({best})")
+    return 0
+
+
+# --- plot ----------------------------------------------------------------------------------------
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    runs = [Path(r) for r in args.runs]
+    for r in runs:
+        if not (r / checkpoint.METRICS).is_file():
+            raise UsageError(f"{r} has no {checkpoint.METRICS}; give run directories")
+    out = plot_curves(runs, Path(args.output))
+    print(json.dumps({"png": str(out)}) if args.json else str(out))
     return 0
 
 
@@ -325,6 +342,11 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, str]] = {
         cmd_eval,
         "bits per character on the validation split or a file",
         "example: rnnlab eval runs/mine held_out.txt",
+    ),
+    "plot": (
+        cmd_plot,
+        "training curves of one or more runs as a PNG",
+        "example: rnnlab plot runs/a runs/b -o curves.png",
     ),
     "corpora": (
         cmd_corpora,
@@ -390,6 +412,10 @@ def build_parser() -> Parser:
         "batch 1, logits within about 1e-3; auto: on a CPU int8 for up to 8 samples, "
         "bfloat16 for more (where the CPU has it), float32 elsewhere",
     )
+
+    pl = p["plot"]
+    pl.add_argument("runs", nargs="+", help="run directories")
+    pl.add_argument("-o", "--output", default="curves.png", help="PNG to write")
 
     e = p["eval"]
     e.add_argument("run", help="run directory")

@@ -1,0 +1,85 @@
+"""Training curves: train and validation bpc against step and against training time, for one or
+several runs, with the best baseline as a horizontal line. matplotlib without pyplot, so no
+display and no global state."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .. import checkpoint
+
+BASELINES = "baselines.json"  # written into a run by `rnnlab eval` on its validation split
+
+
+def best_baseline(run_dir: Path) -> tuple[str, float] | None:
+    """(name, bpc) of the best rung measured on the run's validation split, if known."""
+    path = Path(run_dir) / BASELINES
+    if not path.is_file():
+        return None
+    rungs = json.loads(path.read_text())
+    name = min(rungs, key=rungs.get)
+    return name, rungs[name]
+
+
+def plot_curves(runs: list[Path], out: Path, width_px: int = 1400, height_px: int = 560) -> Path:
+    """Write a PNG of the runs' learning curves.
+
+    Args:
+        runs: run directories (their metrics.jsonl).
+        out: the PNG to write (atomically).
+        width_px, height_px: image size at 100 dpi.
+
+    Returns:
+        ``out``.
+    """
+    fig = Figure(figsize=(width_px / 100, height_px / 100), dpi=100)
+    FigureCanvasAgg(fig)
+    by_step, by_time = fig.subplots(1, 2)
+    for i, run in enumerate(runs):
+        run = Path(run)
+        events = checkpoint.read_metrics(run)
+        color = f"C{i % 10}"
+        for split, style in (("train", dict(alpha=0.35, lw=1)), ("val", dict(marker="o", lw=2))):
+            rows = [e for e in events if e.get("split") == split]
+            if not rows:
+                continue
+            label = f"{run.name} {split}"
+            by_step.plot(
+                [e["step"] for e in rows],
+                [e["bpc"] for e in rows],
+                color=color,
+                label=label,
+                **style,
+            )
+            by_time.plot(
+                [e["elapsed_s"] / 60 for e in rows],
+                [e["bpc"] for e in rows],
+                color=color,
+                label=label,
+                **style,
+            )
+        baseline = best_baseline(run)
+        if baseline:
+            for ax in (by_step, by_time):
+                ax.axhline(
+                    baseline[1],
+                    color=color,
+                    ls="--",
+                    lw=1,
+                    label=f"{run.name}: best baseline ({baseline[0]})",
+                )
+    for ax, xlabel in ((by_step, "step"), (by_time, "training time (minutes)")):
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("bits per character")
+        ax.grid(alpha=0.3)
+    by_step.legend(fontsize=8)
+    fig.tight_layout()
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.part")
+    fig.savefig(tmp, format="png")
+    tmp.replace(out)
+    return out
