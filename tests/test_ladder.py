@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 from conftest import words_text
 
-from rnnlab.evaluation import KneserNey, compressor_bpc, unigram_bpc
+from rnnlab.evaluation import (
+    KneserNey,
+    closing_distances,
+    compressor_bpc,
+    unigram_bpc,
+    where_the_model_wins,
+)
 from rnnlab.vocab import Vocab
 
 
@@ -60,3 +66,21 @@ def test_uniform_model_is_log2_v_for_order_one_without_data():
     p = kn.prob(np.zeros((4, 0), dtype=np.int64), np.arange(4))
     assert p.sum() == pytest.approx(1.0)
     assert -np.log2(p).max() <= math.log2(4) + 1.0
+
+
+def test_closing_distances_match_brackets_and_quotes():
+    text = 'f(a[1], "xy") {b}'
+    got = dict(closing_distances(text))
+    assert got == {5: 2, 11: 3, 12: 11, 16: 2}
+
+
+def test_where_the_model_wins_bins_by_class_and_distance():
+    text = "ab(cd)\n(e)"
+    model = np.full(len(text) - 1, 1.0)
+    ngram = np.full(len(text) - 1, 3.0)
+    wins = where_the_model_wins(text, model, ngram)
+    assert wins["by_class"]["letter"]["count"] == 4  # the first character is not scored
+    assert wins["by_class"]["newline"] == {"count": 1, "model_bpc": 1.0, "ngram_bpc": 3.0}
+    bins = {b["from"]: b for b in wins["closing_by_distance"]}
+    assert bins[1]["count"] == 1 and bins[3]["count"] == 1  # ")" after 2 and after 3 chars
+    assert all(b["advantage_bpc"] == 2.0 for b in bins.values())

@@ -21,7 +21,7 @@ from . import checkpoint, corpus, evaluation, sampling, training
 from .config import ConfigError, CorpusConfig, ModelConfig, TrainConfig, __version__, flag_fields
 from .data import DataError, split
 from .model import resolve_device, resolve_sample_dtype
-from .viz import BASELINES, plot_curves
+from .viz import BASELINES, plot_curves, plot_wins
 from .vocab import UnknownCharacterError
 
 USER_ERRORS = (
@@ -255,9 +255,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if len(eval_ids) < 2:
         raise UsageError(f"{name} has fewer than 2 characters to evaluate")
     t0 = time.perf_counter()
-    nats = evaluation.loss_nats(model, eval_ids, chunk_len=args.chunk_len)
+    model_nats = np.concatenate(list(evaluation.iter_char_nats(model, eval_ids, args.chunk_len)))
+    nats = float(model_nats.mean())
     seconds = time.perf_counter() - t0
     V = len(vocab)
+
+    def as_text(ids: np.ndarray) -> str:  # one character per id (bytes as latin-1)
+        if vocab.mode == "byte":
+            return np.asarray(ids, dtype=np.uint8).tobytes().decode("latin-1")
+        return vocab.decode(np.asarray(ids).tolist())
+
     if train_ids is not None and not args.quick:
 
         def decode(ids: np.ndarray) -> bytes:
@@ -275,6 +282,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         checkpoint.write_json(run / BASELINES, baselines)
     best = min(baselines, key=baselines.get)
     margin = baselines[best] - bpc
+    wins = None
+    ngrams = [k for k in baselines if k.endswith("-gram KN")]
+    if ngrams:  # where the model beats the best n-gram
+        best_ngram = min(ngrams, key=baselines.get)
+        kn = evaluation.KneserNey(train_ids, int(best_ngram.split("-")[0]), V)
+        ngram_bits = np.concatenate(list(kn.iter_char_bits(eval_ids)))
+        wins = evaluation.where_the_model_wins(
+            as_text(eval_ids), model_nats / evaluation.LN2, ngram_bits
+        ) | {"ngram": best_ngram}
+        if args.plot:
+            plot_wins(wins, Path(args.plot))
     if args.json:
         report = {
             "text": name,
@@ -285,6 +303,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "baselines": baselines,
             "best_baseline": best,
             "below_best_baseline_bpc": margin,
+            "where_the_model_wins": wins,
         }
         print(json.dumps(report))
         return 0
@@ -294,6 +313,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"{label:24s} {value:8.4f} {value * evaluation.LN2:10.4f}")
     where = "below" if margin >= 0 else "above"
     print(f"the model is {abs(margin):.4f} bpc {where} the best baseline ({best})")
+    if wins:
+        print(f"\n{'class':16s} {'count':>9s} {'model bpc':>10s} {wins['ngram'] + ' bpc':>16s}")
+        for name, row in wins["by_class"].items():
+            print(
+                f"{name:16s} {row['count']:9,d} {row['model_bpc']:10.3f} {row['ngram_bpc']:16.3f}"
+            )
+        print(
+            f"\n{'closing bracket/quote, distance':32s} {'count':>7s} {'model':>7s} {'n-gram':>7s}"
+        )
+        for b in wins["closing_by_distance"]:
+            span = f"{b['from']}-{b['to'] - 1}" if b["to"] else f"{b['from']}+"
+            print(f"{span:32s} {b['count']:7,d} {b['model_bpc']:7.3f} {b['ngram_bpc']:7.3f}")
     return 0
 
 
@@ -421,6 +452,7 @@ def build_parser() -> Parser:
     e.add_argument("run", help="run directory")
     e.add_argument("file", nargs="?", help="text file to score (default: the validation split)")
     e.add_argument("--chunk-len", type=int, default=8192, help="characters per forward call")
+    e.add_argument("--plot", metavar="PNG", help="also draw where the model beats the n-gram")
     e.add_argument(
         "--quick",
         action="store_true",

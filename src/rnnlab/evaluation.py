@@ -10,7 +10,7 @@ import bz2
 import lzma
 import math
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -23,23 +23,24 @@ LN2 = math.log(2.0)
 
 
 @torch.no_grad()
-def loss_nats(
+@torch.no_grad()
+def iter_char_nats(
     model: CharLM,
     ids: np.ndarray | torch.Tensor,
     chunk_len: int = 8192,
     autocast_dtype: torch.dtype | None = None,
-) -> float:
-    """Mean cross-entropy in nats per character of ``ids[1:]`` given everything before it.
+) -> Iterator[np.ndarray]:
+    """Cross-entropy in nats of each character of ``ids[1:]`` given everything before it, one
+    chunk at a time, the state carried from chunk to chunk (memory stays bounded).
 
     Args:
         model: the CharLM (switched to eval mode for the call).
         ids: (N,) ids of the text, N >= 2; a memory map is read one chunk at a time.
-        chunk_len: characters per forward call; the state is carried, so it only trades speed
-            for memory.
+        chunk_len: characters per forward call; it only trades speed for memory.
         autocast_dtype: run under autocast in this dtype (e.g. torch.bfloat16), or None.
 
-    Returns:
-        Total nats / (N - 1).
+    Yields:
+        (T,) float64 arrays that together cover positions 1..N-1.
     """
     n = len(ids)
     if n < 2:
@@ -48,19 +49,34 @@ def loss_nats(
     model.eval()
     device = model.head.weight.device
     state = None
-    total = 0.0
-    for start in range(0, n - 1, chunk_len):
-        stop = min(start + chunk_len, n - 1)
-        window = torch.as_tensor(np.asarray(ids[start : stop + 1]).astype(np.int64))
-        window = window.to(device).unsqueeze(0)  # (1, T+1)
-        with torch.autocast(
-            device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
-        ):
-            logits, state = model(window[:, :-1], state)  # (1, T, V)
-        logits = logits[0] if logits.dtype == torch.float64 else logits[0].float()  # (T, V)
-        total += F.cross_entropy(logits, window[0, 1:], reduction="sum").item()
-    model.train(was_training)
-    return total / (n - 1)
+    try:
+        for start in range(0, n - 1, chunk_len):
+            stop = min(start + chunk_len, n - 1)
+            window = torch.as_tensor(np.asarray(ids[start : stop + 1]).astype(np.int64))
+            window = window.to(device).unsqueeze(0)  # (1, T+1)
+            with torch.autocast(
+                device.type,
+                dtype=autocast_dtype or torch.float32,
+                enabled=autocast_dtype is not None,
+            ):
+                logits, state = model(window[:, :-1], state)  # (1, T, V)
+            logits = logits[0] if logits.dtype == torch.float64 else logits[0].float()  # (T, V)
+            nats = F.cross_entropy(logits, window[0, 1:], reduction="none")  # (T,)
+            yield nats.double().cpu().numpy()
+    finally:
+        model.train(was_training)
+
+
+def loss_nats(
+    model: CharLM,
+    ids: np.ndarray | torch.Tensor,
+    chunk_len: int = 8192,
+    autocast_dtype: torch.dtype | None = None,
+) -> float:
+    """Mean cross-entropy in nats per character of ``ids[1:]``, exact: the state is carried over
+    the whole text, so the result does not depend on ``chunk_len`` (see ``iter_char_nats``)."""
+    total = sum(float(c.sum()) for c in iter_char_nats(model, ids, chunk_len, autocast_dtype))
+    return total / (len(ids) - 1)
 
 
 def bits_per_char(model: CharLM, ids: np.ndarray | torch.Tensor, chunk_len: int = 8192) -> float:
@@ -200,19 +216,21 @@ class KneserNey:
             p = np.where((total > 0) & (known >= k - 1), pk, p)
         return p
 
-    def bits_per_char(self, eval_ids: np.ndarray, chunk: int = 1 << 20) -> float:
-        """Bits per character of ``eval_ids[1:]``, each given up to N-1 characters before it."""
+    def iter_char_bits(self, eval_ids: np.ndarray, chunk: int = 1 << 20) -> Iterator[np.ndarray]:
+        """Bits of each character of ``eval_ids[1:]``, each given up to N-1 characters before
+        it, a chunk at a time."""
         ids = np.asarray(eval_ids, dtype=np.int64)
         pad = self.order - 1
         padded = np.concatenate([np.zeros(pad, dtype=np.int64), ids])
-        total = 0.0
         for start in range(1, len(ids), chunk):
-            stop = min(start + chunk, len(ids))
-            idx = np.arange(start, stop)
+            idx = np.arange(start, min(start + chunk, len(ids)))
             windows = np.lib.stride_tricks.sliding_window_view(padded, pad + 1)[idx]  # (m, N)
-            known = np.minimum(idx, pad)
-            total -= np.log2(self.prob(windows[:, :-1], windows[:, -1], known)).sum()
-        return total / max(1, len(ids) - 1)
+            yield -np.log2(self.prob(windows[:, :-1], windows[:, -1], np.minimum(idx, pad)))
+
+    def bits_per_char(self, eval_ids: np.ndarray) -> float:
+        """Mean bits per character of ``eval_ids[1:]``."""
+        total = sum(float(b.sum()) for b in self.iter_char_bits(eval_ids))
+        return total / max(1, len(eval_ids) - 1)
 
 
 # --- the baseline ladder: general-purpose compressors -----------------------------------------
@@ -259,3 +277,93 @@ def baseline_ladder(
         rungs[f"{n}-gram KN"] = KneserNey(train_ids, n, vocab_size).bits_per_char(eval_ids)
     rungs |= compressor_bpc(decode(train_ids), decode(eval_ids), len(eval_ids))
     return rungs
+
+
+# --- where the model wins: character classes, and closing brackets by distance ---------------
+
+CLASSES = ("letter", "whitespace", "newline", "digit", "bracket/quote", "punctuation", "other")
+OPENERS = {")": "(", "]": "[", "}": "{"}
+DISTANCE_BINS = (1, 3, 6, 11, 21, 51, 101, 201, 501)  # lower edges; the last bin is open
+
+
+def char_class(ch: str) -> str:
+    if ch == "\n":
+        return "newline"
+    if ch.isspace():
+        return "whitespace"
+    if ch.isdigit():
+        return "digit"
+    if ch.isalpha():
+        return "letter"
+    if ch in "()[]{}<>\"'`":
+        return "bracket/quote"
+    if ch.isprintable() and ch.isascii():
+        return "punctuation"
+    return "other"
+
+
+def closing_distances(text: str) -> list[tuple[int, int]]:
+    """(index, distance back to its opener) for each closing bracket and closing double quote
+    of ``text`` (Karpathy, Johnson & Fei-Fei 2015, section 4.4)."""
+    stack: list[tuple[str, int]] = []
+    quote_open: int | None = None
+    out = []
+    for i, ch in enumerate(text):
+        if ch == '"':
+            if quote_open is None:
+                quote_open = i
+            else:
+                out.append((i, i - quote_open))
+                quote_open = None
+        elif ch in "([{":
+            stack.append((ch, i))
+        elif ch in OPENERS:
+            while stack and stack[-1][0] != OPENERS[ch]:
+                stack.pop()  # unbalanced openers: skip them
+            if stack:
+                out.append((i, i - stack.pop()[1]))
+    return out
+
+
+def where_the_model_wins(text: str, model_bits: np.ndarray, ngram_bits: np.ndarray) -> dict:
+    """Model against an n-gram on the same text, per character class and for closing
+    brackets/quotes binned by the distance back to the opener.
+
+    Args:
+        text: the evaluation text; ``model_bits[i]`` and ``ngram_bits[i]`` are the bits spent on
+            ``text[i + 1]``.
+
+    Returns:
+        {"by_class": {class: {count, model_bpc, ngram_bpc}},
+         "closing_by_distance": [{from, to, count, model_bpc, ngram_bpc, advantage_bpc}]}
+    """
+    classes = np.array([CLASSES.index(char_class(c)) for c in text[1:]])
+    by_class = {}
+    for k, name in enumerate(CLASSES):
+        mask = classes == k
+        if mask.any():
+            by_class[name] = {
+                "count": int(mask.sum()),
+                "model_bpc": float(model_bits[mask].mean()),
+                "ngram_bpc": float(ngram_bits[mask].mean()),
+            }
+    closing = closing_distances(text)
+    idx = np.array([i - 1 for i, _ in closing if i >= 1], dtype=np.int64)
+    dist = np.array([d for i, d in closing if i >= 1], dtype=np.int64)
+    bins = []
+    edges = (*DISTANCE_BINS, None)
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        mask = (dist >= lo) & (dist < hi if hi else True)
+        if mask.any():
+            m, g = float(model_bits[idx[mask]].mean()), float(ngram_bits[idx[mask]].mean())
+            bins.append(
+                {
+                    "from": lo,
+                    "to": hi,
+                    "count": int(mask.sum()),
+                    "model_bpc": m,
+                    "ngram_bpc": g,
+                    "advantage_bpc": g - m,
+                }
+            )
+    return {"by_class": by_class, "closing_by_distance": bins}

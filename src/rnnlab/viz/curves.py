@@ -83,3 +83,38 @@ def plot_curves(runs: list[Path], out: Path, width_px: int = 1400, height_px: in
     fig.savefig(tmp, format="png")
     tmp.replace(out)
     return out
+
+
+def plot_wins(wins: dict, out: Path) -> Path:
+    """Two panels from ``evaluation.where_the_model_wins``: bits per character class, model
+    against the n-gram; and the model's advantage on closing brackets/quotes by distance."""
+    fig = Figure(figsize=(14, 5.6), dpi=100)
+    FigureCanvasAgg(fig)
+    classes, distance = fig.subplots(1, 2)
+    names = list(wins["by_class"])
+    x = range(len(names))
+    classes.bar(
+        [i - 0.2 for i in x], [wins["by_class"][n]["model_bpc"] for n in names], 0.4, label="model"
+    )
+    classes.bar(
+        [i + 0.2 for i in x],
+        [wins["by_class"][n]["ngram_bpc"] for n in names],
+        0.4,
+        label=wins["ngram"],
+    )
+    classes.set_xticks(list(x), names, rotation=20)
+    classes.set_ylabel("bits per character")
+    classes.legend()
+    bins = wins["closing_by_distance"]
+    labels = [f"{b['from']}-{b['to'] - 1}" if b["to"] else f"{b['from']}+" for b in bins]
+    distance.bar(labels, [b["advantage_bpc"] for b in bins])
+    distance.set_xlabel("distance back to the opening bracket or quote (characters)")
+    distance.set_ylabel(f"{wins['ngram']} bits minus model bits")
+    for ax in (classes, distance):
+        ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.part")
+    fig.savefig(tmp, format="png")
+    tmp.replace(out)
+    return out
