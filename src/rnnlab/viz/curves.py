@@ -108,6 +108,15 @@ def plot_wins(wins: dict, out: Path) -> Path:
     bins = wins["closing_by_distance"]
     labels = [f"{b['from']}-{b['to'] - 1}" if b["to"] else f"{b['from']}+" for b in bins]
     distance.bar(labels, [b["advantage_bpc"] for b in bins])
+    if not bins:
+        distance.text(
+            0.5,
+            0.5,
+            "no closing brackets or double quotes in this text",
+            ha="center",
+            va="center",
+            transform=distance.transAxes,
+        )
     distance.set_xlabel("distance back to the opening bracket or quote (characters)")
     distance.set_ylabel(f"{wins['ngram']} bits minus model bits")
     for ax in (classes, distance):
