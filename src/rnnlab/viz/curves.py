@@ -4,6 +4,7 @@ display and no global state."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -77,12 +78,7 @@ def plot_curves(runs: list[Path], out: Path, width_px: int = 1400, height_px: in
         ax.set_ylabel("bits per character")
         ax.grid(alpha=0.3)
     by_step.legend(fontsize=8)
-    fig.tight_layout()
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.part")
-    fig.savefig(tmp, format="png")
-    tmp.replace(out)
-    return out
+    return _save_png(fig, Path(out))
 
 
 def plot_wins(wins: dict, out: Path) -> Path:
@@ -121,9 +117,12 @@ def plot_wins(wins: dict, out: Path) -> Path:
     distance.set_ylabel(f"{wins['ngram']} bits minus model bits")
     for ax in (classes, distance):
         ax.grid(alpha=0.3, axis="y")
+    return _save_png(fig, Path(out))
+
+
+def _save_png(fig: Figure, out: Path) -> Path:
     fig.tight_layout()
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.part")
-    fig.savefig(tmp, format="png")
-    tmp.replace(out)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    checkpoint.atomic_write(out, buffer.getvalue())
     return out
