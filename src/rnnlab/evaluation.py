@@ -11,7 +11,6 @@ import lzma
 import math
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -101,37 +100,6 @@ def unigram_bpc(train_ids: np.ndarray, eval_ids: np.ndarray, vocab_size: int) ->
     for start in range(1, len(eval_ids), 1 << 24):
         scored += np.bincount(np.asarray(eval_ids[start : start + (1 << 24)]), minlength=vocab_size)
     return float(-(scored * logp).sum() / max(1, scored.sum()))
-
-
-@dataclass(frozen=True)
-class EvalReport:
-    """The model's score on a text beside the baselines measured on the same text."""
-
-    text: str  # "validation split" or a file path
-    num_chars: int  # characters scored (the first one has nothing to be predicted from)
-    bpc: float
-    loss_nats: float
-    uniform_bpc: float
-    unigram_bpc: float
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-
-def evaluate(
-    model: CharLM, train_ids: np.ndarray, eval_ids: np.ndarray, text: str, chunk_len: int = 8192
-) -> EvalReport:
-    """Score ``eval_ids`` exactly and place it on the ladder (baselines fit on ``train_ids``)."""
-    V = model.config.vocab_size
-    nats = loss_nats(model, eval_ids, chunk_len)
-    return EvalReport(
-        text=text,
-        num_chars=len(eval_ids) - 1,
-        bpc=nats / LN2,
-        loss_nats=nats,
-        uniform_bpc=uniform_bpc(V),
-        unigram_bpc=unigram_bpc(train_ids, eval_ids, V),
-    )
 
 
 # --- the baseline ladder: character n-grams with interpolated Kneser-Ney ----------------------
