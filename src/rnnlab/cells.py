@@ -199,21 +199,22 @@ class StepDecoder:
             self.table = emb @ p["weight_ih_l0"].T + p["bias_ih_l0"]  # (V, G*H)
             if not gru:
                 self.table += p["bias_hh_l0"]
-            # every weight (N, K): out = W @ x
+            # every weight (N, K): out = W @ x; only what this cell's step reads is kept
+            layers = range(1, self.L)
             self.w_hh = [PackedWeight(p[f"weight_hh_l{i}"], dtype) for i in range(self.L)]
-            self.w_ih = [None] + [
-                PackedWeight(p[f"weight_ih_l{i}"], dtype) for i in range(1, self.L)
-            ]
-            self.w_cat = [None] + [  # (G*H, 2H): W @ [x; h]
-                PackedWeight(torch.cat([p[f"weight_ih_l{i}"], p[f"weight_hh_l{i}"]], 1), dtype)
-                for i in range(1, self.L)
-            ]
-            self.b = [p[f"bias_ih_l{i}"] + p[f"bias_hh_l{i}"] for i in range(self.L)]
-            self.b_ih = [p[f"bias_ih_l{i}"] for i in range(self.L)]
-            self.b_hh = [p[f"bias_hh_l{i}"] for i in range(self.L)]
-            self.head_w = head_weight.detach().T.contiguous()  # (H, V)
+            if gru:  # separate input and hidden projections, as n needs r * (W_hn h + b_hn)
+                self.w_ih = [None] + [PackedWeight(p[f"weight_ih_l{i}"], dtype) for i in layers]
+                self.b_ih = [p[f"bias_ih_l{i}"] for i in range(self.L)]
+                self.b_hh = [p[f"bias_hh_l{i}"] for i in range(self.L)]
+            else:  # one product per layer on [x; h]
+                del self.w_hh[1:]
+                self.w_cat = [None] + [  # (G*H, 2H)
+                    PackedWeight(torch.cat([p[f"weight_ih_l{i}"], p[f"weight_hh_l{i}"]], 1), dtype)
+                    for i in layers
+                ]
+                self.b = [p[f"bias_ih_l{i}"] + p[f"bias_hh_l{i}"] for i in range(self.L)]
+            self.head_w = head_weight.detach().contiguous()  # (V, H)
             self.head_b = head_bias.detach().clone()
-            self.head_w_rows = head_weight.detach().contiguous()  # (V, H) for batch 1
 
     @classmethod
     def from_model(cls, model: nn.Module, dtype: torch.dtype | None = None) -> StepDecoder:
@@ -276,7 +277,7 @@ class StepDecoder:
                     h = torch.tanh(g) if self.cell == "rnn" else torch.relu(g)
             hs[i] = h
             x = h
-        return torch.addmm(self.head_b, x, self.head_w)  # (B, V)
+        return torch.addmm(self.head_b, x, self.head_w.T)  # (B, V)
 
     def _advance_lstm_1(self, token: int, layers: list[list[torch.Tensor]]) -> torch.Tensor:
         """LSTM at batch 1 on 1-D vectors: about a dozen tensor calls per layer, so the cost is
@@ -293,4 +294,4 @@ class StepDecoder:
             c = torch.addcmul(sig[H : 2 * H] * cs[i][0], sig[:H], torch.tanh(g[3 * H :]))
             x = sig[2 * H :] * torch.tanh(c)
             hs[i], cs[i] = x[None], c[None]
-        return torch.addmv(self.head_b, self.head_w_rows, x)[None]  # (1, V)
+        return torch.addmv(self.head_b, self.head_w, x)[None]  # (1, V)

@@ -267,30 +267,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if train_ids is not None and not args.quick:
 
-        def decode(ids: np.ndarray) -> bytes:
-            if vocab.mode == "byte":
-                return np.asarray(ids, dtype=np.uint8).tobytes()
-            return vocab.decode(np.asarray(ids).tolist()).encode("utf-8")
+        def decode(ids: np.ndarray) -> bytes:  # what a compressor sees
+            return as_text(ids).encode("latin-1" if vocab.mode == "byte" else "utf-8")
 
-        baselines = evaluation.baseline_ladder(train_ids, eval_ids, V, decode)
+        ladder = evaluation.baseline_ladder(train_ids, eval_ids, V, decode)
     else:
-        baselines = {"uniform": evaluation.uniform_bpc(V)}
+        rungs = {"uniform": evaluation.uniform_bpc(V)}
         if train_ids is not None:
-            baselines["unigram"] = evaluation.unigram_bpc(train_ids, eval_ids, V)
+            rungs["unigram"] = evaluation.unigram_bpc(train_ids, eval_ids, V)
+        ladder = evaluation.Ladder(rungs)
+    baselines = ladder.rungs
     bpc = nats / evaluation.LN2
     if not args.file:  # remembered for `rnnlab plot`
         checkpoint.write_json(run / BASELINES, baselines)
     best = min(baselines, key=baselines.get)
     margin = baselines[best] - bpc
     wins = None
-    ngrams = [k for k in baselines if k.endswith("-gram KN")]
-    if ngrams:  # where the model beats the best n-gram
-        best_ngram = min(ngrams, key=baselines.get)
-        kn = evaluation.KneserNey(train_ids, int(best_ngram.split("-")[0]), V)
-        ngram_bits = np.concatenate(list(kn.iter_char_bits(eval_ids)))
+    if ladder.best_ngram_bits is not None:  # where the model beats the best n-gram
         wins = evaluation.where_the_model_wins(
-            as_text(eval_ids), model_nats / evaluation.LN2, ngram_bits
-        ) | {"ngram": best_ngram}
+            as_text(eval_ids), model_nats / evaluation.LN2, ladder.best_ngram_bits
+        ) | {"ngram": ladder.best_ngram}
         if args.plot:
             plot_wins(wins, Path(args.plot))
     if args.json:

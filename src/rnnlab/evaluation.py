@@ -11,6 +11,7 @@ import lzma
 import math
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -225,26 +226,41 @@ def compressor_bpc(train: bytes, text: bytes, num_chars: int) -> dict[str, float
     return out
 
 
+@dataclass(frozen=True)
+class Ladder:
+    """The rungs (bits per character of the evaluation text) and, for the per-character
+    comparison, the bits the best n-gram spent on each character (``eval_ids[1:]``)."""
+
+    rungs: dict[str, float]
+    best_ngram: str | None = None
+    best_ngram_bits: np.ndarray | None = None
+
+
 def baseline_ladder(
     train_ids: np.ndarray,
     eval_ids: np.ndarray,
     vocab_size: int,
     decode: Callable[[np.ndarray], bytes],
     orders: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8),
-) -> dict[str, float]:
-    """Every rung, in bits per character of the evaluation text: uniform, unigram, Kneser-Ney
-    n-grams (fit on ``train_ids``), and the compressors. ``decode`` turns ids into the bytes a
-    compressor sees (UTF-8 text, or raw bytes)."""
+) -> Ladder:
+    """Every rung: uniform, unigram, Kneser-Ney n-grams (fit on ``train_ids``), and the
+    compressors. ``decode`` turns ids into the bytes a compressor sees (UTF-8 text, or raw
+    bytes). Each n-gram is fit and scored once."""
     rungs = {
         "uniform": uniform_bpc(vocab_size),
         "unigram": unigram_bpc(train_ids, eval_ids, vocab_size),
     }
+    best, best_bits = None, None
     for n in orders:
         if vocab_size**n > 2**64:
             break
-        rungs[f"{n}-gram KN"] = KneserNey(train_ids, n, vocab_size).bits_per_char(eval_ids)
+        name = f"{n}-gram KN"
+        bits = np.concatenate(list(KneserNey(train_ids, n, vocab_size).iter_char_bits(eval_ids)))
+        rungs[name] = float(bits.mean())
+        if best is None or rungs[name] < rungs[best]:
+            best, best_bits = name, bits
     rungs |= compressor_bpc(decode(train_ids), decode(eval_ids), len(eval_ids))
-    return rungs
+    return Ladder(rungs, best, best_bits)
 
 
 # --- where the model wins: character classes, and closing brackets by distance ---------------

@@ -39,8 +39,8 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     if p >= 1.0:
         return logits
     sorted_logits, order = logits.sort(dim=-1, descending=True)
-    cum = sorted_logits.softmax(-1).cumsum(-1)  # (B, V)
-    drop_sorted = cum - sorted_logits.softmax(-1) >= p  # mass before this symbol already >= p
+    probs = sorted_logits.softmax(-1)  # (B, V)
+    drop_sorted = probs.cumsum(-1) - probs >= p  # mass before this symbol already >= p
     drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
     return logits.masked_fill(drop, float("-inf"))
 
