@@ -1,6 +1,7 @@
 """The baseline ladder: Kneser-Ney n-grams and compressor rungs."""
 
 import bz2
+import json
 import lzma
 import math
 import zlib
@@ -9,14 +10,16 @@ import numpy as np
 import pytest
 from conftest import words_text
 
+from rnnlab.config import ModelConfig
 from rnnlab.evaluation import (
     KneserNey,
     closing_distances,
     compressor_bpc,
+    iter_char_nats,
     unigram_bpc,
     where_the_model_wins,
 )
-from rnnlab.vocab import Vocab
+from rnnlab.vocab import UnknownCharacterError, Vocab
 
 
 def corpus_ids(text: str):
@@ -84,3 +87,104 @@ def test_where_the_model_wins_bins_by_class_and_distance():
     bins = {b["from"]: b for b in wins["closing_by_distance"]}
     assert bins[1]["count"] == 1 and bins[3]["count"] == 1  # ")" after 2 and after 3 chars
     assert all(b["advantage_bpc"] == 2.0 for b in bins.values())
+
+
+def test_eval_of_a_learned_periodic_text_is_far_below_every_baseline(tmp_path, capsys):
+    from rnnlab import cli, training
+    from rnnlab.config import CorpusConfig, ModelConfig, TrainConfig
+
+    text = ("a" * 11 + "b") * 600  # an 8-gram cannot count to 11; an LSTM can
+    (tmp_path / "c.txt").write_text(text)
+    training.train(
+        CorpusConfig(source=str(tmp_path / "c.txt")),
+        ModelConfig(hidden_size=32, num_layers=1, embedding_size=8, dropout=0.0),
+        TrainConfig(
+            batch_size=8,
+            seq_len=32,
+            max_steps=400,
+            learning_rate=1e-2,
+            warmup_steps=5,
+            state_reset=0.0,
+            eval_every_s=1e9,
+            sample_chars=20,
+            dtype="float32",
+            device="cpu",
+        ),
+        tmp_path / "run",
+        progress=False,
+    )
+    assert cli.main(["eval", str(tmp_path / "run"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    rungs = report["baselines"]
+    assert {f"{n}-gram KN" for n in range(2, 9)} | {"gzip", "bzip2", "xz"} <= set(rungs)
+    # Far below every n-gram and every compressor of the text alone. The conditional rungs
+    # (train + text - train) see the text repeat the training text and cost ~0 too: not scored.
+    alone = {k: v for k, v in rungs.items() if "| train" not in k}
+    assert report["bpc"] < 0.1 * min(alone.values()), (report["bpc"], alone)
+    assert report["below_best_baseline_bpc"] == pytest.approx(min(rungs.values()) - report["bpc"])
+
+
+class SpyIds:
+    """Ids that record the longest slice anyone read: bounded memory means bounded reads."""
+
+    def __init__(self, ids):
+        self.ids, self.longest = ids, 0
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, index):
+        assert isinstance(index, slice), "read whole-array index"
+        part = self.ids[index]
+        self.longest = max(self.longest, len(part))
+        return part
+
+
+def test_ladder_and_comparison_read_the_eval_text_a_chunk_at_a_time():
+    import torch
+
+    from rnnlab.evaluation import baseline_ladder, compare
+    from rnnlab.model import CharLM
+
+    text = words_text(lines=400, seed=3)
+    v = Vocab.from_chars(text)
+    ids = np.array(v.encode(text))
+    train, held = ids[:8000], ids[8000:]
+    decode = lambda a: v.decode(np.asarray(a).tolist()).encode()  # noqa: E731
+    whole = baseline_ladder(train, held, len(v), decode, orders=(2, 4, 8))
+    spy = SpyIds(held)
+    chunked = baseline_ladder(train, spy, len(v), decode, orders=(2, 4, 8), chunk=500)
+    assert spy.longest <= 500 + 7 and len(held) > 4 * 500
+    for name, bpc in whole.rungs.items():
+        assert chunked.rungs[name] == pytest.approx(bpc, rel=1e-12, abs=1e-12), name
+
+    torch.manual_seed(0)
+    model = CharLM(ModelConfig(vocab_size=len(v), hidden_size=16, embedding_size=8))
+    kn = whole.best_ngram_model
+    full = compare(model, held, v.symbols, kn, chunk_len=len(held))
+    spy = SpyIds(held)
+    parts = compare(model, spy, v.symbols, kn, chunk_len=300)
+    assert spy.longest <= 301 + 7
+    assert parts.loss_nats == pytest.approx(full.loss_nats, rel=1e-6)
+    model_bits = np.concatenate(list(iter_char_nats(model, held))) / math.log(2)
+    ngram_bits = np.concatenate(list(kn.iter_char_bits(held)))
+    expected = where_the_model_wins(v.decode(held.tolist()), model_bits, ngram_bits)
+    assert parts.wins["by_class"].keys() == expected["by_class"].keys()
+    for name, row in expected["by_class"].items():
+        assert parts.wins["by_class"][name]["count"] == row["count"]
+        assert parts.wins["by_class"][name]["ngram_bpc"] == pytest.approx(row["ngram_bpc"])
+        assert parts.wins["by_class"][name]["model_bpc"] == pytest.approx(row["model_bpc"], 1e-5)
+
+
+def test_eval_file_is_encoded_a_piece_at_a_time(tmp_path, monkeypatch):
+    from rnnlab import data
+
+    v = Vocab.from_chars("abc\n")
+    pieces = ["abca\n" * 10, "cab\n" * 5]
+    ids = data.encode_with(v, iter(pieces), tmp_path / "ids.bin")
+    assert isinstance(ids, np.memmap)
+    assert v.decode(np.asarray(ids).tolist()) == "".join(pieces)
+    with pytest.raises(UnknownCharacterError, match="'x'.*'z'"):
+        data.encode_with(v, iter(["abz", "xa"]), tmp_path / "bad.bin")
+    kept = data.encode_with(v, iter(["abz", "xa"]), tmp_path / "skip.bin", unknown="skip")
+    assert v.decode(np.asarray(kept).tolist()) == "aba"

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,7 +20,7 @@ from tqdm import tqdm
 
 from . import checkpoint, corpus, evaluation, sampling, training
 from .config import ConfigError, CorpusConfig, ModelConfig, TrainConfig, __version__, flag_fields
-from .data import DataError, split
+from .data import DataError, encode_with, split
 from .model import resolve_device, resolve_sample_dtype
 from .viz import BASELINES, plot_curves, plot_wins
 from .vocab import UnknownCharacterError
@@ -241,34 +242,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
         path = Path(args.file)
         if not path.is_file():
             raise UsageError(f"{path}: no such file; give a text file to evaluate")
-        if vocab.mode == "byte":
-            eval_ids = np.frombuffer(path.read_bytes(), dtype=np.uint8).astype(np.int64)
-        else:
-            try:
-                text = path.read_text(encoding="utf-8")
-            except UnicodeDecodeError:
-                raise UsageError(f"{path} is not valid UTF-8 text") from None
-            eval_ids = np.asarray(vocab.encode(text, unknown=args.unknown), dtype=np.int64)
+        source = corpus.resolve(str(path))
+        pieces = corpus.iter_bytes(source) if vocab.mode == "byte" else corpus.iter_text(source)
+        scratch = tempfile.TemporaryDirectory(prefix="rnnlab-eval-")
+        try:
+            eval_ids = encode_with(vocab, pieces, Path(scratch.name) / "ids.bin", args.unknown)
+        except corpus.CorpusError as e:  # not UTF-8, or binary
+            raise UsageError(f"{str(e).split(';')[0]}; give a UTF-8 text file") from None
         name = str(path)
     else:
         eval_ids, name = val_ids, "validation split"
     if len(eval_ids) < 2:
         raise UsageError(f"{name} has fewer than 2 characters to evaluate")
-    t0 = time.perf_counter()
-    model_nats = np.concatenate(list(evaluation.iter_char_nats(model, eval_ids, args.chunk_len)))
-    nats = float(model_nats.mean())
-    seconds = time.perf_counter() - t0
     V = len(vocab)
-
-    def as_text(ids: np.ndarray) -> str:  # one character per id (bytes as latin-1)
-        if vocab.mode == "byte":
-            return np.asarray(ids, dtype=np.uint8).tobytes().decode("latin-1")
-        return vocab.decode(np.asarray(ids).tolist())
+    symbols = [chr(i) for i in range(256)] if vocab.mode == "byte" else vocab.symbols
 
     if train_ids is not None and not args.quick:
 
         def decode(ids: np.ndarray) -> bytes:  # what a compressor sees
-            return as_text(ids).encode("latin-1" if vocab.mode == "byte" else "utf-8")
+            if vocab.mode == "byte":
+                return np.asarray(ids, dtype=np.uint8).tobytes()
+            return "".join([symbols[i] for i in np.asarray(ids).tolist()]).encode("utf-8")
 
         ladder = evaluation.baseline_ladder(train_ids, eval_ids, V, decode)
     else:
@@ -276,6 +270,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if train_ids is not None:
             rungs["unigram"] = evaluation.unigram_bpc(train_ids, eval_ids, V)
         ladder = evaluation.Ladder(rungs)
+    scored = evaluation.compare(model, eval_ids, symbols, ladder.best_ngram_model, args.chunk_len)
+    nats, seconds = scored.loss_nats, scored.seconds
     baselines = ladder.rungs
     bpc = nats / evaluation.LN2
     if not args.file:  # remembered for `rnnlab plot`
@@ -283,10 +279,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     best = min(baselines, key=baselines.get)
     margin = baselines[best] - bpc
     wins = None
-    if ladder.best_ngram_bits is not None:  # where the model beats the best n-gram
-        wins = evaluation.where_the_model_wins(
-            as_text(eval_ids), model_nats / evaluation.LN2, ladder.best_ngram_bits
-        ) | {"ngram": ladder.best_ngram}
+    if scored.wins is not None:  # where the model beats the best n-gram
+        wins = scored.wins | {"ngram": ladder.best_ngram}
         if args.plot:
             plot_wins(wins, Path(args.plot))
     if args.json:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .vocab import Vocab
+from .vocab import UNKNOWN_POLICIES, Vocab, unknown_characters
 
 TOKEN_FORMAT = 1
 
@@ -125,6 +125,46 @@ def encode(
     meta = {"vocab": vocab.to_json(), "num_tokens": num_tokens, "sha256": digest.hexdigest()}
     _write_json_atomic(meta_path, meta)
     return TokenFile(bin_path, vocab, num_tokens, digest.hexdigest())
+
+
+def encode_with(
+    vocab: Vocab, pieces: Iterable[str] | Iterable[bytes], path: Path, unknown: str = "error"
+) -> np.ndarray:
+    """Encode a text stream with an existing vocabulary (an evaluation file) into ``path``, one
+    piece at a time, and return the ids memory-mapped, so a file larger than memory evaluates.
+
+    Args:
+        vocab: the model's vocabulary.
+        pieces: str pieces (bytes pieces are accepted in byte mode).
+        path: where the ids go (the caller owns it, e.g. a temporary directory).
+        unknown: "error" (raise UnknownCharacterError listing every unseen character) or
+            "skip" (drop them).
+    """
+    if unknown not in UNKNOWN_POLICIES:
+        raise ValueError(f"unknown-character policy must be one of {UNKNOWN_POLICIES}")
+    dtype = token_dtype(len(vocab))
+    points = np.array(vocab.code_points() if vocab.mode == "char" else [0], dtype=np.uint32)
+    missing: set[str] = set()
+    n = 0
+    with open(path, "wb") as out:
+        for piece in pieces:
+            if vocab.mode == "byte":
+                raw = piece.encode("utf-8") if isinstance(piece, str) else piece
+                ids = np.frombuffer(raw, dtype=np.uint8)
+            else:
+                cps = np.frombuffer(piece.encode("utf-32-le"), dtype="<u4")
+                ids = np.searchsorted(points, cps).clip(max=len(points) - 1)
+                known = points[ids] == cps
+                if not known.all():
+                    missing.update(chr(c) for c in np.unique(cps[~known]))
+                    ids = ids[known]
+            ids.astype(dtype).tofile(out)
+            n += len(ids)
+    if missing and unknown == "error":
+        raise unknown_characters(missing)
+    if n == 0:
+        return np.zeros(0, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r", shape=(n,))
 
 
 def _write_json_atomic(path: Path, obj: object) -> None:

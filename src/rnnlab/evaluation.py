@@ -7,10 +7,12 @@ so the number does not depend on the chunk length. Imports config, vocab and mod
 from __future__ import annotations
 
 import bz2
+import itertools
 import lzma
 import math
+import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +24,6 @@ from .model import CharLM
 LN2 = math.log(2.0)
 
 
-@torch.no_grad()
 @torch.no_grad()
 def iter_char_nats(
     model: CharLM,
@@ -89,17 +90,21 @@ def uniform_bpc(vocab_size: int) -> float:
     return math.log2(vocab_size)
 
 
-def unigram_bpc(train_ids: np.ndarray, eval_ids: np.ndarray, vocab_size: int) -> float:
-    """Character frequencies of the training text (add-one smoothed) scored on ``eval_ids[1:]``."""
-    counts = np.zeros(vocab_size, dtype=np.int64)
-    for start in range(0, len(train_ids), 1 << 24):  # bounded memory on a memory map
-        counts += np.bincount(
-            np.asarray(train_ids[start : start + (1 << 24)]), minlength=vocab_size
-        )
-    logp = np.log2((counts + 1) / (counts.sum() + vocab_size))
-    scored = np.zeros(vocab_size, dtype=np.int64)
-    for start in range(1, len(eval_ids), 1 << 24):
-        scored += np.bincount(np.asarray(eval_ids[start : start + (1 << 24)]), minlength=vocab_size)
+def unigram_bpc(
+    train_ids: np.ndarray, eval_ids: np.ndarray, vocab_size: int, chunk: int = 1 << 24
+) -> float:
+    """Character frequencies of the training text (add-one smoothed) scored on ``eval_ids[1:]``,
+    both read a chunk at a time (bounded memory on a memory map)."""
+
+    def counts(ids: np.ndarray, first: int) -> np.ndarray:
+        total = np.zeros(vocab_size, dtype=np.int64)
+        for start in range(first, len(ids), chunk):
+            total += np.bincount(np.asarray(ids[start : start + chunk]), minlength=vocab_size)
+        return total
+
+    trained = counts(train_ids, 0)
+    logp = np.log2((trained + 1) / (trained.sum() + vocab_size))
+    scored = counts(eval_ids, 1)
     return float(-(scored * logp).sum() / max(1, scored.sum()))
 
 
@@ -118,6 +123,19 @@ def _keys(ids: np.ndarray, k: int, V: int) -> np.ndarray:
     return key
 
 
+def _level(grams: np.ndarray, counts: np.ndarray, V: int) -> tuple:
+    """One order of the model from its sorted distinct k-gram keys and their (raw or
+    continuation) counts: (keys, counts, context keys, context totals, context types, D)."""
+    counts = counts.astype(np.int64)
+    n1, n2 = np.sum(counts == 1), np.sum(counts == 2)
+    D = n1 / (n1 + 2 * n2) if n1 + 2 * n2 > 0 else 0.5
+    ctx = grams // np.uint64(V)  # the k-1 characters before the last one
+    ctx_keys, first = np.unique(ctx, return_index=True)
+    ctx_total = np.add.reduceat(counts, first) if len(counts) else counts
+    ctx_types = np.diff(np.append(first, len(ctx)))
+    return grams, counts, ctx_keys, ctx_total, ctx_types, D
+
+
 class KneserNey:
     """Interpolated Kneser-Ney character n-gram model (Chen & Goodman 1999, eqs. 17-18), with
     one absolute discount per order, D = n1 / (n1 + 2 n2), and the unigram level interpolated
@@ -130,29 +148,46 @@ class KneserNey:
     """
 
     def __init__(self, train_ids: np.ndarray, order: int, vocab_size: int) -> None:
-        if vocab_size**order > 2**64:
-            raise ValueError(f"vocabulary {vocab_size} too large for {order}-grams")
-        self.order, self.V = order, vocab_size
+        *_, (_, model) = KneserNey.fit_orders(train_ids, (order,), vocab_size)
+        self.order, self.V, self.levels = model.order, model.V, model.levels
+
+    @classmethod
+    def _of(cls, levels: list[tuple], vocab_size: int) -> KneserNey:
+        model = cls.__new__(cls)
+        model.order, model.V, model.levels = len(levels), vocab_size, levels
+        return model
+
+    @classmethod
+    def fit_orders(
+        cls, train_ids: np.ndarray, orders: tuple[int, ...], vocab_size: int
+    ) -> Iterator[tuple[int, KneserNey]]:
+        """The models of several orders from one pass per order over the training ids, yielded
+        in increasing order as soon as each is ready.
+
+        The model of order n uses continuation counts for its levels 1..n-1 and raw counts at
+        level n, so the lower levels are shared by every order: counting the k-grams once for
+        all orders costs one sort per k (plus one for the continuation counts), not one per k
+        and per order. Only the shared levels and the newest raw level stay in memory.
+        """
+        V, top = vocab_size, max(orders)
+        if V**top > 2**64:
+            raise ValueError(f"vocabulary {V} too large for {top}-grams")
         ids = np.asarray(train_ids)
-        self.levels = []  # per order k = 1..N: (keys, counts, ctx_keys, ctx_total, ctx_types, D)
-        for k in range(1, order + 1):
-            grams, raw = np.unique(_keys(ids, k, self.V), return_counts=True)
-            if k < order:  # continuation counts: distinct characters seen before the k-gram
-                longer = np.unique(_keys(ids, k + 1, self.V))
-                suffix = longer % np.uint64(self.V**k)
-                grams, counts = np.unique(suffix, return_counts=True)
-            else:
-                counts = raw
-            n1, n2 = np.sum(counts == 1), np.sum(counts == 2)
-            D = n1 / (n1 + 2 * n2) if n1 + 2 * n2 > 0 else 0.5
-            ctx = grams // np.uint64(self.V)  # the k-1 characters before the last one
-            ctx_keys, first = np.unique(ctx, return_index=True)
-            ctx_total = np.add.reduceat(counts, first)
-            ctx_types = np.diff(np.append(first, len(ctx)))
-            self.levels.append((grams, counts, ctx_keys, ctx_total, ctx_types, D))
+        continuation: list[tuple] = []  # levels 1..k-1
+        previous = None  # distinct (k-1)-gram keys
+        for k in range(1, top + 1):
+            grams, counts = np.unique(_keys(ids, k, V), return_counts=True)
+            if previous is not None:  # distinct characters seen before each (k-1)-gram
+                suffix, cont = np.unique(grams % np.uint64(V ** (k - 1)), return_counts=True)
+                continuation.append(_level(suffix, cont, V))
+            previous = grams
+            if k in orders:
+                yield k, cls._of([*continuation, _level(grams, counts, V)], V)
 
     @staticmethod
     def _lookup(keys: np.ndarray, values: np.ndarray, query: np.ndarray) -> np.ndarray:
+        if len(keys) == 0:
+            return np.zeros(len(query), dtype=np.int64)
         pos = np.searchsorted(keys, query).clip(max=len(keys) - 1)
         return np.where(keys[pos] == query, values[pos], 0)
 
@@ -185,55 +220,76 @@ class KneserNey:
             p = np.where((total > 0) & (known >= k - 1), pk, p)
         return p
 
-    def iter_char_bits(self, eval_ids: np.ndarray, chunk: int = 1 << 20) -> Iterator[np.ndarray]:
-        """Bits of each character of ``eval_ids[1:]``, each given up to N-1 characters before
-        it, a chunk at a time."""
-        ids = np.asarray(eval_ids, dtype=np.int64)
+    def char_bits(self, eval_ids: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """Bits of ``eval_ids[start:stop]`` (start >= 1), each character given up to N-1
+        characters before it; reads only that slice and its context."""
         pad = self.order - 1
-        padded = np.concatenate([np.zeros(pad, dtype=np.int64), ids])
-        for start in range(1, len(ids), chunk):
-            idx = np.arange(start, min(start + chunk, len(ids)))
-            windows = np.lib.stride_tricks.sliding_window_view(padded, pad + 1)[idx]  # (m, N)
-            yield -np.log2(self.prob(windows[:, :-1], windows[:, -1], np.minimum(idx, pad)))
+        lo = max(0, start - pad)
+        window = np.asarray(eval_ids[lo:stop], dtype=np.int64)
+        window = np.concatenate([np.zeros(pad - (start - lo), dtype=np.int64), window])
+        grams = np.lib.stride_tricks.sliding_window_view(window, pad + 1)  # (stop-start, N)
+        known = np.minimum(np.arange(start, stop), pad)
+        return -np.log2(self.prob(grams[:, :-1], grams[:, -1], known))
 
-    def bits_per_char(self, eval_ids: np.ndarray) -> float:
+    def iter_char_bits(self, eval_ids: np.ndarray, chunk: int = 1 << 20) -> Iterator[np.ndarray]:
+        """Bits of each character of ``eval_ids[1:]``, a chunk at a time (bounded memory)."""
+        for start in range(1, len(eval_ids), chunk):
+            yield self.char_bits(eval_ids, start, min(start + chunk, len(eval_ids)))
+
+    def bits_per_char(self, eval_ids: np.ndarray, chunk: int = 1 << 20) -> float:
         """Mean bits per character of ``eval_ids[1:]``."""
-        total = sum(float(b.sum()) for b in self.iter_char_bits(eval_ids))
+        total = sum(float(b.sum()) for b in self.iter_char_bits(eval_ids, chunk))
         return total / max(1, len(eval_ids) - 1)
 
 
 # --- the baseline ladder: general-purpose compressors -----------------------------------------
 
-COMPRESSORS = {
-    "gzip": lambda b: zlib.compress(b, 9),
-    "bzip2": lambda b: bz2.compress(b, 9),
-    "xz": lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME),
+COMPRESSORS: dict[str, Callable[[], object]] = {  # streaming compressors, strongest settings
+    "gzip": lambda: zlib.compressobj(9),
+    "bzip2": lambda: bz2.BZ2Compressor(9),
+    "xz": lambda: lzma.LZMACompressor(preset=9 | lzma.PRESET_EXTREME),
 }
 CONTEXT_BYTES = 16 << 20  # the conditional rung primes with at most this much training text
 
 
-def compressor_bpc(train: bytes, text: bytes, num_chars: int) -> dict[str, float]:
+def _compressed_size(name: str, pieces: Iterable[bytes]) -> int:
+    compressor = COMPRESSORS[name]()
+    size = sum(len(compressor.compress(piece)) for piece in pieces)
+    return size + len(compressor.flush())
+
+
+def compressor_bpc(
+    train: bytes, text: bytes | Callable[[], Iterable[bytes]], num_chars: int
+) -> dict[str, float]:
     """Bits per evaluation character of each compressor: on the text alone, and conditional on
     the training text (size of train+text compressed minus train compressed), the fairer rung
-    since the model saw the training text too."""
+    since the model saw the training text too.
+
+    Args:
+        train: the training text as bytes; only its last CONTEXT_BYTES are used.
+        text: the evaluation text as bytes, or a function returning a fresh iterator over its
+            pieces (a large file is compressed as a stream, never held whole).
+        num_chars: characters in the evaluation text (the denominator).
+    """
     train = train[-CONTEXT_BYTES:]
+    pieces = (lambda: [text]) if isinstance(text, bytes) else text
     out = {}
-    for name, compress in COMPRESSORS.items():
-        out[name] = 8 * len(compress(text)) / num_chars
-        out[f"{name} | train"] = (
-            8 * (len(compress(train + text)) - len(compress(train))) / num_chars
-        )
+    for name in COMPRESSORS:
+        alone = _compressed_size(name, pieces())
+        both = _compressed_size(name, itertools.chain([train], pieces()))
+        out[name] = 8 * alone / num_chars
+        out[f"{name} | train"] = 8 * (both - _compressed_size(name, [train])) / num_chars
     return out
 
 
 @dataclass(frozen=True)
 class Ladder:
-    """The rungs (bits per character of the evaluation text) and, for the per-character
-    comparison, the bits the best n-gram spent on each character (``eval_ids[1:]``)."""
+    """The rungs (bits per character of the evaluation text) and the best n-gram model, which
+    ``compare`` runs beside the model character by character."""
 
     rungs: dict[str, float]
     best_ngram: str | None = None
-    best_ngram_bits: np.ndarray | None = None
+    best_ngram_model: KneserNey | None = None
 
 
 def baseline_ladder(
@@ -242,25 +298,30 @@ def baseline_ladder(
     vocab_size: int,
     decode: Callable[[np.ndarray], bytes],
     orders: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8),
+    chunk: int = 1 << 20,
 ) -> Ladder:
     """Every rung: uniform, unigram, Kneser-Ney n-grams (fit on ``train_ids``), and the
     compressors. ``decode`` turns ids into the bytes a compressor sees (UTF-8 text, or raw
-    bytes). Each n-gram is fit and scored once."""
+    bytes). The evaluation ids are read a chunk at a time, so a memory-mapped file of any
+    length evaluates in bounded memory."""
     rungs = {
         "uniform": uniform_bpc(vocab_size),
-        "unigram": unigram_bpc(train_ids, eval_ids, vocab_size),
+        "unigram": unigram_bpc(train_ids, eval_ids, vocab_size, chunk),
     }
-    best, best_bits = None, None
-    for n in orders:
-        if vocab_size**n > 2**64:
-            break
+    orders = tuple(n for n in orders if vocab_size**n <= 2**64)
+    best, best_model = None, None
+    for n, model in KneserNey.fit_orders(train_ids, orders, vocab_size) if orders else ():
         name = f"{n}-gram KN"
-        bits = np.concatenate(list(KneserNey(train_ids, n, vocab_size).iter_char_bits(eval_ids)))
-        rungs[name] = float(bits.mean())
+        rungs[name] = model.bits_per_char(eval_ids, chunk)
         if best is None or rungs[name] < rungs[best]:
-            best, best_bits = name, bits
-    rungs |= compressor_bpc(decode(train_ids), decode(eval_ids), len(eval_ids))
-    return Ladder(rungs, best, best_bits)
+            best, best_model = name, model
+
+    def pieces() -> Iterator[bytes]:
+        for start in range(0, len(eval_ids), chunk):
+            yield decode(eval_ids[start : start + chunk])
+
+    rungs |= compressor_bpc(decode(train_ids[-CONTEXT_BYTES:]), pieces, len(eval_ids))
+    return Ladder(rungs, best, best_model)
 
 
 # --- where the model wins: character classes, and closing brackets by distance ---------------
@@ -268,6 +329,7 @@ def baseline_ladder(
 CLASSES = ("letter", "whitespace", "newline", "digit", "bracket/quote", "punctuation", "other")
 OPENERS = {")": "(", "]": "[", "}": "{"}
 DISTANCE_BINS = (1, 3, 6, 11, 21, 51, 101, 201, 501)  # lower edges; the last bin is open
+MAX_OPEN = 10_000  # unclosed openers remembered (bounded memory on unbalanced text)
 
 
 def char_class(ch: str) -> str:
@@ -286,68 +348,146 @@ def char_class(ch: str) -> str:
     return "other"
 
 
+class ClosingScanner:
+    """Finds each closing bracket and closing double quote and the distance back to its opener
+    (Karpathy, Johnson & Fei-Fei 2015, section 4.4), fed the text piece by piece."""
+
+    def __init__(self) -> None:
+        self.stack: list[tuple[str, int]] = []
+        self.quote_open: int | None = None
+
+    def feed(self, chars: Iterable[str], positions: Iterable[int]) -> list[tuple[int, int]]:
+        """(position, distance) for the closers among ``chars`` (only brackets and quotes need
+        be passed, with their positions in the whole text)."""
+        out = []
+        for ch, i in zip(chars, positions, strict=True):
+            if ch == '"':
+                if self.quote_open is None:
+                    self.quote_open = i
+                else:
+                    out.append((i, i - self.quote_open))
+                    self.quote_open = None
+            elif ch in "([{":
+                self.stack.append((ch, i))
+                del self.stack[:-MAX_OPEN]
+            elif ch in OPENERS:
+                while self.stack and self.stack[-1][0] != OPENERS[ch]:
+                    self.stack.pop()  # unbalanced openers: skip them
+                if self.stack:
+                    out.append((i, i - self.stack.pop()[1]))
+        return out
+
+
 def closing_distances(text: str) -> list[tuple[int, int]]:
     """(index, distance back to its opener) for each closing bracket and closing double quote
-    of ``text`` (Karpathy, Johnson & Fei-Fei 2015, section 4.4)."""
-    stack: list[tuple[str, int]] = []
-    quote_open: int | None = None
-    out = []
-    for i, ch in enumerate(text):
-        if ch == '"':
-            if quote_open is None:
-                quote_open = i
-            else:
-                out.append((i, i - quote_open))
-                quote_open = None
-        elif ch in "([{":
-            stack.append((ch, i))
-        elif ch in OPENERS:
-            while stack and stack[-1][0] != OPENERS[ch]:
-                stack.pop()  # unbalanced openers: skip them
-            if stack:
-                out.append((i, i - stack.pop()[1]))
-    return out
+    of ``text``."""
+    return ClosingScanner().feed(text, range(len(text)))
+
+
+class WinsTally:
+    """Model against an n-gram on the same text, per character class and for closing
+    brackets/quotes binned by the distance back to the opener, accumulated piece by piece so
+    the text can be any length.
+
+    Args:
+        symbols: the character of each id (bytes as one latin-1 character each).
+    """
+
+    def __init__(self, symbols: Sequence[str]) -> None:
+        self.symbols = list(symbols)
+        self.class_of = np.array([CLASSES.index(char_class(c)) for c in self.symbols])
+        self.marks = np.array([c in '"()[]{}' for c in self.symbols])
+        self.by_class = np.zeros((len(CLASSES), 3))  # count, model bits, n-gram bits
+        self.by_distance = np.zeros((len(DISTANCE_BINS), 3))
+        self.scanner = ClosingScanner()
+        self.position = 0
+
+    def add(
+        self, ids: np.ndarray, model_bits: np.ndarray | None, ngram_bits: np.ndarray | None
+    ) -> None:
+        """The next ids of the text and the bits each model spent on each (None: not scored,
+        like the first character)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        at = np.flatnonzero(self.marks[ids])
+        closing = self.scanner.feed((self.symbols[i] for i in ids[at]), at + self.position)
+        self.position += len(ids)
+        if model_bits is None or ngram_bits is None:
+            return
+        both = np.stack([np.ones(len(ids)), model_bits, ngram_bits], 1)
+        np.add.at(self.by_class, self.class_of[ids], both)
+        if closing:
+            local = np.array([i for i, _ in closing]) - (self.position - len(ids))
+            bins = np.searchsorted(DISTANCE_BINS, [d for _, d in closing], side="right") - 1
+            np.add.at(self.by_distance, bins, both[local])
+
+    def result(self) -> dict:
+        """{"by_class": {class: {count, model_bpc, ngram_bpc}},
+        "closing_by_distance": [{from, to, count, model_bpc, ngram_bpc, advantage_bpc}]}"""
+        by_class = {
+            name: {"count": int(n), "model_bpc": m / n, "ngram_bpc": g / n}
+            for name, (n, m, g) in zip(CLASSES, self.by_class, strict=True)
+            if n
+        }
+        bins = []
+        edges = (*DISTANCE_BINS, None)
+        for lo, hi, (n, m, g) in zip(edges[:-1], edges[1:], self.by_distance, strict=True):
+            if n:
+                bins.append(
+                    {
+                        "from": lo,
+                        "to": hi,
+                        "count": int(n),
+                        "model_bpc": m / n,
+                        "ngram_bpc": g / n,
+                        "advantage_bpc": (g - m) / n,
+                    }
+                )
+        return {"by_class": by_class, "closing_by_distance": bins}
 
 
 def where_the_model_wins(text: str, model_bits: np.ndarray, ngram_bits: np.ndarray) -> dict:
-    """Model against an n-gram on the same text, per character class and for closing
-    brackets/quotes binned by the distance back to the opener.
+    """``WinsTally`` over a whole text held in memory: ``model_bits[i]`` and ``ngram_bits[i]``
+    are the bits spent on ``text[i + 1]``."""
+    symbols = sorted(set(text))
+    index = {c: i for i, c in enumerate(symbols)}
+    ids = np.array([index[c] for c in text])
+    tally = WinsTally(symbols)
+    tally.add(ids[:1], None, None)
+    tally.add(ids[1:], np.asarray(model_bits), np.asarray(ngram_bits))
+    return tally.result()
 
-    Args:
-        text: the evaluation text; ``model_bits[i]`` and ``ngram_bits[i]`` are the bits spent on
-            ``text[i + 1]``.
 
-    Returns:
-        {"by_class": {class: {count, model_bpc, ngram_bpc}},
-         "closing_by_distance": [{from, to, count, model_bpc, ngram_bpc, advantage_bpc}]}
-    """
-    classes = np.array([CLASSES.index(char_class(c)) for c in text[1:]])
-    by_class = {}
-    for k, name in enumerate(CLASSES):
-        mask = classes == k
-        if mask.any():
-            by_class[name] = {
-                "count": int(mask.sum()),
-                "model_bpc": float(model_bits[mask].mean()),
-                "ngram_bpc": float(ngram_bits[mask].mean()),
-            }
-    closing = closing_distances(text)
-    idx = np.array([i - 1 for i, _ in closing if i >= 1], dtype=np.int64)
-    dist = np.array([d for i, d in closing if i >= 1], dtype=np.int64)
-    bins = []
-    edges = (*DISTANCE_BINS, None)
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        mask = (dist >= lo) & (dist < hi if hi else True)
-        if mask.any():
-            m, g = float(model_bits[idx[mask]].mean()), float(ngram_bits[idx[mask]].mean())
-            bins.append(
-                {
-                    "from": lo,
-                    "to": hi,
-                    "count": int(mask.sum()),
-                    "model_bpc": m,
-                    "ngram_bpc": g,
-                    "advantage_bpc": g - m,
-                }
-            )
-    return {"by_class": by_class, "closing_by_distance": bins}
+@dataclass(frozen=True)
+class Comparison:
+    """The model's exact score on a text, and where it beats the best n-gram (or None)."""
+
+    loss_nats: float
+    num_chars: int
+    seconds: float
+    wins: dict | None
+
+
+def compare(
+    model: CharLM,
+    eval_ids: np.ndarray,
+    symbols: Sequence[str],
+    ngram: KneserNey | None = None,
+    chunk_len: int = 8192,
+) -> Comparison:
+    """Score ``eval_ids[1:]`` with the model, exactly (state carried), and, when an n-gram is
+    given, tally where the model wins beside it; one chunk in memory at a time."""
+    t0 = time.perf_counter()
+    total, start = 0.0, 1
+    tally = WinsTally(symbols) if ngram is not None else None
+    if tally:
+        tally.add(eval_ids[:1], None, None)
+    for nats in iter_char_nats(model, eval_ids, chunk_len):
+        total += float(nats.sum())
+        stop = start + len(nats)
+        if tally:
+            ngram_bits = ngram.char_bits(eval_ids, start, stop)
+            tally.add(eval_ids[start:stop], nats / LN2, ngram_bits)
+        start = stop
+    seconds = time.perf_counter() - t0
+    n = len(eval_ids) - 1
+    return Comparison(total / n, n, seconds, tally.result() if tally else None)

@@ -18,6 +18,17 @@ class UnknownCharacterError(ValueError):
     """Text holds characters the model never saw in training."""
 
 
+def unknown_characters(missing: Sequence[str]) -> UnknownCharacterError:
+    """The error that lists the characters the model never saw."""
+    missing = sorted(missing)
+    shown = " ".join(repr(c) for c in missing[:20])
+    more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
+    return UnknownCharacterError(
+        f"{len(missing)} character(s) not in the model's vocabulary: {shown}{more}; "
+        "remove them or pass --unknown skip to drop them"
+    )
+
+
 @dataclass(frozen=True)
 class Vocab:
     """A sorted symbol table. In "char" mode symbols are one-character strings, in "byte"
@@ -58,12 +69,7 @@ class Vocab:
             return list(text.encode("utf-8"))
         missing = self.unknown(text)
         if missing and unknown == "error":
-            shown = " ".join(repr(c) for c in missing[:20])
-            more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
-            raise UnknownCharacterError(
-                f"{len(missing)} character(s) not in the model's vocabulary: {shown}{more}; "
-                "remove them or pass --unknown skip to drop them"
-            )
+            raise unknown_characters(missing)
         index = self._index
         return [index[c] for c in text if c in index]
 
