@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import tempfile
 import time
@@ -66,7 +67,8 @@ def _given(args: argparse.Namespace, cls: type) -> dict:
 
 
 def _err(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one process speaks for all
+        print(message, file=sys.stderr, flush=True)
 
 
 # --- train ---------------------------------------------------------------------------------------
@@ -97,11 +99,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         checkpoint.load_config(out)  # a missing or broken run fails here, before any work
     else:
         name = corpus.resolve(args.corpus, args.glob).name
-        out = (
-            Path(args.out)
-            if args.out
-            else Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        )
+        # under torchrun every process must pick the same directory: rank 0's clock decides
+        stamp = training.distributed().object_from_main(time.strftime("%Y%m%d-%H%M%S"))
+        out = Path(args.out) if args.out else Path("runs") / f"{name}-{stamp}"
     model_config = ModelConfig(**model_opts)
     train_config = TrainConfig(**train_opts)
     corpus_config = CorpusConfig(
@@ -129,6 +129,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         on_eval=on_eval,
         on_start=None if args.quiet else _err,
     )
+    if result.rank != 0:  # under torchrun rank 0 reports
+        return 1 if result.stopped == "diverged" else 0
     plot_curves([out], out / "curves.png")
     sample = ""
     if result.stopped != "diverged" and (out / checkpoint.BEST).is_file():

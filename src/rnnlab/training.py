@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import signal
 import sys
 import threading
@@ -17,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
@@ -54,6 +57,7 @@ class TrainResult:
     last_val_bpc: float
     stopped: str  # "budget", "interrupted" (Ctrl-C, saved) or "diverged" (non-finite loss)
     sample: str
+    rank: int = 0  # under torchrun, this process's rank (only rank 0 wrote the run)
 
 
 def learning_rate(cfg: TrainConfig, step: int, fraction: float) -> float:
@@ -80,8 +84,9 @@ def make_optimizer(model: CharLM, cfg: TrainConfig) -> torch.optim.AdamW:
 
 @contextmanager
 def _sigint_flag():
-    """While active, the first Ctrl-C sets a flag (the loop stops and saves at the end of the
-    step); a second one raises KeyboardInterrupt at once."""
+    """While active, the first Ctrl-C (or SIGTERM, as a scheduler or torchrun sends when it
+    stops a job) sets a flag: the loop stops and saves at the end of the step. A second one
+    raises KeyboardInterrupt at once."""
     hit = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield hit
@@ -92,20 +97,123 @@ def _sigint_flag():
             raise KeyboardInterrupt
         hit.set()
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield hit
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
-def load_tokens(corpus: CorpusConfig, expect_sha256: str | None = None) -> TokenFile:
-    """Encode the corpus (or reuse its cached token file), checking it is the one expected."""
+# --- many processes: torchrun sets RANK, LOCAL_RANK and WORLD_SIZE ----------------------------
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """Where this process stands among the processes of one training job (1 of 1 alone).
+
+    Every rank runs the same loop on its own share of the B streams; rank 0 alone writes the run
+    directory, validates and shows progress. The collectives below are no-ops for one process.
+    """
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def rows(self, batch_size: int) -> slice:
+        """This rank's streams of the global batch."""
+        share = batch_size // self.world
+        return slice(self.rank * share, (self.rank + 1) * share)
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def agree(self, values: list[float], device: torch.device) -> list[float]:
+        """The maximum of each value over all ranks, known to every rank."""
+        if self.world == 1:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return t.tolist()
+
+    def from_main(self, values: list[float], device: torch.device) -> list[float]:
+        """Rank 0's values, known to every rank."""
+        if self.world == 1:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=device)
+        dist.broadcast(t, src=0)
+        return t.tolist()
+
+    def object_from_main(self, obj: object) -> object:
+        if self.world == 1:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def mean(self, value: float, device: torch.device) -> float:
+        """The mean of a value over all ranks."""
+        if self.world == 1:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        return t.item() / self.world
+
+    def gather_rows(self, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        """The carried state of all ranks' streams, (L, B, H) each, in stream order."""
+        if self.world == 1:
+            return state
+        out = []
+        for s in state:
+            parts = [torch.empty_like(s) for _ in range(self.world)]
+            dist.all_gather(parts, s.contiguous())
+            out.append(torch.cat(parts, 1))
+        return tuple(out)
+
+
+def distributed() -> Ranks:
+    """Join the process group that torchrun describes in the environment (once; nccl when this
+    process has a GPU, gloo otherwise), or report a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Ranks()
+    ranks = Ranks(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(ranks.local_rank)
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return ranks
+
+
+def load_tokens(
+    corpus: CorpusConfig, expect_sha256: str | None = None, ranks: Ranks = Ranks()
+) -> TokenFile:
+    """Encode the corpus (or reuse its cached token file), checking it is the one expected.
+    Under torchrun the first process of each machine encodes while the others wait, then all
+    memory-map the same file."""
     files = resolve(corpus.source, corpus.glob)
     read = iter_bytes if corpus.byte_mode else iter_text
-    tokens = encode(
-        lambda: read(files), corpus.byte_mode, files.fingerprint(), cache_dir() / "tokens"
-    )
+
+    def tokens_file() -> TokenFile:
+        key = files.fingerprint()
+        return encode(lambda: read(files), corpus.byte_mode, key, cache_dir() / "tokens")
+
+    error = None
+    if ranks.local_rank == 0:
+        try:
+            tokens = tokens_file()
+        except Exception as e:  # the others meet the same error on their own below
+            error = e
+    ranks.barrier()
+    if error is not None:
+        raise error
+    if ranks.local_rank != 0:
+        tokens = tokens_file()  # a cache hit
     if expect_sha256 and tokens.sha256 != expect_sha256:
         raise CorpusError(
             f"the corpus {corpus.source!r} changed since this run started (sha256 differs); "
@@ -143,6 +251,7 @@ def train(
         A TrainResult; ``stopped`` says why the loop ended.
     """
     out = Path(out)
+    ranks = distributed()
     if resume:
         saved = ckpt.load_config(out)
         corpus, model_config = saved.corpus, saved.model
@@ -158,10 +267,18 @@ def train(
     if train_config.max_steps is None and train_config.minutes is None:
         train_config = dataclasses.replace(train_config, minutes=DEFAULT_MINUTES)
     cfg = train_config
+    if cfg.batch_size % ranks.world:
+        raise ConfigError(
+            f"--batch-size {cfg.batch_size} does not divide among {ranks.world} processes; "
+            f"use a multiple of {ranks.world}"
+        )
+    rows = ranks.rows(cfg.batch_size)
     device = resolve_device(cfg.device)
+    if device.type == "cuda" and ranks.world > 1:
+        device = torch.device("cuda", ranks.local_rank)
     amp_dtype = resolve_dtype(cfg.dtype, device)
 
-    tokens = load_tokens(corpus, corpus.sha256 if resume else None)
+    tokens = load_tokens(corpus, corpus.sha256 if resume else None, ranks)
     ids = tokens.open()
     train_ids, val_ids = split(ids, cfg.val_fraction)
     if len(val_ids) < 2:
@@ -180,6 +297,9 @@ def train(
 
     torch.manual_seed(cfg.seed)
     model = CharLM(model_config).to(device)
+    net = model  # what the step calls: under torchrun, DDP averages the gradients over ranks
+    if ranks.world > 1:
+        net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     optimizer = make_optimizer(model, cfg)
     step, elapsed_s, best_bpc, last_bpc, last_eval_s = 0, 0.0, math.inf, math.inf, 0.0
     state = None
@@ -198,14 +318,17 @@ def train(
         torch.set_rng_state(ts["rng_cpu"])
         if ts.get("rng_cuda") is not None and device.type == "cuda":
             torch.cuda.set_rng_state(ts["rng_cuda"])
-        state = tuple(s.to(device) for s in ts["carried_state"]) or None
-        ckpt.truncate_metrics(out, step)
-    else:
+        # saved for all B streams, whatever the number of processes that wrote it
+        state = tuple(s[:, rows].to(device) for s in ts["carried_state"]) or None
+        if ranks.main:
+            ckpt.truncate_metrics(out, step)
+    elif ranks.main:
         out.mkdir(parents=True, exist_ok=True)
         ckpt.save_vocab(out, vocab)
-    ckpt.save_config(out, ckpt.RunConfig(model_config, cfg, corpus))
+    if ranks.main:
+        ckpt.save_config(out, ckpt.RunConfig(model_config, cfg, corpus))
 
-    if on_start is not None:
+    if on_start is not None and ranks.main:
         c = model_config
         on_start(
             f"{'resuming' if resume else 'training'} {c.cell} {c.num_layers}x{c.hidden_size} "
@@ -222,8 +345,12 @@ def train(
     def save() -> None:
         if not all(torch.isfinite(p).all() for p in model.parameters()):
             return  # never let non-finite weights overwrite a good checkpoint
+        carried = ()
+        if state is not None:  # every rank takes part in gathering all streams' state
+            carried = tuple(s.detach().cpu() for s in ranks.gather_rows(state))
+        if not ranks.main:
+            return
         ckpt.save_weights(out / ckpt.LAST, model, step)
-        carried = tuple(s.detach().cpu() for s in state) if state is not None else ()
         ckpt.save_train_state(
             out / ckpt.TRAIN_STATE,
             {
@@ -241,12 +368,18 @@ def train(
         )
 
     def validate() -> EvalEvent:
+        """Rank 0 validates (exact, the whole split); the others wait for its numbers."""
         nonlocal best_bpc, last_bpc, last_eval_s
+        last_eval_s = elapsed_s
+        if not ranks.main:
+            nats, last_bpc, best_bpc = ranks.from_main([0.0, 0.0, 0.0], device)
+            return EvalEvent(step, last_bpc, nats, best_bpc, elapsed_s, "")
         nats = loss_nats(model, val_ids, autocast_dtype=amp_dtype)
-        last_bpc, last_eval_s = nats / LN2, elapsed_s
+        last_bpc = nats / LN2
         if last_bpc < best_bpc:
             best_bpc = last_bpc
             ckpt.save_weights(out / ckpt.BEST, model, step)
+        ranks.from_main([nats, last_bpc, best_bpc], device)
         text = ""
         if cfg.sample_chars:
             text = generate(
@@ -270,7 +403,7 @@ def train(
 
     bar = tqdm(
         total=1000,
-        disable=not progress,
+        disable=not (progress and ranks.main),
         file=sys.stderr,
         dynamic_ncols=True,
         bar_format="{percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}",
@@ -279,12 +412,13 @@ def train(
     stopped, bad_steps, sample = "budget", 0, ""
     window_chars, window_t, train_bpc = 0, 0.0, math.nan
     chars_per_step = cfg.batch_size * cfg.seq_len
+    stop_agreed = False  # under torchrun: some rank was asked to stop
     with _sigint_flag() as interrupted:
         while True:
             fraction = cfg.budget_fraction(step, elapsed_s)
             if fraction >= 1.0:
                 break
-            if interrupted.is_set():
+            if stop_agreed or (ranks.world == 1 and interrupted.is_set()):
                 stopped = "interrupted"
                 break
             t0 = time.perf_counter()
@@ -292,13 +426,13 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             if state is None or batches.starts_epoch(step):
-                state = model.init_state(cfg.batch_size, device)
+                state = model.init_state(cfg.batch_size // ranks.world, device)
             elif cfg.state_reset > 0:
-                keep = ~batches.resets(step, cfg.state_reset).to(device)  # (B,)
+                keep = ~batches.resets(step, cfg.state_reset)[rows].to(device)  # (B,)
                 state = tuple(s * keep[None, :, None] for s in state)
-            x, y = (t.to(device, non_blocking=True) for t in batches.batch(step))
+            x, y = (t.to(device, non_blocking=True) for t in batches.batch(step, rows))
             with autocast():
-                logits, new_state = model(x, state)  # (B, T, V)
+                logits, new_state = net(x, state)  # (B, T, V)
             loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -309,7 +443,12 @@ def train(
                 if cfg.clip_mode == "element":
                     torch.nn.utils.clip_grad_value_(model.parameters(), cfg.grad_clip)
             loss_value = loss.item()
-            if not (math.isfinite(loss_value) and torch.isfinite(grad_norm)):
+            bad = not (math.isfinite(loss_value) and torch.isfinite(grad_norm))
+            if ranks.world > 1:  # every rank skips, stops and keeps time together
+                flags = [float(bad), float(interrupted.is_set()), time.perf_counter() - t0]
+                bad_any, stop_any, dt_agreed = ranks.agree(flags, device)
+                bad, stop_agreed = bad_any > 0, stop_any > 0
+            if bad:
                 # skip the update; the weights are untouched and the state starts over
                 bad_steps += 1
                 state = None
@@ -321,12 +460,14 @@ def train(
                 optimizer.step()
                 state = detach(new_state)
             step += 1
-            dt = time.perf_counter() - t0
+            dt = time.perf_counter() - t0 if ranks.world == 1 else dt_agreed
             elapsed_s += dt
             window_chars += chars_per_step
             window_t += dt
+            if step % LOG_EVERY_STEPS == 0:  # the loss over all ranks' streams
+                loss_value = ranks.mean(loss_value, device)
             train_bpc = loss_value / LN2
-            if step % LOG_EVERY_STEPS == 0:
+            if step % LOG_EVERY_STEPS == 0 and ranks.main:
                 ckpt.append_metrics(
                     out,
                     {
@@ -357,4 +498,4 @@ def train(
                 sample = validate().sample
             save()
     bar.close()
-    return TrainResult(out, step, elapsed_s, best_bpc, last_bpc, stopped, sample)
+    return TrainResult(out, step, elapsed_s, best_bpc, last_bpc, stopped, sample, ranks.rank)

@@ -1,0 +1,125 @@
+"""Many processes: `torchrun ... -m rnnlab train` on CPUs (gloo), launched for real.
+
+The global batch of B streams is shared among the ranks, so the trajectory does not depend on
+the number of processes; a checkpoint written by N processes resumes under M and continues
+exactly; a killed worker fails the job without harming the run directory.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+from conftest import words_text
+
+from rnnlab import checkpoint
+
+# --min-lr-fraction 1: a flat rate after warmup, so a run stopped at step 10 and resumed with
+# --max-steps 20 follows the very path of a run given 20 steps at once.
+ARGS = (
+    "--hidden 24 --layers 2 --embedding 8 --dropout 0 --batch-size 8 --seq-len 16 "
+    "--min-lr-fraction 1 --dtype float32 --device cpu --quiet --preview-chars 0 "
+    "--final-sample 0"
+).split()
+
+
+def torchrun(nproc: int, *args: str, timeout: float = 300, check: bool = True):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += [f"--nproc_per_node={nproc}", "-m", "rnnlab", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=check)
+
+
+def single(*args: str):
+    cmd = [sys.executable, "-m", "rnnlab", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True)
+
+
+def weights(run: Path) -> dict:
+    return safetensors.torch.load_file(run / "last.safetensors")
+
+
+def max_difference(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+@pytest.fixture
+def corpus(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    f = tmp_path / "words.txt"
+    f.write_text(words_text(lines=600))
+    return str(f)
+
+
+@pytest.mark.slow
+def test_two_processes_follow_one_and_resume_across_world_sizes(tmp_path, corpus):
+    straight, shared = tmp_path / "straight", tmp_path / "shared"
+    single("train", corpus, *ARGS, "--max-steps", "20", "--out", str(straight))
+    torchrun(2, "train", corpus, *ARGS, "--max-steps", "20", "--out", str(shared))
+    assert max_difference(weights(straight), weights(shared)) < 1e-5
+    events = checkpoint.read_metrics(shared)  # written once, by rank 0
+    assert [e["step"] for e in events if e["split"] == "train"] == [10, 20]
+    assert (shared / "curves.png").is_file()
+
+    # 2 processes for 10 steps, 1 process to 15, 2 processes to 20: the same weights
+    hopping = tmp_path / "hopping"
+    torchrun(2, "train", corpus, *ARGS, "--max-steps", "10", "--out", str(hopping))
+    single("train", "--resume", str(hopping), "--max-steps", "15", "--quiet")
+    torchrun(2, "train", "--resume", str(hopping), "--max-steps", "20", "--quiet")
+    assert max_difference(weights(straight), weights(hopping)) < 1e-5
+    steps = [e["step"] for e in checkpoint.read_metrics(hopping) if e["split"] == "train"]
+    assert steps == [10, 20]
+
+
+@pytest.mark.slow
+def test_batch_that_does_not_divide_among_processes_is_a_clear_error(tmp_path, corpus):
+    out = tmp_path / "run"
+    args = ("train", corpus, *ARGS, "--batch-size", "7", "--max-steps", "5", "--out", str(out))
+    done = torchrun(2, *args, check=False)
+    assert done.returncode != 0
+    lines = [line for line in done.stderr.splitlines() if "--batch-size 7" in line]
+    assert lines == [
+        "rnnlab: error: --batch-size 7 does not divide among 2 processes; use a multiple of 2"
+    ]
+    assert not out.exists()
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.slow
+def test_a_killed_worker_fails_the_job_and_leaves_the_run_intact(tmp_path, corpus):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd += ["-m", "rnnlab", "train", corpus, *ARGS, "--max-steps", "100000"]
+    cmd += ["--eval-every", "0.2", "--out", str(out)]
+    job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill a worker once a checkpoint exists
+        if (out / "train_state.pt").exists() and len(children(job.pid)) == 2:
+            break
+        time.sleep(0.05)
+    workers = children(job.pid)
+    assert len(workers) == 2
+    os.kill(workers[1], signal.SIGKILL)
+    _, stderr = job.communicate(timeout=120)
+    assert job.returncode != 0, stderr[-2000:]
+    saved = torch.load(out / "train_state.pt", weights_only=True)["step"]
+    model, _, _ = checkpoint.load_model(out, checkpoint.LAST, torch.device("cpu"))
+    assert saved > 0 and all(torch.isfinite(p).all() for p in model.parameters())
+    single("train", "--resume", str(out), "--max-steps", str(saved + 5), "--quiet")
+    assert torch.load(out / "train_state.pt", weights_only=True)["step"] == saved + 5
