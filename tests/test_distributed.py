@@ -101,25 +101,49 @@ def children(pid: int) -> list[int]:
     return found
 
 
-@pytest.mark.slow
-def test_a_killed_worker_fails_the_job_and_leaves_the_run_intact(tmp_path, corpus):
-    out = tmp_path / "run"
+def launch(*args: str) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    cmd += ["-m", "rnnlab", "train", corpus, *ARGS, "--max-steps", "100000"]
-    cmd += ["--eval-every", "0.2", "--out", str(out)]
-    job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cmd += ["-m", "rnnlab", "train", *args]
+    # its own process group, as a terminal's foreground job is: Ctrl-C goes to all of it
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+
+
+def wait_for_training(job: subprocess.Popen, out: Path, after_step: int = 0) -> list[int]:
     deadline = time.time() + 120
-    while time.time() < deadline:  # kill a worker once a checkpoint exists
-        if (out / "train_state.pt").exists() and len(children(job.pid)) == 2:
-            break
+    while time.time() < deadline:  # until a (new) checkpoint exists and both workers run
+        started = (out / "train_state.pt").exists() and len(children(job.pid)) == 2
+        if started and saved_step(out) > after_step:
+            return children(job.pid)
         time.sleep(0.05)
-    workers = children(job.pid)
-    assert len(workers) == 2
+    raise AssertionError("the job did not start training in time")
+
+
+def saved_step(out: Path) -> int:
+    return torch.load(out / "train_state.pt", weights_only=True)["step"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_and_a_killed_worker_fails_the_job_leaving_the_run_intact(tmp_path, corpus):
+    out = tmp_path / "run"
+    args = [corpus, *ARGS, "--max-steps", "100000", "--eval-every", "0.2", "--out", str(out)]
+    job = launch(*args)
+    wait_for_training(job, out)
+    os.killpg(job.pid, signal.SIGINT)  # Ctrl-C: every rank stops at the same step and saves
+    _, stderr = job.communicate(timeout=120)
+    assert "interrupted and saved; continue with" in stderr, stderr[-2000:]
+    stopped = saved_step(out)
+    val = [e for e in checkpoint.read_metrics(out) if e["split"] == "val"]
+    assert val[-1]["step"] == stopped  # the final validation was written, then the save
+
+    job = launch("--resume", str(out), "--max-steps", "100000", "--quiet")
+    workers = wait_for_training(job, out, after_step=stopped)
     os.kill(workers[1], signal.SIGKILL)
     _, stderr = job.communicate(timeout=120)
     assert job.returncode != 0, stderr[-2000:]
-    saved = torch.load(out / "train_state.pt", weights_only=True)["step"]
+    saved = saved_step(out)
     model, _, _ = checkpoint.load_model(out, checkpoint.LAST, torch.device("cpu"))
-    assert saved > 0 and all(torch.isfinite(p).all() for p in model.parameters())
+    assert saved > stopped and all(torch.isfinite(p).all() for p in model.parameters())
     single("train", "--resume", str(out), "--max-steps", str(saved + 5), "--quiet")
-    assert torch.load(out / "train_state.pt", weights_only=True)["step"] == saved + 5
+    assert saved_step(out) == saved + 5

@@ -34,6 +34,7 @@ from .sampling import generate
 DEFAULT_MINUTES = 3.0  # budget when neither --max-steps nor --minutes is given
 LOG_EVERY_STEPS = 10
 MAX_BAD_STEPS = 20  # consecutive non-finite losses before giving up
+DUPLICATE_SIGNAL_S = 1.0  # a second Ctrl-C sooner than this is the same one, passed on
 
 
 @dataclass(frozen=True)
@@ -92,9 +93,15 @@ def _sigint_flag():
         yield hit
         return
 
+    first: list[float] = []
+
     def handler(signum, frame):
-        if hit.is_set():
+        # torchrun passes a Ctrl-C on to its workers, who also get it from the terminal: the
+        # same keypress arrives twice within moments, and only a later one means "abort now"
+        if hit.is_set() and time.monotonic() - first[0] > DUPLICATE_SIGNAL_S:
             raise KeyboardInterrupt
+        if not hit.is_set():
+            first.append(time.monotonic())
         hit.set()
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
