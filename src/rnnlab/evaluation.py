@@ -123,6 +123,9 @@ def _keys(ids: np.ndarray, k: int, V: int) -> np.ndarray:
     return key
 
 
+CACHE_SIZED_TABLE = 1 << 18  # n-gram tables larger than this are searched in sorted order
+
+
 def _level(grams: np.ndarray, counts: np.ndarray, V: int) -> tuple:
     """One order of the model from its sorted distinct k-gram keys and their (raw or
     continuation) counts: (keys, counts, context keys, context totals, context types, D)."""
@@ -185,11 +188,24 @@ class KneserNey:
                 yield k, cls._of([*continuation, _level(grams, counts, V)], V)
 
     @staticmethod
-    def _lookup(keys: np.ndarray, values: np.ndarray, query: np.ndarray) -> np.ndarray:
+    def _lookup(keys: np.ndarray, values, query: np.ndarray, order: np.ndarray | None):
+        """``values`` at the positions of ``query`` in the sorted ``keys``, 0 where absent; a
+        tuple of value arrays gives a tuple, from one search. ``order`` (an argsort of the
+        queries, or None) makes the search walk the table front to back: on a table larger than
+        the caches that is several times faster than random probes, even counting the sort."""
+        many = isinstance(values, tuple)
         if len(keys) == 0:
-            return np.zeros(len(query), dtype=np.int64)
-        pos = np.searchsorted(keys, query).clip(max=len(keys) - 1)
-        return np.where(keys[pos] == query, values[pos], 0)
+            zero = np.zeros(len(query), dtype=np.int64)
+            return tuple(zero for _ in values) if many else zero
+        if order is None:
+            pos = np.searchsorted(keys, query)
+        else:
+            pos = np.empty(len(query), dtype=np.intp)
+            pos[order] = np.searchsorted(keys, query[order])
+        pos = pos.clip(max=len(keys) - 1)
+        found = keys[pos] == query
+        out = tuple(np.where(found, v[pos], 0) for v in (values if many else (values,)))
+        return out if many else out[0]
 
     def prob(self, contexts: np.ndarray, nxt: np.ndarray, known: np.ndarray | None = None):
         """P(next | context) for M queries.
@@ -212,9 +228,10 @@ class KneserNey:
             for j in range(self.order - k, self.order):
                 key = key * np.uint64(self.V) + seq[:, j]
             ctx = key // np.uint64(self.V)
-            c = self._lookup(grams, counts, key)
-            total = self._lookup(ctx_keys, ctx_total, ctx)
-            types = self._lookup(ctx_keys, ctx_types, ctx)
+            # the contexts sort in the same order as the keys: one sort serves both searches
+            order = np.argsort(key) if len(grams) > CACHE_SIZED_TABLE else None
+            c = self._lookup(grams, counts, key, order)
+            total, types = self._lookup(ctx_keys, (ctx_total, ctx_types), ctx, order)
             safe = np.maximum(total, 1)
             pk = (np.maximum(c - D, 0) + D * types * p) / safe
             p = np.where((total > 0) & (known >= k - 1), pk, p)
