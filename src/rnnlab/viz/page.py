@@ -68,7 +68,7 @@ def saturation_svg(analysis: Analysis, size: int = 250) -> str:
     panels = []
     for gi, gate in enumerate(sat.gates):
         parts = [
-            f'<svg class="saturation-plot" data-gate="{gate}" xmlns="http://www.w3.org/2000/svg" '
+            f'<svg class="saturation-plot" data-gate="{gate}" '
             f'width="{size}" height="{size}" viewBox="0 0 {size} {size}" role="img" '
             f'aria-label="saturation of the {html.escape(LABELS[gate])}">',
             f'<text x="{size / 2}" y="12" text-anchor="middle" font-size="12">'
