@@ -9,7 +9,6 @@ import zlib
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 from conftest import words_text
 
 from rnnlab import checkpoint
@@ -111,7 +110,9 @@ def test_analysis_is_the_models(cell):
         assert np.isnan(a.own_probs[0])
         # layer 0 through a one-layer fused module with the same weights, layer 1 the stack's
         one = type(model.rnn)(6, 12, 1, batch_first=True)
-        one.load_state_dict({k[:-1] + "0": v for k, v in model.rnn.state_dict().items() if "l0" in k})
+        one.load_state_dict(
+            {k[:-1] + "0": v for k, v in model.rnn.state_dict().items() if "l0" in k}
+        )
         emb = model.embedding(x)
         h0, state0 = one(emb)
         out, _ = model.rnn(emb)
@@ -214,7 +215,9 @@ def test_viz_cli_end_to_end(trained, tmp_path, capsys):
     sat = report["saturation"]
     assert sat["steps"] == 900 and len(sat["layers"]) == 2 and list(sat["layers"][0]) == list("ifo")
     gate = sat["layers"][1]["f"]
-    assert len(gate["left"]) == 16 and all(0 <= x + y <= 1 for x, y in zip(gate["left"], gate["right"]))
+    assert len(gate["left"]) == 16 and all(
+        0 <= x + y <= 1 for x, y in zip(gate["left"], gate["right"], strict=True)
+    )
     assert gate["mean_left"] == pytest.approx(np.mean(gate["left"]), abs=1e-5)
     html = page.read_text()
     assert html.startswith("<!doctype html>") and not re.search(r"(https?|wss?):", html)

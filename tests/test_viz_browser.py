@@ -118,7 +118,10 @@ def test_choosing_another_cell_changes_the_colors(opened):
     assert selection(page)[1] == "f" and colors(page) != after
     page.select_option("#layer", "0" if layer else "1")
     assert selection(page)[0] == 1 - layer
-    assert page.inner_text("#selection") == f"layer {1 - layer} · forget gate f · cell {(cell + 1) % 16}"
+    assert (
+        page.inner_text("#selection")
+        == f"layer {1 - layer} · forget gate f · cell {(cell + 1) % 16}"
+    )
     # the keyboard: right and left arrows step the cell index, wrapping around
     page.locator("#text").focus()
     page.keyboard.press("ArrowRight")
@@ -155,7 +158,7 @@ def test_hover_shows_the_models_top5(opened, built):
         assert rows.count() == 5
         shown = [(rows.nth(k).get_attribute("data-char"), rows.nth(k)) for k in range(5)]
         expected = np.argsort(-probs[t])[:5]
-        for (char, row), i in zip(shown, expected):
+        for (char, row), i in zip(shown, expected, strict=True):
             assert char == vocab.symbols[i]
             p_text = row.locator(".p").inner_text()
             assert abs(float(p_text) - probs[t, i]) <= 0.0005 + 1e-7, (t, char, p_text)

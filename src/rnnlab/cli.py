@@ -381,10 +381,8 @@ def cmd_viz(args: argparse.Namespace) -> int:
         source = f"the validation split of {config.corpus.source}"
     if len(ids) < 2:
         raise UsageError(f"{source} has fewer than 2 characters to visualize")
-    if vocab.mode == "byte":  # one character per id: bytes as latin-1
-        symbols = [chr(b) for b in range(256)]
-    else:
-        symbols = list(vocab.symbols)
+    # one display character per id: bytes as latin-1
+    symbols = [chr(b) for b in range(256)] if vocab.mode == "byte" else list(vocab.symbols)
     with tqdm(
         total=len(ids), unit="char", desc="recording", disable=args.quiet, file=sys.stderr
     ) as bar:

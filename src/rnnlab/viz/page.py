@@ -208,9 +208,7 @@ def render_page(analysis: Analysis, title: str, source: str, symbols: list[str])
     return re.sub("|".join(fills), lambda m: fills[m.group(0)], page)
 
 
-def write_page(
-    analysis: Analysis, out: Path, title: str, source: str, symbols: list[str]
-) -> Path:
+def write_page(analysis: Analysis, out: Path, title: str, source: str, symbols: list[str]) -> Path:
     """Write ``render_page`` to ``out`` atomically; returns ``out``."""
     out = Path(out)
     checkpoint.atomic_write(out, render_page(analysis, title, source, symbols).encode("utf-8"))
