@@ -23,7 +23,7 @@ from . import checkpoint, corpus, evaluation, sampling, training
 from .config import ConfigError, CorpusConfig, ModelConfig, TrainConfig, __version__, flag_fields
 from .data import DataError, encode_with, split
 from .model import resolve_device, resolve_sample_dtype
-from .viz import BASELINES, plot_curves, plot_wins
+from .viz import BASELINES, MAX_SHOWN, analyze, plot_curves, plot_wins, report, write_page
 from .vocab import UnknownCharacterError
 
 USER_ERRORS = (
@@ -333,6 +333,80 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- viz -----------------------------------------------------------------------------------------
+
+
+def cmd_viz(args: argparse.Namespace) -> int:
+    if not 1 <= args.chars <= MAX_SHOWN:
+        raise UsageError(
+            f"--chars must be between 1 and {MAX_SHOWN:,} (every shown character carries every "
+            f"cell's activations), got {args.chars}"
+        )
+    if args.feature_chars < 0:
+        raise UsageError(f"--feature-chars must be >= 0, got {args.feature_chars}")
+    out = Path(args.output)
+    if not out.parent.is_dir():
+        raise UsageError(f"{out.parent}: no such folder for -o")
+    run = Path(args.run)
+    weights = {"best": checkpoint.BEST, "last": checkpoint.LAST}[args.weights]
+    model, vocab, config = checkpoint.load_model(run, weights)
+    wanted = max(args.chars, args.feature_chars)
+    if args.file:
+        path = Path(args.file)
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file; give a text file to visualize")
+        if vocab.mode == "byte":
+            ids = np.frombuffer(path.read_bytes(), dtype=np.uint8)[:wanted].astype(np.int64)
+        else:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                raise UsageError(f"{path} is not valid UTF-8 text") from None
+            ids = np.asarray(vocab.encode(text, unknown=args.unknown)[:wanted], dtype=np.int64)
+        source = str(path)
+    else:
+        try:
+            tokens = training.load_tokens(config.corpus, config.corpus.sha256)
+        except corpus.CorpusError as e:
+            raise corpus.CorpusError(
+                f"the run's corpus is not available here ({e}); "
+                f"pass a text file: rnnlab viz {run} FILE"
+            ) from None
+        _, val_ids = split(tokens.open(), config.train.val_fraction)
+        ids = np.asarray(val_ids[:wanted], dtype=np.int64)
+        source = f"the validation split of {config.corpus.source}"
+    if len(ids) < 2:
+        raise UsageError(f"{source} has fewer than 2 characters to visualize")
+    # one display character per id: bytes as latin-1
+    symbols = [chr(b) for b in range(256)] if vocab.mode == "byte" else list(vocab.symbols)
+    with tqdm(
+        total=len(ids), unit="char", desc="recording", disable=args.quiet, file=sys.stderr
+    ) as bar:
+        analysis = analyze(
+            model,
+            ids,
+            [symbols[i] for i in ids],
+            args.chars,
+            on_progress=lambda done: bar.update(done - bar.n),
+        )
+    write_page(analysis, out, run.resolve().name, source, symbols)
+    summary = report(analysis) | {"html": str(out), "html_bytes": out.stat().st_size}
+    summary["text"] = source
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(f"{out}: {summary['html_bytes'] / 1e6:.1f} MB, {analysis.num_analyzed:,} characters")
+    print(f"{'feature':18s} {'strongest cell':>18s} {'r':>7s}")
+    for name, feature in summary["features"].items():
+        if not feature["cells"]:
+            print(f"{name:18s} {'(constant here)':>18s}")
+            continue
+        c = feature["cells"][0]
+        cell = f"L{c['layer']} {c['quantity']}[{c['cell']}]"
+        print(f"{name:18s} {cell:>18s} {c['r']:+7.3f}")
+    return 0
+
+
 # --- corpora -------------------------------------------------------------------------------------
 
 
@@ -370,6 +444,11 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, str]] = {
         cmd_plot,
         "training curves of one or more runs as a PNG",
         "example: rnnlab plot runs/a runs/b -o curves.png",
+    ),
+    "viz": (
+        cmd_viz,
+        "a self-contained HTML page of what the cells track",
+        "example: rnnlab viz runs/mine -o viz.html (then open viz.html in a browser)",
     ),
     "corpora": (
         cmd_corpora,
@@ -451,7 +530,26 @@ def build_parser() -> Parser:
         help="only the uniform and unigram rungs (no n-grams, no compressors)",
     )
 
-    for q in (s, e):
+    v = p["viz"]
+    v.add_argument("run", help="run directory")
+    v.add_argument("file", nargs="?", help="text file (default: the validation split)")
+    v.add_argument("-o", "--output", default="viz.html", help="HTML page to write")
+    v.add_argument(
+        "--chars",
+        type=int,
+        default=1500,
+        help=f"characters shown on the page (at most {MAX_SHOWN:,}; about 1.8 MB each 1,000 "
+        "for a 2x512 LSTM)",
+    )
+    v.add_argument(
+        "--feature-chars",
+        type=int,
+        default=10_000,
+        help="characters the feature correlations and gate saturation cover (at least --chars)",
+    )
+    v.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    for q in (s, e, v):
         q.add_argument(
             "--unknown",
             choices=("error", "skip"),
@@ -464,6 +562,7 @@ def build_parser() -> Parser:
             default="best",
             help="best-validation weights or those of the last step",
         )
+    for q in (s, e):
         q.add_argument(
             "--device", choices=("auto", "cpu", "cuda", "mps"), default="cpu", help="where to run"
         )

@@ -2,5 +2,21 @@
 or cli."""
 
 from .curves import BASELINES, plot_curves, plot_wins
+from .features import FEATURES, text_features
+from .page import MAX_SHOWN, render_page, report, write_page
+from .record import QUANTITIES, Analysis, analyze
 
-__all__ = ["BASELINES", "plot_curves", "plot_wins"]
+__all__ = [
+    "BASELINES",
+    "FEATURES",
+    "MAX_SHOWN",
+    "QUANTITIES",
+    "Analysis",
+    "analyze",
+    "plot_curves",
+    "plot_wins",
+    "render_page",
+    "report",
+    "text_features",
+    "write_page",
+]
