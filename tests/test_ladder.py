@@ -188,3 +188,49 @@ def test_eval_file_is_encoded_a_piece_at_a_time(tmp_path, monkeypatch):
         data.encode_with(v, iter(["abz", "xa"]), tmp_path / "bad.bin")
     kept = data.encode_with(v, iter(["abz", "xa"]), tmp_path / "skip.bin", unknown="skip")
     assert v.decode(np.asarray(kept).tolist()) == "aba"
+
+
+def reference_kneser_ney(text: str, order: int, alphabet: str):
+    """Interpolated Kneser-Ney written from Chen & Goodman (1999) with dictionaries: raw counts
+    at the top order, continuation counts (distinct characters seen before) below it, one
+    discount D = n1 / (n1 + 2 n2) per order, the uniform distribution under the unigrams."""
+    from collections import Counter, defaultdict
+
+    levels = []
+    for k in range(1, order + 1):
+        if k == order:
+            counts = Counter(text[i : i + k] for i in range(len(text) - k + 1))
+        else:
+            longer = {text[i : i + k + 1] for i in range(len(text) - k)}
+            counts = Counter(g[1:] for g in longer)
+        n1 = sum(c == 1 for c in counts.values())
+        n2 = sum(c == 2 for c in counts.values())
+        total, types = defaultdict(int), defaultdict(int)
+        for g, c in counts.items():
+            total[g[:-1]] += c
+            types[g[:-1]] += 1
+        levels.append((counts, total, types, n1 / (n1 + 2 * n2)))
+
+    def prob(context: str, ch: str) -> float:
+        p = 1 / len(alphabet)
+        for k, (counts, total, types, D) in enumerate(levels, 1):
+            ctx = context[len(context) - (k - 1) :] if k > 1 else ""
+            if total[ctx]:
+                p = (max(counts[ctx + ch] - D, 0) + D * types[ctx] * p) / total[ctx]
+        return p
+
+    return prob
+
+
+@pytest.mark.parametrize("order", [2, 3, 4])
+def test_kneser_ney_matches_a_dictionary_implementation(order):
+    text = words_text(lines=60, seed=5)
+    v = Vocab.from_chars(text)
+    alphabet = "".join(v.symbols)
+    train, held = text[:2000], text[2000:2300]
+    models = dict(KneserNey.fit_orders(np.array(v.encode(train)), (order,), len(v)))
+    ids = np.array(v.encode(held))
+    got = models[order].char_bits(ids, order - 1, len(ids))
+    ref = reference_kneser_ney(train, order, alphabet)
+    want = [-math.log2(ref(held[i - order + 1 : i], held[i])) for i in range(order - 1, len(held))]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
