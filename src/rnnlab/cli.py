@@ -17,8 +17,18 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import checkpoint, corpus, evaluation, sampling, training
-from .config import ConfigError, CorpusConfig, ModelConfig, TrainConfig, __version__, flag_fields
+from . import checkpoint, corpus, evaluation, lab, sampling, training
+from .config import (
+    CELLS,
+    LAB_TASKS,
+    ConfigError,
+    CorpusConfig,
+    LongRangeConfig,
+    ModelConfig,
+    TrainConfig,
+    __version__,
+    flag_fields,
+)
 from .data import DataError, split
 from .model import resolve_device, resolve_sample_dtype
 from .viz import BASELINES, plot_curves, plot_wins
@@ -351,6 +361,79 @@ def cmd_corpora(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- lab ----------------------------------------------------------------------------------------
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"{flag} takes comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise UsageError(f"{flag} takes positive integers, got {text!r}")
+    return values
+
+
+def _name_list(text: str, flag: str, choices: Sequence[str]) -> list[str]:
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    wrong = [v for v in values if v not in choices]
+    if not values or wrong:
+        raise UsageError(
+            f"{flag} takes a comma-separated list of {', '.join(choices)}; got {text!r}"
+        )
+    return values
+
+
+def cmd_longrange(args: argparse.Namespace) -> int:
+    cells = _name_list(args.cells, "--cells", CELLS)
+    lengths = _int_list(args.lengths, "--lengths")
+    if args.seeds < 1:
+        raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
+    config = LongRangeConfig(**_given(args, LongRangeConfig))
+    out = Path(args.out or f"runs/longrange-{args.task}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    metric = lab.TASKS[args.task].metric
+
+    def on_eval(run: lab.RunResult, m: dict[str, float]) -> None:
+        if not args.quiet:
+            extra = f" accuracy {m['accuracy']:.3f}" if "accuracy" in m else ""
+            _err(
+                f"{run.task} {run.cell:8s} T={run.length:<4d} seed {run.seed} step {run.steps:5d}"
+                f" | test loss {m['loss']:.4f} (baseline {run.baseline:.4f}){extra}"
+                f" | {run.wall_s:6.1f} s"
+            )
+
+    result = lab.sweep(
+        args.task, cells, lengths, config, args.seeds, args.until_solved, on_eval=on_eval
+    )
+    checkpoint.write_json(out / "longrange.json", result)
+    png = lab.plot_longrange(result, Path(args.plot) if args.plot else out / "longrange.png")
+    if args.json:
+        print(json.dumps(result | {"png": str(png)}))
+        return 0
+    print(f"{args.task}: solved = {result['criterion']}; {result['threads']} thread(s)")
+    print(
+        f"{'cell':8s} {'T':>5s} {'seed':>4s} {'steps':>6s} {'test loss':>10s} {'baseline':>9s}"
+        f" {metric:>9s} {'solved':>6s} {'at step':>7s} {'wall s':>7s}"
+    )
+    for r in result["runs"]:
+        print(
+            f"{r['cell']:8s} {r['length']:5d} {r['seed']:4d} {r['steps']:6d}"
+            f" {r['final']['loss']:10.4f} {r['baseline']:9.4f} {r['final'][metric]:9.4f}"
+            f" {'yes' if r['solved'] else 'no':>6s} {r['steps_to_solve'] or '-':>7}"
+            f" {r['wall_s']:7.1f}"
+        )
+    print("\nfraction solved (rows: cell, columns: T)")
+    print(f"{'':8s}" + "".join(f"{t:>7d}" for t in lengths))
+    for cell in cells:
+        rates = {
+            row["length"]: row["success_rate"] for row in result["table"] if row["cell"] == cell
+        }
+        print(f"{cell:8s}" + "".join(f"{rates[t]:7.2f}" for t in lengths))
+    print(f"\nwall time {result['wall_s']:.0f} s; {out / 'longrange.json'}; {png}")
+    return 0
+
+
 # --- parser --------------------------------------------------------------------------------------
 
 
@@ -374,6 +457,11 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, str]] = {
         cmd_plot,
         "training curves of one or more runs as a PNG",
         "example: rnnlab plot runs/a runs/b -o curves.png",
+    ),
+    "longrange": (
+        cmd_longrange,
+        "train cells on a synthetic long-range task; success against sequence length",
+        "example: rnnlab longrange adding --cells rnn,lstm,gru --lengths 50,100,200 --steps 1500",
     ),
     "corpora": (
         cmd_corpora,
@@ -454,6 +542,19 @@ def build_parser() -> Parser:
         action="store_true",
         help="only the uniform and unigram rungs (no n-grams, no compressors)",
     )
+
+    lr = p["longrange"]
+    lr.add_argument("task", choices=LAB_TASKS, help="the synthetic task")
+    lr.add_argument("--cells", default="rnn,lstm,gru", help="comma-separated cells to compare")
+    lr.add_argument("--lengths", default="50,100,200", help="comma-separated sequence lengths T")
+    lr.add_argument("--seeds", type=int, default=1, help="runs per (cell, length): seeds 0..k-1")
+    lr.add_argument(
+        "--until-solved", action="store_true", help="stop a run at the first solved evaluation"
+    )
+    lr.add_argument("--out", help="folder for longrange.json (default: runs/longrange-TASK-TIME)")
+    lr.add_argument("--plot", metavar="PNG", help="where to draw the plot (default: in --out)")
+    lr.add_argument("--quiet", action="store_true", help="no progress lines")
+    _add_config_flags(lr, LongRangeConfig, "training and presets")
 
     for q in (s, e):
         q.add_argument(

@@ -1,0 +1,17 @@
+"""The vanishing-gradient lab: gradient-flow probes, synthetic long-range tasks, sweeps and
+their plots. Imports training and below; never viz or cli."""
+
+from .longrange import LongRangeNet, RunResult, sweep, train_run
+from .plots import plot_gradflow, plot_longrange
+from .tasks import TASKS, Task
+
+__all__ = [
+    "TASKS",
+    "LongRangeNet",
+    "RunResult",
+    "Task",
+    "plot_gradflow",
+    "plot_longrange",
+    "sweep",
+    "train_run",
+]
