@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from tqdm import tqdm
 from . import checkpoint, corpus, evaluation, lab, sampling, training
 from .config import (
     CELLS,
+    INITS,
     LAB_TASKS,
     ConfigError,
     CorpusConfig,
@@ -384,6 +386,80 @@ def _name_list(text: str, flag: str, choices: Sequence[str]) -> list[str]:
     return values
 
 
+def cmd_gradflow(args: argparse.Namespace) -> int:
+    def many(values: list[str] | None, default: str) -> list[str]:
+        return [v.strip() for text in (values or [default]) for v in text.split(",") if v.strip()]
+
+    cells = _name_list(",".join(many(args.cell, "rnn")), "--cell", CELLS)
+    inits = _name_list(",".join(many(args.init, "default")), "--init", INITS)
+    nets = _name_list(",".join(many(args.net, "rnn")), "--net", ("rnn", "mlp"))
+    try:
+        gains = [float(g) for g in many(args.gain, "1")]
+    except ValueError:
+        raise UsageError(f"--gain takes numbers, got {args.gain}") from None
+    depth = args.depth or args.length
+    for flag, value in (("--length", args.length), ("--depth", depth), ("--hidden", args.hidden)):
+        if value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if min(gains) <= 0:
+        raise UsageError(f"--gain must be positive, got {args.gain}")
+    configs = [
+        lab.ProbeConfig(
+            cell,
+            init,
+            gain,
+            net,
+            args.length if net == "rnn" else depth,
+            args.hidden,
+            args.batch_size,
+            args.forget_bias,
+            args.seed,
+        )
+        for net in nets
+        for cell in cells
+        for init in inits
+        for gain in gains
+        if init != "identity" or cell in ("rnn", "rnn-relu")
+    ]
+    if not configs:
+        raise UsageError("--init identity (IRNN) is for --cell rnn or rnn-relu; pick another")
+    results = []
+    for run in args.run or []:
+        results.append(lab.probe_run(Path(run), args.length, args.batch_size, args.seed))
+    for config in configs:
+        if not args.quiet:
+            _err(f"probing {config.label} over {config.length} steps")
+        results.append(lab.probe(config))
+    png = lab.plot_gradflow(results, Path(args.output))
+    if args.json:
+        print(json.dumps({"png": str(png), "probes": results}))
+        return 0
+    lag = min(100, args.length)
+    print(
+        f"{'configuration':36s} {'rate dL':>8s} {'rate J':>8s} {f'|dL| @{lag}':>10s}"
+        f" {f'|J| @{lag}':>10s} {'sig_max':>8s} {'radius':>7s} {'Pascanu':>8s}"
+    )
+    for r in results:
+        k = min(lag, len(r["lags"]) - 1)
+        sigma = r["w_hh"].get("weight_hh_l0.sigma_max", math.nan)
+        radius = r["w_hh"].get("weight_hh_l0.spectral_radius", math.nan)
+        bound = r["pascanu"]["bound_rate"]
+        print(
+            f"{r['label'][:36]:36s} {r['rate']['loss_grad']:8.4f} {r['rate']['jacobian']:8.4f}"
+            f" {r['loss_grad'][k]:10.3e} {r['jacobian'][k]:10.3e} {sigma:8.3f} {radius:7.3f}"
+            f" {'-' if bound is None else f'{bound:.3f}':>8s}"
+        )
+    print(
+        "rate: fitted factor per step (or layer) of |dL_T/dh_t| and |dh_T/dh_t|; Pascanu: "
+        "gamma * sigma_max(W_hh), the bound on the rate (vanishing certain below 1); gated "
+        "cells: per-gate spectra in --json"
+    )
+    print(f"plot: {png}")
+    return 0
+
+
 def cmd_longrange(args: argparse.Namespace) -> int:
     cells = _name_list(args.cells, "--cells", CELLS)
     lengths = _int_list(args.lengths, "--lengths")
@@ -457,6 +533,11 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, str]] = {
         cmd_plot,
         "training curves of one or more runs as a PNG",
         "example: rnnlab plot runs/a runs/b -o curves.png",
+    ),
+    "gradflow": (
+        cmd_gradflow,
+        "gradient norm against lag: vanishing and exploding gradients, measured",
+        "example: rnnlab gradflow --cell rnn,lstm,gru --length 100 -o gradflow.png",
     ),
     "longrange": (
         cmd_longrange,
@@ -542,6 +623,29 @@ def build_parser() -> Parser:
         action="store_true",
         help="only the uniform and unigram rungs (no n-grams, no compressors)",
     )
+
+    gf = p["gradflow"]
+    each = "; repeat the flag or give a comma-separated list to overlay several"
+    gf.add_argument("--cell", action="append", help=f"cell(s) (default: rnn){each}")
+    gf.add_argument("--init", action="append", help=f"init preset(s) (default: default){each}")
+    gf.add_argument("--gain", action="append", help=f"factor on W_hh after init (default: 1){each}")
+    gf.add_argument(
+        "--net",
+        action="append",
+        help="rnn (T steps, tied weights) and/or mlp (--depth layers of the same cell, untied "
+        f"weights) (default: rnn){each}",
+    )
+    gf.add_argument("--length", type=int, default=100, help="T: steps to backpropagate through")
+    gf.add_argument("--depth", type=int, default=0, help="layers of --net mlp (0: --length)")
+    gf.add_argument("--hidden", type=int, default=64, help="units per layer")
+    gf.add_argument("--batch-size", type=int, default=16, help="sequences averaged over")
+    gf.add_argument("--forget-bias", type=float, default=1.0, help="LSTM forget-gate bias")
+    gf.add_argument("--seed", type=int, default=0, help="weights, inputs and readout")
+    gf.add_argument(
+        "--run", action="append", metavar="RUN", help="also probe a trained run (repeatable)"
+    )
+    gf.add_argument("-o", "--output", default="gradflow.png", help="PNG to write")
+    gf.add_argument("--quiet", action="store_true", help="no progress lines")
 
     lr = p["longrange"]
     lr.add_argument("task", choices=LAB_TASKS, help="the synthetic task")

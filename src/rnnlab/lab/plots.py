@@ -121,8 +121,10 @@ def plot_gradflow(curves: list[dict[str, Any]], out: Path, quantity: str = "loss
             rate = c["rate"][key]
             label = f"{c['label']} (x{rate:.3g}/step)" if math.isfinite(rate) else c["label"]
             ax.plot(xs, ys, color=f"C{i % 10}", ls="--" if c["net"] == "mlp" else "-", label=label)
+        if any(c["net"] == "mlp" for c in curves):
+            ax.axvspan(3, 5, color="gray", alpha=0.15, label="3-5 layers")
         ax.set_yscale("log")
-        ax.set_xlabel("lag T - t (RNN steps) or layers back from the output (MLP)")
+        ax.set_xlabel("lag T - t (RNN steps) or layers back from the output (MLP, dashed)")
         ax.set_title(titles[key], fontsize=10)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
