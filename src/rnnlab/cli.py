@@ -479,8 +479,21 @@ def cmd_longrange(args: argparse.Namespace) -> int:
                 f" | {run.wall_s:6.1f} s"
             )
 
+    done: list[dict] = []
+
+    def on_run(run: lab.RunResult) -> None:  # what is finished survives a kill
+        done.append(dataclasses.asdict(run))
+        checkpoint.write_json(out / "longrange.json", {"partial": True, "runs": done})
+
     result = lab.sweep(
-        args.task, cells, lengths, config, args.seeds, args.until_solved, on_eval=on_eval
+        args.task,
+        cells,
+        lengths,
+        config,
+        args.seeds,
+        args.until_solved,
+        on_eval=on_eval,
+        on_run=on_run,
     )
     checkpoint.write_json(out / "longrange.json", result)
     png = lab.plot_longrange(result, Path(args.plot) if args.plot else out / "longrange.png")

@@ -11,9 +11,10 @@ bias 1 of Jozefowicz, Zaremba & Sutskever 2015 section 2.2).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +97,18 @@ def test_set(task: Task, length: int, size: int, seed: int) -> list[Any]:
     ]
 
 
+@contextlib.contextmanager
+def flushed_denormals() -> Iterator[None]:
+    """Flush denormal floats to zero while training. A vanishing gradient passes through
+    1e-38..1e-45, where x86 arithmetic is slow: measured here, a tanh RNN step at T = 200 took
+    1.1 s with denormals and 0.14 s without. Sets torch's process-wide flag; back off after."""
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
 @dataclass
 class RunResult:
     """One (task, cell, length, seed) training run."""
@@ -149,28 +162,29 @@ def train_run(
     t0 = time.perf_counter()
     grad_norm = float("nan")
     params = list(model.parameters())
-    for step in range(config.steps + 1):
-        if step % config.eval_every == 0 or step == config.steps:
-            metrics = evaluate(model, task, test)
-            result.curve.append({"step": step, **metrics, "grad_norm": grad_norm})
-            result.final, result.steps = metrics, step
-            if result.steps_to_solve is None and task.solved(metrics):
-                result.steps_to_solve = step
-            result.solved = task.solved(metrics)
-            result.wall_s = time.perf_counter() - t0
-            if on_eval is not None:
-                on_eval(result, metrics)
-            if until_solved and result.solved:
+    with flushed_denormals():
+        for step in range(config.steps + 1):
+            if step % config.eval_every == 0 or step == config.steps:
+                metrics = evaluate(model, task, test)
+                result.curve.append({"step": step, **metrics, "grad_norm": grad_norm})
+                result.final, result.steps = metrics, step
+                if result.steps_to_solve is None and task.solved(metrics):
+                    result.steps_to_solve = step
+                result.solved = task.solved(metrics)
+                result.wall_s = time.perf_counter() - t0
+                if on_eval is not None:
+                    on_eval(result, metrics)
+                if until_solved and result.solved:
+                    break
+            if step == config.steps:
                 break
-        if step == config.steps:
-            break
-        batch = task.generate(config.batch_size, length, g)
-        loss = task.loss(model(batch.inputs), batch.targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = clip_gradients(params, config.clip, config.clip_value)
-        if torch.isfinite(loss) and grad_norm == grad_norm and grad_norm != float("inf"):
-            optimizer.step()  # a NaN or Inf step is skipped, the weights stay as they were
+            batch = task.generate(config.batch_size, length, g)
+            loss = task.loss(model(batch.inputs), batch.targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = clip_gradients(params, config.clip, config.clip_value)
+            if torch.isfinite(loss) and grad_norm == grad_norm and grad_norm != float("inf"):
+                optimizer.step()  # a NaN or Inf step is skipped, the weights stay as they were
     result.wall_s = time.perf_counter() - t0
     return result
 
