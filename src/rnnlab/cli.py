@@ -395,8 +395,9 @@ def cmd_gradflow(args: argparse.Namespace) -> int:
     nets = _name_list(",".join(many(args.net, "rnn")), "--net", ("rnn", "mlp"))
     try:
         gains = [float(g) for g in many(args.gain, "1")]
+        biases = [float(b) for b in many(args.forget_bias, "1")]
     except ValueError:
-        raise UsageError(f"--gain takes numbers, got {args.gain}") from None
+        raise UsageError(f"--gain and --forget-bias take numbers, got {args}") from None
     depth = args.depth or args.length
     for flag, value in (("--length", args.length), ("--depth", depth), ("--hidden", args.hidden)):
         if value < 1:
@@ -414,13 +415,14 @@ def cmd_gradflow(args: argparse.Namespace) -> int:
             args.length if net == "rnn" else depth,
             args.hidden,
             args.batch_size,
-            args.forget_bias,
+            bias,
             args.seed,
         )
         for net in nets
         for cell in cells
         for init in inits
         for gain in gains
+        for bias in (biases if cell == "lstm" and init != "chrono" else biases[:1])
         if init != "identity" or cell in ("rnn", "rnn-relu")
     ]
     if not configs:
@@ -652,7 +654,9 @@ def build_parser() -> Parser:
     gf.add_argument("--depth", type=int, default=0, help="layers of --net mlp (0: --length)")
     gf.add_argument("--hidden", type=int, default=64, help="units per layer")
     gf.add_argument("--batch-size", type=int, default=16, help="sequences averaged over")
-    gf.add_argument("--forget-bias", type=float, default=1.0, help="LSTM forget-gate bias")
+    gf.add_argument(
+        "--forget-bias", action="append", help=f"LSTM forget-gate bias(es) (default: 1){each}"
+    )
     gf.add_argument("--seed", type=int, default=0, help="weights, inputs and readout")
     gf.add_argument(
         "--run", action="append", metavar="RUN", help="also probe a trained run (repeatable)"

@@ -152,6 +152,8 @@ class ProbeConfig:
     @property
     def label(self) -> str:
         what = f"{self.cell} {self.init}" + (f" gain {self.gain:g}" if self.gain != 1 else "")
+        if self.cell == "lstm" and self.init != "chrono":
+            what += f" fb {self.forget_bias:g}"
         return what + (" (MLP, untied)" if self.net == "mlp" else "")
 
 
