@@ -7,15 +7,21 @@ import pytest
 import torch
 import torch.nn as nn
 
+from rnnlab import checkpoint
 from rnnlab.cells import ReferenceRNN
+from rnnlab.config import CorpusConfig, ModelConfig, TrainConfig
 from rnnlab.lab.gradflow import (
     ProbeConfig,
+    configurations,
     fit_rate,
     flow,
     probe,
+    probe_run,
     reference_step,
     weight_spectrum,
 )
+from rnnlab.model import CharLM
+from rnnlab.vocab import Vocab
 
 
 def test_linear_rnn_with_scaled_identity_gives_exact_powers():
@@ -102,3 +108,30 @@ def test_mlp_has_untied_layers_and_a_few_layers_barely_decay():
     assert mlp["rate"]["loss_grad"] < 1  # same exponential decay with depth
     assert mlp["loss_grad"][3] > 1e4 * mlp["loss_grad"][20]
     assert not math.isnan(mlp["rate"]["jacobian"])
+
+
+def test_probe_of_a_saved_run(tmp_path):
+    vocab = Vocab.from_chars("abcdefgh")
+    config = ModelConfig(cell="gru", num_layers=2, hidden_size=8, vocab_size=len(vocab))
+    checkpoint.save_config(tmp_path, checkpoint.RunConfig(config, TrainConfig(), CorpusConfig()))
+    checkpoint.save_vocab(tmp_path, vocab)
+    checkpoint.save_weights(tmp_path / checkpoint.BEST, CharLM(config), step=0)
+    r = probe_run(tmp_path, length=12, batch_size=3)
+    assert len(r["loss_grad"]) == 13 and all(0 < n < math.inf for n in r["loss_grad"])
+    assert r["jacobian"][0] == 1.0 and len(r["w_hh"]) == 12  # 2 layers x 3 gates x 2
+    assert r["pascanu"]["bound_rate"] is None  # no such bound for a gated cell
+
+
+def test_configurations_skip_what_the_presets_reject():
+    configs = configurations(
+        ["rnn", "lstm"], ["identity", "chrono"], [1.0], ["rnn", "mlp"], [0.0, 1.0], 50, 5
+    )
+    labels = [(c.net, c.cell, c.init, c.forget_bias, c.length) for c in configs]
+    assert labels == [
+        ("rnn", "rnn", "identity", 0.0, 50),
+        ("rnn", "rnn", "chrono", 1.0, 50),
+        ("rnn", "lstm", "chrono", 1.0, 50),
+        ("mlp", "rnn", "identity", 0.0, 5),
+        ("mlp", "rnn", "chrono", 1.0, 5),
+        ("mlp", "lstm", "chrono", 1.0, 5),
+    ]

@@ -406,25 +406,18 @@ def cmd_gradflow(args: argparse.Namespace) -> int:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     if min(gains) <= 0:
         raise UsageError(f"--gain must be positive, got {args.gain}")
-    configs = [
-        lab.ProbeConfig(
-            cell,
-            init,
-            gain,
-            net,
-            args.length if net == "rnn" else depth,
-            args.hidden,
-            args.batch_size,
-            bias,
-            args.seed,
-        )
-        for net in nets
-        for cell in cells
-        for init in inits
-        for gain in gains
-        for bias in (biases if cell == "lstm" and init != "chrono" else biases[:1])
-        if init != "identity" or cell in ("rnn", "rnn-relu")
-    ]
+    configs = lab.configurations(
+        cells,
+        inits,
+        gains,
+        nets,
+        biases,
+        args.length,
+        depth,
+        hidden_size=args.hidden,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
     if not configs:
         raise UsageError("--init identity (IRNN) is for --cell rnn or rnn-relu; pick another")
     results = []

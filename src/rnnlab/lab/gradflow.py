@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from ..cells import ReferenceRNN
 from ..checkpoint import load_model
-from ..config import ModelConfig
+from ..config import ConfigError, ModelConfig
 from ..model import recurrent_stack
 
 Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (s (B, S), x (B, F)) -> (B, S)
@@ -155,6 +155,37 @@ class ProbeConfig:
         if self.cell == "lstm" and self.init != "chrono":
             what += f" fb {self.forget_bias:g}"
         return what + (" (MLP, untied)" if self.net == "mlp" else "")
+
+
+def configurations(
+    cells: list[str],
+    inits: list[str],
+    gains: list[float],
+    nets: list[str],
+    forget_biases: list[float],
+    length: int,
+    depth: int,
+    **common: Any,
+) -> list[ProbeConfig]:
+    """Every combination to overlay on one plot, leaving out the (cell, init) pairs the init
+    presets reject (identity is for plain RNNs) and forget biases that nothing reads (they act on
+    an LSTM, and chrono sets its own). ``common``: hidden_size, batch_size, seed."""
+    out = []
+    for net in nets:
+        for cell in cells:
+            for init in inits:
+                try:
+                    ModelConfig(cell=cell, init=init)
+                except ConfigError:
+                    continue
+                fb = [1.0] if init == "chrono" else forget_biases
+                for gain in gains:
+                    for bias in fb if cell == "lstm" else fb[:1]:
+                        size = length if net == "rnn" else depth
+                        out.append(
+                            ProbeConfig(cell, init, gain, net, size, forget_bias=bias, **common)
+                        )
+    return out
 
 
 def _fresh_layer(config: ProbeConfig) -> nn.RNNBase:

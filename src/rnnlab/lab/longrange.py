@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -183,7 +184,7 @@ def train_run(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = clip_gradients(params, config.clip, config.clip_value)
-            if torch.isfinite(loss) and grad_norm == grad_norm and grad_norm != float("inf"):
+            if math.isfinite(loss.item()) and math.isfinite(grad_norm):
                 optimizer.step()  # a NaN or Inf step is skipped, the weights stay as they were
     result.wall_s = time.perf_counter() - t0
     return result
