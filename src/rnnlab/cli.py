@@ -387,17 +387,18 @@ def _name_list(text: str, flag: str, choices: Sequence[str]) -> list[str]:
 
 
 def cmd_gradflow(args: argparse.Namespace) -> int:
-    def many(values: list[str] | None, default: str) -> list[str]:
-        return [v.strip() for text in (values or [default]) for v in text.split(",") if v.strip()]
+    def many(name: str, default: str) -> list[str]:
+        given = getattr(args, name, [default])
+        return [v.strip() for text in given for v in text.split(",") if v.strip()]
 
-    cells = _name_list(",".join(many(args.cell, "rnn")), "--cell", CELLS)
-    inits = _name_list(",".join(many(args.init, "default")), "--init", INITS)
-    nets = _name_list(",".join(many(args.net, "rnn")), "--net", ("rnn", "mlp"))
+    cells = _name_list(",".join(many("cell", "rnn")), "--cell", CELLS)
+    inits = _name_list(",".join(many("init", "default")), "--init", INITS)
+    nets = _name_list(",".join(many("net", "rnn")), "--net", ("rnn", "mlp"))
     try:
-        gains = [float(g) for g in many(args.gain, "1")]
-        biases = [float(b) for b in many(args.forget_bias, "1")]
+        gains = [float(g) for g in many("gain", "1")]
+        biases = [float(b) for b in many("forget_bias", "1")]
     except ValueError:
-        raise UsageError(f"--gain and --forget-bias take numbers, got {args}") from None
+        raise UsageError("--gain and --forget-bias take numbers") from None
     depth = args.depth or args.length
     for flag, value in (("--length", args.length), ("--depth", depth), ("--hidden", args.hidden)):
         if value < 1:
@@ -405,7 +406,7 @@ def cmd_gradflow(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     if min(gains) <= 0:
-        raise UsageError(f"--gain must be positive, got {args.gain}")
+        raise UsageError(f"--gain must be positive, got {min(gains)}")
     configs = lab.configurations(
         cells,
         inits,
@@ -421,7 +422,7 @@ def cmd_gradflow(args: argparse.Namespace) -> int:
     if not configs:
         raise UsageError("--init identity (IRNN) is for --cell rnn or rnn-relu; pick another")
     results = []
-    for run in args.run or []:
+    for run in getattr(args, "run", []):
         results.append(lab.probe_run(Path(run), args.length, args.batch_size, args.seed))
     for config in configs:
         if not args.quiet:
@@ -461,7 +462,8 @@ def cmd_longrange(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
     config = LongRangeConfig(**_given(args, LongRangeConfig))
-    out = Path(args.out or f"runs/longrange-{args.task}-{time.strftime('%Y%m%d-%H%M%S')}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = Path(getattr(args, "out", f"runs/longrange-{args.task}-{stamp}"))
     out.mkdir(parents=True, exist_ok=True)
     metric = lab.TASKS[args.task].metric
 
@@ -491,7 +493,7 @@ def cmd_longrange(args: argparse.Namespace) -> int:
         on_run=on_run,
     )
     checkpoint.write_json(out / "longrange.json", result)
-    png = lab.plot_longrange(result, Path(args.plot) if args.plot else out / "longrange.png")
+    png = lab.plot_longrange(result, Path(getattr(args, "plot", out / "longrange.png")))
     if args.json:
         print(json.dumps(result | {"png": str(png)}))
         return 0
@@ -634,12 +636,25 @@ def build_parser() -> Parser:
 
     gf = p["gradflow"]
     each = "; repeat the flag or give a comma-separated list to overlay several"
-    gf.add_argument("--cell", action="append", help=f"cell(s) (default: rnn){each}")
-    gf.add_argument("--init", action="append", help=f"init preset(s) (default: default){each}")
-    gf.add_argument("--gain", action="append", help=f"factor on W_hh after init (default: 1){each}")
+    gf.add_argument(
+        "--cell", action="append", default=argparse.SUPPRESS, help=f"cell(s) (default: rnn){each}"
+    )
+    gf.add_argument(
+        "--init",
+        action="append",
+        default=argparse.SUPPRESS,
+        help=f"init preset(s) (default: default){each}",
+    )
+    gf.add_argument(
+        "--gain",
+        action="append",
+        default=argparse.SUPPRESS,
+        help=f"factor on W_hh after init (default: 1){each}",
+    )
     gf.add_argument(
         "--net",
         action="append",
+        default=argparse.SUPPRESS,
         help="rnn (T steps, tied weights) and/or mlp (--depth layers of the same cell, untied "
         f"weights) (default: rnn){each}",
     )
@@ -648,11 +663,18 @@ def build_parser() -> Parser:
     gf.add_argument("--hidden", type=int, default=64, help="units per layer")
     gf.add_argument("--batch-size", type=int, default=16, help="sequences averaged over")
     gf.add_argument(
-        "--forget-bias", action="append", help=f"LSTM forget-gate bias(es) (default: 1){each}"
+        "--forget-bias",
+        action="append",
+        default=argparse.SUPPRESS,
+        help=f"LSTM forget-gate bias(es) (default: 1){each}",
     )
     gf.add_argument("--seed", type=int, default=0, help="weights, inputs and readout")
     gf.add_argument(
-        "--run", action="append", metavar="RUN", help="also probe a trained run (repeatable)"
+        "--run",
+        action="append",
+        default=argparse.SUPPRESS,
+        metavar="RUN",
+        help="also probe a trained run (repeatable)",
     )
     gf.add_argument("-o", "--output", default="gradflow.png", help="PNG to write")
     gf.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -665,8 +687,17 @@ def build_parser() -> Parser:
     lr.add_argument(
         "--until-solved", action="store_true", help="stop a run at the first solved evaluation"
     )
-    lr.add_argument("--out", help="folder for longrange.json (default: runs/longrange-TASK-TIME)")
-    lr.add_argument("--plot", metavar="PNG", help="where to draw the plot (default: in --out)")
+    lr.add_argument(
+        "--out",
+        default=argparse.SUPPRESS,
+        help="folder for longrange.json (default: runs/longrange-TASK-TIME)",
+    )
+    lr.add_argument(
+        "--plot",
+        metavar="PNG",
+        default=argparse.SUPPRESS,
+        help="where to draw the plot (default: longrange.png in --out)",
+    )
     lr.add_argument("--quiet", action="store_true", help="no progress lines")
     _add_config_flags(lr, LongRangeConfig, "training and presets")
 
