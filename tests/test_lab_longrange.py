@@ -44,7 +44,7 @@ def test_lstm_solves_short_adding_and_stops_when_solved():
 
 def test_sweep_table_and_bad_cell_init_pair():
     config = LongRangeConfig(hidden_size=8, steps=20, eval_every=10, test_size=32)
-    result = sweep("temporal-order", ["rnn", "gru"], [10, 12], config)
+    result = sweep("temporal-order", ["rnn", "gru"], [10, 12], config, first_seed=3)
     assert [(r["cell"], r["length"]) for r in result["table"]] == [
         ("rnn", 10),
         ("rnn", 12),
@@ -53,6 +53,7 @@ def test_sweep_table_and_bad_cell_init_pair():
     ]
     assert all(0 <= r["success_rate"] <= 1 for r in result["table"])
     assert len(result["runs"]) == 4 and result["runs"][0]["curve"][-1]["step"] == 20
+    assert [r["seed"] for r in result["runs"]] == [3, 3, 3, 3]
     with pytest.raises(ConfigError, match="--init identity"):
         sweep("adding", ["lstm"], [10], LongRangeConfig(init="identity"))
 

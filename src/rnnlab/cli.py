@@ -491,6 +491,7 @@ def cmd_longrange(args: argparse.Namespace) -> int:
         args.until_solved,
         on_eval=on_eval,
         on_run=on_run,
+        first_seed=args.first_seed,
     )
     checkpoint.write_json(out / "longrange.json", result)
     png = lab.plot_longrange(result, Path(getattr(args, "plot", out / "longrange.png")))
@@ -683,7 +684,8 @@ def build_parser() -> Parser:
     lr.add_argument("task", choices=LAB_TASKS, help="the synthetic task")
     lr.add_argument("--cells", default="rnn,lstm,gru", help="comma-separated cells to compare")
     lr.add_argument("--lengths", default="50,100,200", help="comma-separated sequence lengths T")
-    lr.add_argument("--seeds", type=int, default=1, help="runs per (cell, length): seeds 0..k-1")
+    lr.add_argument("--seeds", type=int, default=1, help="runs per (cell, length)")
+    lr.add_argument("--first-seed", type=int, default=0, help="seeds run: S, S+1, ..., S+k-1")
     lr.add_argument(
         "--until-solved", action="store_true", help="stop a run at the first solved evaluation"
     )

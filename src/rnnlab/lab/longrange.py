@@ -199,8 +199,9 @@ def sweep(
     until_solved: bool = False,
     on_eval: Callable[[RunResult, dict[str, float]], None] | None = None,
     on_run: Callable[[RunResult], None] | None = None,
+    first_seed: int = 0,
 ) -> dict[str, Any]:
-    """Every cell at every length for seeds 0..seeds-1.
+    """Every cell at every length for seeds first_seed .. first_seed + seeds - 1.
 
     Returns:
         A JSON-ready dict: the task, its criterion, the config, the runs (RunResult as dicts),
@@ -213,7 +214,7 @@ def sweep(
     runs = []
     for length in lengths:
         for cell in cells:
-            for seed in range(seeds):
+            for seed in range(first_seed, first_seed + seeds):
                 run = train_run(task, cell, length, config, seed, until_solved, on_eval)
                 runs.append(run)
                 if on_run is not None:
@@ -239,6 +240,7 @@ def sweep(
         "metric": task.metric,
         "config": dataclasses.asdict(config),
         "seeds": seeds,
+        "first_seed": first_seed,
         "until_solved": until_solved,
         "threads": torch.get_num_threads(),
         "runs": [dataclasses.asdict(r) for r in runs],
