@@ -41,9 +41,10 @@ def plot_longrange(result: dict[str, Any], out: Path) -> Path:
     lengths = sorted({r["length"] for r in result["runs"]})
     color = {c: f"C{i % 10}" for i, c in enumerate(cells)}
     styles = ["-", "--", ":", "-."]
+    first_seed = min(r["seed"] for r in result["runs"])
     for r in result["runs"]:
         ls = styles[lengths.index(r["length"]) % len(styles)]
-        label = f"{r['cell']} T={r['length']}" if r["seed"] == 0 else None
+        label = f"{r['cell']} T={r['length']}" if r["seed"] == first_seed else None
         curves.plot(
             [p["step"] for p in r["curve"]],
             [p["loss"] for p in r["curve"]],
