@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 import tempfile
@@ -19,8 +20,19 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import checkpoint, corpus, evaluation, sampling, training
-from .config import ConfigError, CorpusConfig, ModelConfig, TrainConfig, __version__, flag_fields
+from . import checkpoint, corpus, evaluation, lab, sampling, training
+from .config import (
+    CELLS,
+    INITS,
+    LAB_TASKS,
+    ConfigError,
+    CorpusConfig,
+    LongRangeConfig,
+    ModelConfig,
+    TrainConfig,
+    __version__,
+    flag_fields,
+)
 from .data import DataError, encode_with, split
 from .model import resolve_device, resolve_sample_dtype
 from .viz import BASELINES, MAX_SHOWN, analyze, plot_curves, plot_wins, report, write_page
@@ -421,6 +433,164 @@ def cmd_corpora(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- lab ----------------------------------------------------------------------------------------
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"{flag} takes comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise UsageError(f"{flag} takes positive integers, got {text!r}")
+    return values
+
+
+def _name_list(text: str, flag: str, choices: Sequence[str]) -> list[str]:
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    wrong = [v for v in values if v not in choices]
+    if not values or wrong:
+        raise UsageError(
+            f"{flag} takes a comma-separated list of {', '.join(choices)}; got {text!r}"
+        )
+    return values
+
+
+def cmd_gradflow(args: argparse.Namespace) -> int:
+    def many(name: str, default: str) -> list[str]:
+        given = getattr(args, name, [default])
+        return [v.strip() for text in given for v in text.split(",") if v.strip()]
+
+    cells = _name_list(",".join(many("cell", "rnn")), "--cell", CELLS)
+    inits = _name_list(",".join(many("init", "default")), "--init", INITS)
+    nets = _name_list(",".join(many("net", "rnn")), "--net", ("rnn", "mlp"))
+    try:
+        gains = [float(g) for g in many("gain", "1")]
+        biases = [float(b) for b in many("forget_bias", "1")]
+    except ValueError:
+        raise UsageError("--gain and --forget-bias take numbers") from None
+    depth = args.depth or args.length
+    for flag, value in (("--length", args.length), ("--depth", depth), ("--hidden", args.hidden)):
+        if value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if min(gains) <= 0:
+        raise UsageError(f"--gain must be positive, got {min(gains)}")
+    configs = lab.configurations(
+        cells,
+        inits,
+        gains,
+        nets,
+        biases,
+        args.length,
+        depth,
+        hidden_size=args.hidden,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+    if not configs:
+        raise UsageError("--init identity (IRNN) is for --cell rnn or rnn-relu; pick another")
+    results = []
+    for run in getattr(args, "run", []):
+        results.append(lab.probe_run(Path(run), args.length, args.batch_size, args.seed))
+    for config in configs:
+        if not args.quiet:
+            _err(f"probing {config.label} over {config.length} steps")
+        results.append(lab.probe(config))
+    png = lab.plot_gradflow(results, Path(args.output))
+    if args.json:
+        print(json.dumps({"png": str(png), "probes": results}))
+        return 0
+    lag = min(100, args.length)
+    print(
+        f"{'configuration':36s} {'rate dL':>8s} {'rate J':>8s} {f'|dL| @{lag}':>10s}"
+        f" {f'|J| @{lag}':>10s} {'sig_max':>8s} {'radius':>7s} {'Pascanu':>8s}"
+    )
+    for r in results:
+        k = min(lag, len(r["lags"]) - 1)
+        sigma = r["w_hh"].get("weight_hh_l0.sigma_max", math.nan)
+        radius = r["w_hh"].get("weight_hh_l0.spectral_radius", math.nan)
+        bound = r["pascanu"]["bound_rate"]
+        print(
+            f"{r['label'][:36]:36s} {r['rate']['loss_grad']:8.4f} {r['rate']['jacobian']:8.4f}"
+            f" {r['loss_grad'][k]:10.3e} {r['jacobian'][k]:10.3e} {sigma:8.3f} {radius:7.3f}"
+            f" {'-' if bound is None else f'{bound:.3f}':>8s}"
+        )
+    print(
+        "rate: fitted factor per step (or layer) of |dL_T/dh_t| and |dh_T/dh_t|; Pascanu: "
+        "gamma * sigma_max(W_hh), the bound on the rate (vanishing certain below 1); gated "
+        "cells: per-gate spectra in --json"
+    )
+    print(f"plot: {png}")
+    return 0
+
+
+def cmd_longrange(args: argparse.Namespace) -> int:
+    cells = _name_list(args.cells, "--cells", CELLS)
+    lengths = _int_list(args.lengths, "--lengths")
+    if args.seeds < 1:
+        raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
+    config = LongRangeConfig(**_given(args, LongRangeConfig))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = Path(getattr(args, "out", f"runs/longrange-{args.task}-{stamp}"))
+    out.mkdir(parents=True, exist_ok=True)
+    metric = lab.TASKS[args.task].metric
+
+    def on_eval(run: lab.RunResult, m: dict[str, float]) -> None:
+        if not args.quiet:
+            extra = f" accuracy {m['accuracy']:.3f}" if "accuracy" in m else ""
+            _err(
+                f"{run.task} {run.cell:8s} T={run.length:<4d} seed {run.seed} step {run.steps:5d}"
+                f" | test loss {m['loss']:.4f} (baseline {run.baseline:.4f}){extra}"
+                f" | {run.wall_s:6.1f} s"
+            )
+
+    done: list[dict] = []
+
+    def on_run(run: lab.RunResult) -> None:  # what is finished survives a kill
+        done.append(dataclasses.asdict(run))
+        checkpoint.write_json(out / "longrange.json", {"partial": True, "runs": done})
+
+    result = lab.sweep(
+        args.task,
+        cells,
+        lengths,
+        config,
+        args.seeds,
+        args.until_solved,
+        on_eval=on_eval,
+        on_run=on_run,
+        first_seed=args.first_seed,
+    )
+    checkpoint.write_json(out / "longrange.json", result)
+    png = lab.plot_longrange(result, Path(getattr(args, "plot", out / "longrange.png")))
+    if args.json:
+        print(json.dumps(result | {"png": str(png)}))
+        return 0
+    print(f"{args.task}: solved = {result['criterion']}; {result['threads']} thread(s)")
+    print(
+        f"{'cell':8s} {'T':>5s} {'seed':>4s} {'steps':>6s} {'test loss':>10s} {'baseline':>9s}"
+        f" {metric:>9s} {'solved':>6s} {'at step':>7s} {'wall s':>7s}"
+    )
+    for r in result["runs"]:
+        print(
+            f"{r['cell']:8s} {r['length']:5d} {r['seed']:4d} {r['steps']:6d}"
+            f" {r['final']['loss']:10.4f} {r['baseline']:9.4f} {r['final'][metric]:9.4f}"
+            f" {'yes' if r['solved'] else 'no':>6s} {r['steps_to_solve'] or '-':>7}"
+            f" {r['wall_s']:7.1f}"
+        )
+    print("\nfraction solved (rows: cell, columns: T)")
+    print(f"{'':8s}" + "".join(f"{t:>7d}" for t in lengths))
+    for cell in cells:
+        rates = {
+            row["length"]: row["success_rate"] for row in result["table"] if row["cell"] == cell
+        }
+        print(f"{cell:8s}" + "".join(f"{rates[t]:7.2f}" for t in lengths))
+    print(f"\nwall time {result['wall_s']:.0f} s; {out / 'longrange.json'}; {png}")
+    return 0
+
+
 # --- parser --------------------------------------------------------------------------------------
 
 
@@ -449,6 +619,16 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, str]] = {
         cmd_viz,
         "a self-contained HTML page of what the cells track",
         "example: rnnlab viz runs/mine -o viz.html (then open viz.html in a browser)",
+    ),
+    "gradflow": (
+        cmd_gradflow,
+        "gradient norm against lag: vanishing and exploding gradients, measured",
+        "example: rnnlab gradflow --cell rnn,lstm,gru --length 100 -o gradflow.png",
+    ),
+    "longrange": (
+        cmd_longrange,
+        "train cells on a synthetic long-range task; success against sequence length",
+        "example: rnnlab longrange adding --cells rnn,lstm,gru --lengths 50,100,200 --steps 1500",
     ),
     "corpora": (
         cmd_corpora,
@@ -548,6 +728,74 @@ def build_parser() -> Parser:
         help="characters the feature correlations and gate saturation cover (at least --chars)",
     )
     v.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    gf = p["gradflow"]
+    each = "; repeat the flag or give a comma-separated list to overlay several"
+    gf.add_argument(
+        "--cell", action="append", default=argparse.SUPPRESS, help=f"cell(s) (default: rnn){each}"
+    )
+    gf.add_argument(
+        "--init",
+        action="append",
+        default=argparse.SUPPRESS,
+        help=f"init preset(s) (default: default){each}",
+    )
+    gf.add_argument(
+        "--gain",
+        action="append",
+        default=argparse.SUPPRESS,
+        help=f"factor on W_hh after init (default: 1){each}",
+    )
+    gf.add_argument(
+        "--net",
+        action="append",
+        default=argparse.SUPPRESS,
+        help="rnn (T steps, tied weights) and/or mlp (--depth layers of the same cell, untied "
+        f"weights) (default: rnn){each}",
+    )
+    gf.add_argument("--length", type=int, default=100, help="T: steps to backpropagate through")
+    gf.add_argument("--depth", type=int, default=0, help="layers of --net mlp (0: --length)")
+    gf.add_argument("--hidden", type=int, default=64, help="units per layer")
+    gf.add_argument("--batch-size", type=int, default=16, help="sequences averaged over")
+    gf.add_argument(
+        "--forget-bias",
+        action="append",
+        default=argparse.SUPPRESS,
+        help=f"LSTM forget-gate bias(es) (default: 1){each}",
+    )
+    gf.add_argument("--seed", type=int, default=0, help="weights, inputs and readout")
+    gf.add_argument(
+        "--run",
+        action="append",
+        default=argparse.SUPPRESS,
+        metavar="RUN",
+        help="also probe a trained run (repeatable)",
+    )
+    gf.add_argument("-o", "--output", default="gradflow.png", help="PNG to write")
+    gf.add_argument("--quiet", action="store_true", help="no progress lines")
+
+    lr = p["longrange"]
+    lr.add_argument("task", choices=LAB_TASKS, help="the synthetic task")
+    lr.add_argument("--cells", default="rnn,lstm,gru", help="comma-separated cells to compare")
+    lr.add_argument("--lengths", default="50,100,200", help="comma-separated sequence lengths T")
+    lr.add_argument("--seeds", type=int, default=1, help="runs per (cell, length)")
+    lr.add_argument("--first-seed", type=int, default=0, help="seeds run: S, S+1, ..., S+k-1")
+    lr.add_argument(
+        "--until-solved", action="store_true", help="stop a run at the first solved evaluation"
+    )
+    lr.add_argument(
+        "--out",
+        default=argparse.SUPPRESS,
+        help="folder for longrange.json (default: runs/longrange-TASK-TIME)",
+    )
+    lr.add_argument(
+        "--plot",
+        metavar="PNG",
+        default=argparse.SUPPRESS,
+        help="where to draw the plot (default: longrange.png in --out)",
+    )
+    lr.add_argument("--quiet", action="store_true", help="no progress lines")
+    _add_config_flags(lr, LongRangeConfig, "training and presets")
 
     for q in (s, e, v):
         q.add_argument(

@@ -29,19 +29,9 @@ class CharLM(nn.Module):
             raise ValueError("ModelConfig.vocab_size must be set before building a CharLM")
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embedding_size)
-        kind = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN, "rnn-relu": nn.RNN}[config.cell]
-        extra = {"nonlinearity": "relu" if config.cell == "rnn-relu" else "tanh"}
-        self.rnn = kind(
-            config.embedding_size,
-            config.hidden_size,
-            config.num_layers,
-            batch_first=True,
-            dropout=config.dropout if config.num_layers > 1 else 0.0,
-            **(extra if kind is nn.RNN else {}),
-        )
+        self.rnn = recurrent_stack(config, config.embedding_size)
         self.drop = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.hidden_size, config.vocab_size)
-        initialize(self.rnn, config)
 
     @property
     def num_states(self) -> int:
@@ -73,6 +63,24 @@ class CharLM(nn.Module):
         new_state = tuple(s.to(self.head.weight.dtype) for s in new_state)
         logits = self.head(self.drop(out))  # (B, T, V)
         return logits, new_state
+
+
+def recurrent_stack(config: ModelConfig, input_size: int) -> nn.RNNBase:
+    """The fused, batch-first recurrent layers a config describes, with its init preset applied:
+    nn.LSTM, nn.GRU or nn.RNN (tanh or relu) of ``config.num_layers`` layers over inputs of
+    ``input_size`` features. CharLM puts an embedding in front; the lab a linear projection."""
+    kind = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN, "rnn-relu": nn.RNN}[config.cell]
+    extra = {"nonlinearity": "relu" if config.cell == "rnn-relu" else "tanh"}
+    rnn = kind(
+        input_size,
+        config.hidden_size,
+        config.num_layers,
+        batch_first=True,
+        dropout=config.dropout if config.num_layers > 1 else 0.0,
+        **(extra if kind is nn.RNN else {}),
+    )
+    initialize(rnn, config)
+    return rnn
 
 
 def detach(state: State) -> State:
