@@ -185,7 +185,9 @@ class LongRangeConfig:
     )
     clip_value: float = _opt(1.0, "--clip-value", "threshold of --clip norm or element")
     init: str = _opt("default", "--init", "initialization preset for the recurrent weights", INITS)
-    forget_bias: float = _opt(1.0, "--forget-bias", "LSTM forget-gate bias at init (not chrono)")
+    forget_bias: float = _opt(
+        0.0, "--forget-bias", "LSTM forget-gate bias at init (not chrono); 1 as char-rnn"
+    )
     eval_every: int = _opt(100, "--eval-every", "steps between evaluations on the test set")
     test_size: int = _opt(512, "--test-size", "held-out sequences in the test set")
 
