@@ -37,6 +37,7 @@ from ..cells import ReferenceRNN
 from ..checkpoint import load_model
 from ..config import ConfigError, ModelConfig
 from ..model import recurrent_stack
+from .longrange import layer_config
 
 Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (s (B, S), x (B, F)) -> (B, S)
 GAMMA = {"rnn": 1.0, "rnn-relu": 1.0}  # max |phi'|: tanh 1, relu 1; no such bound for gated cells
@@ -189,15 +190,7 @@ def configurations(
 
 
 def _fresh_layer(config: ProbeConfig) -> nn.RNNBase:
-    mc = ModelConfig(
-        cell=config.cell,
-        num_layers=1,
-        hidden_size=config.hidden_size,
-        embedding_size=config.hidden_size,
-        dropout=0.0,
-        init=config.init,
-        forget_bias=config.forget_bias,
-    )
+    mc = layer_config(config.cell, config.hidden_size, config.init, config.forget_bias)
     rnn = recurrent_stack(mc, config.hidden_size).double()
     with torch.no_grad():
         rnn.weight_hh_l0.mul_(config.gain)

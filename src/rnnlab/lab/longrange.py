@@ -45,17 +45,22 @@ class LongRangeNet(nn.Module):
         return self.readout(out if self.every_step else out[:, -1])
 
 
-def model_config(cell: str, config: LongRangeConfig) -> ModelConfig:
-    """The recurrent layer of a lab network, as the ModelConfig the init presets read."""
+def layer_config(cell: str, hidden_size: int, init: str, forget_bias: float) -> ModelConfig:
+    """One recurrent layer of the lab (no dropout), as the ModelConfig the init presets read."""
     return ModelConfig(
         cell=cell,
         num_layers=1,
-        hidden_size=config.hidden_size,
-        embedding_size=config.hidden_size,
+        hidden_size=hidden_size,
+        embedding_size=hidden_size,
         dropout=0.0,
-        init=config.init,
-        forget_bias=config.forget_bias,
+        init=init,
+        forget_bias=forget_bias,
     )
+
+
+def model_config(cell: str, config: LongRangeConfig) -> ModelConfig:
+    """The recurrent layer of a long-range network."""
+    return layer_config(cell, config.hidden_size, config.init, config.forget_bias)
 
 
 def clip_gradients(parameters: Sequence[nn.Parameter], mode: str, value: float) -> float:
