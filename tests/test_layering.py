@@ -8,7 +8,8 @@ import rnnlab
 PACKAGE = Path(rnnlab.__file__).parent
 
 LAYERS = [
-    {"config", "vocab"},
+    {"errors"},
+    {"files", "config", "vocab"},
     {"corpus", "data", "model", "cells"},
     {"checkpoint", "sampling", "evaluation"},
     {"training"},
@@ -16,7 +17,7 @@ LAYERS = [
     {"cli", "__init__", "__main__"},
 ]
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
-STDLIB_ONLY = {"config", "vocab"}
+STDLIB_ONLY = {"errors", "files", "config", "vocab"}
 
 
 def rnnlab_imports(path: Path) -> tuple[set[str], set[str]]:

@@ -21,6 +21,7 @@ from . import sampling as _sampling
 from . import training as _training
 from . import viz as _viz
 from .config import CorpusConfig, ModelConfig, TrainConfig, __version__
+from .errors import RnnlabError, UsageError
 from .model import CharLM, resolve_sample_dtype
 from .training import EvalEvent, TrainResult
 from .vocab import Vocab
@@ -31,8 +32,10 @@ __all__ = [
     "EvalEvent",
     "LanguageModel",
     "ModelConfig",
+    "RnnlabError",
     "TrainConfig",
     "TrainResult",
+    "UsageError",
     "Vocab",
     "__version__",
     "load",

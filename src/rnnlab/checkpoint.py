@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,8 @@ import safetensors.torch
 import torch
 
 from .config import FORMAT, CorpusConfig, ModelConfig, TrainConfig, __version__, from_dict, to_dict
+from .errors import UsageError
+from .files import atomic_write, write_json
 from .model import CharLM
 from .vocab import Vocab
 
@@ -28,11 +28,9 @@ BEST = "model.safetensors"
 LAST = "last.safetensors"
 TRAIN_STATE = "train_state.pt"
 METRICS = "metrics.jsonl"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UsageError):
     """A run directory is missing, incomplete or corrupt; the message says what to do."""
 
 
@@ -43,26 +41,6 @@ class RunConfig:
     model: ModelConfig
     train: TrainConfig
     corpus: CorpusConfig
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never half."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def write_json(path: Path, obj: Any) -> None:
-    atomic_write(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 def read_json(path: Path) -> Any:

@@ -34,6 +34,7 @@ from .config import (
     flag_fields,
 )
 from .data import DataError, encode_with, split
+from .errors import UsageError
 from .model import resolve_device, resolve_sample_dtype
 from .viz import BASELINES, MAX_SHOWN, analyze, plot_curves, plot_wins, report, write_page
 from .vocab import UnknownCharacterError
@@ -45,10 +46,6 @@ USER_ERRORS = (
     checkpoint.CheckpointError,
     UnknownCharacterError,
 )
-
-
-class UsageError(Exception):
-    """A usage mistake: reported in one line with exit code 2."""
 
 
 class Parser(argparse.ArgumentParser):

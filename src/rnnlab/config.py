@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import UsageError
+
 CELLS = ("lstm", "gru", "rnn", "rnn-relu")
 INITS = ("default", "uniform", "orthogonal", "identity", "chrono")
 CLIP_MODES = ("norm", "element", "none")
@@ -19,7 +21,7 @@ FORMAT = 1
 __version__ = "0.1.0"
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
     """A configuration value is invalid; the message names the flag and the fix."""
 
 

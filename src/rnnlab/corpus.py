@@ -17,12 +17,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import UsageError
+
 FILE_SEPARATOR = "\n\n"  # joins the files of a folder corpus
 READ_CHUNK_BYTES = 1 << 22  # files are read in pieces of this size, never whole
 _TEST_DIRS = {"test", "tests", "idle_test", "site-packages", "__pycache__"}
 
 
-class CorpusError(ValueError):
+class CorpusError(UsageError):
     """The corpus cannot be used as given; the message says what to do."""
 
 

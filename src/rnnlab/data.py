@@ -17,12 +17,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import UsageError
+from .files import write_json
 from .vocab import UNKNOWN_POLICIES, Vocab, unknown_characters
 
 TOKEN_FORMAT = 1
 
 
-class DataError(ValueError):
+class DataError(UsageError):
     """The text cannot be trained on as asked (empty, too short); the message says what to do."""
 
 
@@ -123,7 +125,7 @@ def encode(
         if os.path.exists(tmp):
             os.unlink(tmp)
     meta = {"vocab": vocab.to_json(), "num_tokens": num_tokens, "sha256": digest.hexdigest()}
-    _write_json_atomic(meta_path, meta)
+    write_json(meta_path, meta)
     return TokenFile(bin_path, vocab, num_tokens, digest.hexdigest())
 
 
@@ -165,13 +167,6 @@ def encode_with(
     if n == 0:
         return np.zeros(0, dtype=dtype)
     return np.memmap(path, dtype=dtype, mode="r", shape=(n,))
-
-
-def _write_json_atomic(path: Path, obj: object) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
 
 
 def split(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:

@@ -11,10 +11,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import UsageError
+
 UNKNOWN_POLICIES = ("error", "skip")
 
 
-class UnknownCharacterError(ValueError):
+class UnknownCharacterError(UsageError):
     """Text holds characters the model never saw in training."""
 
 

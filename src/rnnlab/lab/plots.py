@@ -1,10 +1,9 @@
 """The lab's pictures: gradient norm against lag (gradflow) and success against length
 (longrange), written as PNGs with matplotlib's Agg canvas (no pyplot, no display) and renamed
-into place. Imports checkpoint (for atomic_write) only."""
+into place. Imports files (for save_png) only."""
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 from typing import Any
@@ -12,15 +11,7 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ..checkpoint import atomic_write
-
-
-def save_png(fig: Figure, out: Path) -> Path:
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    atomic_write(Path(out), buffer.getvalue())
-    return Path(out)
+from ..files import save_png
 
 
 def plot_longrange(result: dict[str, Any], out: Path) -> Path:

@@ -4,7 +4,6 @@ display and no global state."""
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .. import checkpoint
+from ..files import save_png
 
 BASELINES = "baselines.json"  # written into a run by `rnnlab eval` on its validation split
 
@@ -78,7 +78,7 @@ def plot_curves(runs: list[Path], out: Path, width_px: int = 1400, height_px: in
         ax.set_ylabel("bits per character")
         ax.grid(alpha=0.3)
     by_step.legend(fontsize=8)
-    return _save_png(fig, Path(out))
+    return save_png(fig, Path(out))
 
 
 def plot_wins(wins: dict, out: Path) -> Path:
@@ -117,12 +117,4 @@ def plot_wins(wins: dict, out: Path) -> Path:
     distance.set_ylabel(f"{wins['ngram']} bits minus model bits")
     for ax in (classes, distance):
         ax.grid(alpha=0.3, axis="y")
-    return _save_png(fig, Path(out))
-
-
-def _save_png(fig: Figure, out: Path) -> Path:
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    checkpoint.atomic_write(out, buffer.getvalue())
-    return out
+    return save_png(fig, Path(out))

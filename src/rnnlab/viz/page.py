@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import checkpoint
+from ..files import atomic_write
 from .features import FEATURES, SATURATION_HIGH, SATURATION_LOW
 from .record import LABELS, Analysis
 
@@ -211,7 +211,7 @@ def render_page(analysis: Analysis, title: str, source: str, symbols: list[str])
 def write_page(analysis: Analysis, out: Path, title: str, source: str, symbols: list[str]) -> Path:
     """Write ``render_page`` to ``out`` atomically; returns ``out``."""
     out = Path(out)
-    checkpoint.atomic_write(out, render_page(analysis, title, source, symbols).encode("utf-8"))
+    atomic_write(out, render_page(analysis, title, source, symbols).encode("utf-8"))
     return out
 
 

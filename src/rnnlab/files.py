@@ -1,0 +1,124 @@
+"""Files written so that a reader, or a process killed at any instant, sees the old file or the
+new one and never half of one: atomic bytes, JSON and PNG writes, and bounded reads of files
+that must be regular. Every layer writes through here. Stdlib only (matplotlib when a PNG is
+written).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename inside ``directory`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never half.
+
+    The bytes go to a temporary file in the same folder, are flushed to disk, and the file is
+    renamed over ``path``. On any error (disk full, file-size limit) the temporary file is
+    removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    fsync_dir(path.parent)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """``obj`` as indented UTF-8 JSON, atomically."""
+    atomic_write(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, text.encode("utf-8"))
+
+
+def save_png(fig: Any, path: Path) -> Path:
+    """A matplotlib Figure as a PNG, atomically; returns ``path``."""
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    atomic_write(Path(path), buffer.getvalue())
+    return Path(path)
+
+
+def read_regular(path: Path, max_bytes: int) -> bytes:
+    """The bytes of ``path``, which must be a regular file of at most ``max_bytes``.
+
+    A symlink to a device, a FIFO or a huge file is refused before anything is read, so an
+    untrusted run directory cannot hang or exhaust memory.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        UsageError: not a regular file, or larger than ``max_bytes``.
+    """
+    path = Path(path)
+    # O_NONBLOCK: opening a FIFO must not wait for a writer
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UsageError(f"{path} is not a regular file; replace it with the run's own file")
+        if info.st_size > max_bytes:
+            raise UsageError(
+                f"{path} is {info.st_size:,} bytes, more than the {max_bytes:,} allowed; "
+                "is it the run's own file?"
+            )
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(max_bytes + 1)
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise UsageError(f"{path} grew past {max_bytes:,} bytes while being read")
+    return data
+
+
+def check_writable(path: Path, what: str = "-o") -> Path:
+    """Fail now, not after a long computation, if ``path`` cannot be written as a file.
+
+    Raises:
+        UsageError: its folder is missing or not writable, or ``path`` is a folder.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{what} {path} is a folder; give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"{what} {path}: the folder {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {path}: the folder {parent} is not writable")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UsageError(f"{what} {path} exists and is not writable")
+    return path
