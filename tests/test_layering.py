@@ -10,7 +10,7 @@ PACKAGE = Path(rnnlab.__file__).parent
 LAYERS = [
     {"errors"},
     {"files", "config", "vocab"},
-    {"corpus", "data", "model", "cells"},
+    {"corpus", "data", "model", "cells", "distributed"},
     {"checkpoint", "sampling", "evaluation"},
     {"training"},
     {"viz", "lab"},

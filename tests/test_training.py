@@ -61,15 +61,15 @@ def test_run_directory_holds_format_1(tmp_path):
         "vocab.json",
         "model.safetensors",
         "last.safetensors",
-        "train_state.pt",
         "metrics.jsonl",
     ):
         assert (d / name).is_file(), name
     events = checkpoint.read_metrics(d)
     assert {"step", "split", "bpc", "loss_nats", "elapsed_s"} <= set(events[-1])
     assert any(e["split"] == "train" and "chars_per_s" in e and "lr" in e for e in events)
-    state = torch.load(d / "train_state.pt", weights_only=True)
-    assert state["step"] == 12
+    assert not (d / "train_state.pt").exists()  # the training state lives in last.safetensors
+    _, state = checkpoint.load_checkpoint(d, cfg.model)
+    assert state.step == 12 and state.metrics_bytes == (d / "metrics.jsonl").stat().st_size
 
 
 def test_ctrl_c_saves_and_resume_equals_uninterrupted(tmp_path):

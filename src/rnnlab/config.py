@@ -164,10 +164,36 @@ def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-def from_dict(cls: type, data: dict[str, Any]) -> Any:
-    """Build a config from JSON, ignoring unknown keys written by a newer rnnlab."""
-    names = {f.name for f in dataclasses.fields(cls)}
+def from_dict(cls: type, data: Any, strict: bool = False) -> Any:
+    """Build a config from JSON, ignoring unknown keys written by a newer rnnlab.
+
+    With ``strict`` (a file of a run directory, untrusted), every field must be present and of
+    its declared type, so a damaged config.json is refused rather than half-read.
+    """
+    if not isinstance(data, dict):
+        raise TypeError(f"the {cls.__name__} section is {type(data).__name__}, not an object")
+    fields = dataclasses.fields(cls)
+    if strict:
+        for f in fields:
+            if f.name not in data:
+                raise KeyError(f"{cls.__name__}.{f.name} is missing")
+            _check_type(cls, f, data[f.name])
+    names = {f.name for f in fields}
     return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def _check_type(cls: type, f: dataclasses.Field, value: Any) -> None:
+    """``value`` fits the field's annotation ("int", "float | None", ...); bools are not numbers."""
+    kinds = str(f.type).replace(" ", "").split("|")
+    ok = (
+        (value is None and "None" in kinds)
+        or (isinstance(value, bool) and "bool" in kinds)
+        or (type(value) is int and ("int" in kinds or "float" in kinds))
+        or (type(value) is float and "float" in kinds)
+        or (isinstance(value, str) and "str" in kinds)
+    )
+    if not ok:
+        raise TypeError(f"{cls.__name__}.{f.name} is {value!r}, expected {f.type}")
 
 
 LAB_TASKS = ("adding", "copy", "temporal-order")
