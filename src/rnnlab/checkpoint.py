@@ -501,8 +501,8 @@ def read_baselines(run_dir: Path) -> dict[str, float]:
         return {}
     try:
         raw = read_json(path)
-    except CheckpointError as e:
-        warnings.warn(f"{e}; ignored", MetricsWarning, stacklevel=2)
+    except CheckpointError:
+        warnings.warn(f"{path} is damaged; ignored", MetricsWarning, stacklevel=2)
         return {}
     if not isinstance(raw, dict) or not all(
         isinstance(k, str)
@@ -552,8 +552,12 @@ class RunLock:
                     "wait for it to finish or stop it, or pick another --out"
                 ) from None
             raise
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:  # who holds it, for the message a second writer gets
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except BaseException:
+            os.close(fd)
+            raise
         self.fd = fd
         return self
 

@@ -139,7 +139,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         on_start=None if args.quiet else _err,
     )
     if result.rank != 0:  # under torchrun rank 0 reports
-        return 1 if result.stopped == "diverged" else 0
+        return result.exit_code
     plot_curves([out], out / "curves.png")
     sample = ""
     if result.stopped != "diverged" and (out / checkpoint.BEST).is_file():
@@ -149,6 +149,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(result).items()
     }
     summary |= {"sample": sample, "best_val_nats": result.best_val_bpc * evaluation.LN2}
+    summary |= {"exit_code": result.exit_code}
     if args.json:
         print(json.dumps(summary))
     else:
@@ -162,12 +163,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     if result.stopped == "interrupted":
         _err(f"interrupted and saved; continue with: rnnlab train --resume {out}")
     if result.stopped == "diverged":
-        _err(
-            f"the loss became NaN/Inf {training.MAX_BAD_STEPS} steps in a row, training stopped; "
-            f"the last good checkpoint in {out} is kept; try a lower --lr or --grad-clip"
+        kept = (
+            f"the checkpoint of step {result.checkpoint_step} in {out} is the last finite one"
+            if result.checkpoint_step is not None
+            else f"no checkpoint was saved in {out}"
         )
-        return 1
-    return 0
+        _err(f"training diverged: {result.message}; {kept}; try a lower --lr or --grad-clip")
+    return result.exit_code
 
 
 # --- sample --------------------------------------------------------------------------------------

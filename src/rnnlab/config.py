@@ -18,6 +18,8 @@ CLIP_MODES = ("norm", "element", "none")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16")
 FORMAT = 1
+MAX_LAYERS = 64
+MAX_WIDTH = 16384
 __version__ = "0.1.0"
 
 
@@ -53,9 +55,19 @@ class ModelConfig:
     def __post_init__(self) -> None:
         _check(self.cell in CELLS, f"--cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
         _check(self.init in INITS, f"--init must be one of {', '.join(INITS)}, got {self.init!r}")
-        _check(self.num_layers >= 1, f"--layers must be at least 1, got {self.num_layers}")
-        _check(self.hidden_size >= 1, f"--hidden must be at least 1, got {self.hidden_size}")
-        _check(self.embedding_size >= 1, f"--embedding must be >= 1, got {self.embedding_size}")
+        # upper bounds protect memory: a model past them would not fit any machine we run on
+        _check(
+            1 <= self.num_layers <= MAX_LAYERS,
+            f"--layers must be in [1, {MAX_LAYERS}], got {self.num_layers}",
+        )
+        _check(
+            1 <= self.hidden_size <= MAX_WIDTH,
+            f"--hidden must be in [1, {MAX_WIDTH}], got {self.hidden_size}",
+        )
+        _check(
+            1 <= self.embedding_size <= MAX_WIDTH,
+            f"--embedding must be in [1, {MAX_WIDTH}], got {self.embedding_size}",
+        )
         _check(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), got {self.dropout}")
         _check(self.vocab_size >= 0, f"vocab_size must be >= 0, got {self.vocab_size}")
         _check(

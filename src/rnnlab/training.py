@@ -264,9 +264,10 @@ def _check_new_out(out: Path) -> None:
         raise ConfigError(f"--out {out} is a file; give a folder for the run")
     if out.is_dir():
         entries = {p.name for p in out.iterdir()} - {ckpt.LOCK}
-        restartable = {ckpt.CONFIG, ckpt.VOCAB, ckpt.METRICS, "curves.png"}
+        restartable = {ckpt.CONFIG, ckpt.VOCAB, ckpt.METRICS, ckpt.BEST, "curves.png"}
         leftovers = {n for n in entries if n.startswith(".") and n.endswith(".part")}
-        if entries and not (ckpt.CONFIG in entries and entries - leftovers <= restartable):
+        # what rnnlab writes before a run's first checkpoint: a run stopped that early restarts
+        if not entries - leftovers <= restartable:
             what = "a run" if ckpt.CONFIG in entries else "other files"
             raise ConfigError(
                 f"{out} already holds {what}; resume it with --resume {out}, or pick another --out"
