@@ -83,6 +83,47 @@ def _err(message: str) -> None:
 # --- train ---------------------------------------------------------------------------------------
 
 
+class ConsoleLog:
+    """The console sink of training progress: a tqdm bar on stderr (budget spent, step, train
+    and validation bpc, pace), a line per validation with a short sample."""
+
+    def __init__(self) -> None:
+        self.bar: tqdm | None = None
+
+    def start(self, description: str) -> None:
+        _err(description)
+        self.bar = tqdm(
+            total=1000,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            bar_format="{percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}",
+        )
+
+    def step(self, e: training.StepEvent) -> None:
+        if self.bar is None:
+            return
+        self.bar.n = int(1000 * e.budget_fraction)
+        val = f"{e.last_val_bpc:.3f}" if math.isfinite(e.last_val_bpc) else "-"
+        self.bar.set_postfix_str(
+            f"step {e.step} train {e.bpc:.3f} val {val} bpc {e.chars_per_s:,.0f} chars/s",
+            refresh=False,
+        )
+        self.bar.update(0)
+
+    def eval(self, e: training.EvalEvent) -> None:
+        tqdm.write(
+            f"step {e.step:6d} | val {e.bpc:.4f} bpc ({e.loss_nats:.4f} nats/char)"
+            f" | best {e.best_bpc:.4f} | {e.elapsed_s:7.1f} s",
+            file=sys.stderr,
+        )
+        if e.sample:
+            tqdm.write("    " + e.sample[:160].replace("\n", "\n    "), file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     model_opts = _given(args, ModelConfig)
     train_opts = _given(args, TrainConfig)
@@ -117,27 +158,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         source=args.corpus or "python", glob=args.glob, byte_mode=args.bytes
     )
 
-    def on_eval(event: training.EvalEvent) -> None:
-        if args.quiet:
-            return
-        tqdm.write(
-            f"step {event.step:6d} | val {event.bpc:.4f} bpc ({event.loss_nats:.4f} nats/char)"
-            f" | best {event.best_bpc:.4f} | {event.elapsed_s:7.1f} s",
-            file=sys.stderr,
-        )
-        if event.sample:
-            tqdm.write("    " + event.sample[:160].replace("\n", "\n    "), file=sys.stderr)
-
+    console = None if args.quiet else ConsoleLog()
     result = training.train(
         corpus_config,
         model_config,
         train_config,
         out,
         resume=bool(args.resume),
-        progress=not args.quiet,
-        on_eval=on_eval,
-        on_start=None if args.quiet else _err,
+        logger=console,
     )
+    if console is not None:
+        console.close()
     if result.rank != 0:  # under torchrun rank 0 reports
         return result.exit_code
     plot_curves([out], out / "curves.png")
