@@ -11,7 +11,7 @@ from rnnlab.cli import main
 
 TINY = (
     "--hidden 16 --layers 1 --embedding 8 --batch-size 4 --seq-len 16 --lr 1e-2 "
-    "--dtype float32 --device cpu --quiet"
+    "--autocast-dtype float32 --device cpu --quiet"
 ).split()
 
 

@@ -16,7 +16,7 @@ FAST = dict(
     seq_len=16,
     eval_every_s=1e9,
     sample_chars=20,
-    dtype="float32",
+    autocast_dtype="float32",
     device="cpu",
     warmup_steps=5,
 )

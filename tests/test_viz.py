@@ -180,7 +180,7 @@ def test_page_is_self_contained():
 
 TINY = (
     "--hidden 16 --layers 2 --embedding 8 --batch-size 4 --seq-len 16 --lr 1e-2 "
-    "--dtype float32 --device cpu --quiet --max-steps 8"
+    "--autocast-dtype float32 --device cpu --quiet --max-steps 8"
 ).split()
 
 
@@ -255,9 +255,9 @@ def test_viz_user_errors(trained, tmp_path, capsys):
     for flags, needle in (
         (["--chars", "0"], "--chars must be between 1 and 10,000"),
         (["--chars", "20000"], "--chars must be between 1 and 10,000"),
-        (["--feature-chars", "-1"], "--feature-chars must be >= 0"),
+        (["--feature-chars", "-1"], "--feature-chars must be between 0 and 10,000,000"),
         (["--bogus"], "unrecognized arguments: --bogus"),
-        (["-o", str(tmp_path / "no" / "v.html")], "no such folder for -o"),
+        (["-o", str(tmp_path / "no" / "v.html")], "does not exist; create it first"),
     ):
         assert main(["viz", str(trained), *flags] + ([] if "-o" in flags else ["-o", out])) == 2
         one_line_error(capsys, needle)

@@ -28,6 +28,8 @@ BEST = "model.safetensors"
 LAST = "last.safetensors"
 TRAIN_STATE = "train_state.pt"
 METRICS = "metrics.jsonl"
+BASELINES = "baselines.json"  # the ladder of the validation split, written by `rnnlab eval`
+WEIGHTS = {"best": BEST, "last": LAST}  # the names --weights takes
 
 
 class CheckpointError(UsageError):
@@ -123,6 +125,20 @@ def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], int]:
     return tensors, step
 
 
+def check_finite(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse weights holding NaN or Inf: they would sample only newlines and score "nan bpc".
+
+    Raises:
+        CheckpointError: naming the first tensor that is not finite.
+    """
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(
+                f"{path}: tensor {name!r} holds NaN or Inf; use --weights best/last from "
+                "another step, or retrain"
+            )
+
+
 def load_model(
     run_dir: Path, weights: str = BEST, device: str | torch.device = "cpu"
 ) -> tuple[CharLM, Vocab, RunConfig]:
@@ -133,6 +149,7 @@ def load_model(
         raise CheckpointError(f"{run_dir}: vocab.json does not match config.json")
     model = CharLM(config.model)
     tensors, _ = load_weights(Path(run_dir) / weights)
+    check_finite(tensors, Path(run_dir) / weights)
     try:
         model.load_state_dict(tensors)
     except RuntimeError as e:

@@ -24,12 +24,13 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
+from .bpc import LN2, loss_nats
 from .config import ConfigError, CorpusConfig, ModelConfig, TrainConfig
-from .corpus import CorpusError, cache_dir, iter_bytes, iter_text, resolve
-from .data import StreamBatches, TokenFile, encode, split
-from .evaluation import LN2, loss_nats
-from .model import CharLM, count_parameters, detach, resolve_device, resolve_dtype
+from .corpus import CorpusError
+from .data import StreamBatches, split
+from .model import CharLM, clip_gradients, count_parameters, detach, resolve_device, resolve_dtype
 from .sampling import generate
+from .tokens import load_tokens  # its home is tokens.py; re-exported for older callers
 
 DEFAULT_MINUTES = 3.0  # budget when neither --max-steps nor --minutes is given
 LOG_EVERY_STEPS = 10
@@ -197,38 +198,6 @@ def distributed() -> Ranks:
     return ranks
 
 
-def load_tokens(
-    corpus: CorpusConfig, expect_sha256: str | None = None, ranks: Ranks = Ranks()
-) -> TokenFile:
-    """Encode the corpus (or reuse its cached token file), checking it is the one expected.
-    Under torchrun the first process of each machine encodes while the others wait, then all
-    memory-map the same file."""
-    files = resolve(corpus.source, corpus.glob)
-    read = iter_bytes if corpus.byte_mode else iter_text
-
-    def tokens_file() -> TokenFile:
-        key = files.fingerprint()
-        return encode(lambda: read(files), corpus.byte_mode, key, cache_dir() / "tokens")
-
-    error = None
-    if ranks.local_rank == 0:
-        try:
-            tokens = tokens_file()
-        except Exception as e:  # the others meet the same error on their own below
-            error = e
-    ranks.barrier()
-    if error is not None:
-        raise error
-    if ranks.local_rank != 0:
-        tokens = tokens_file()  # a cache hit
-    if expect_sha256 and tokens.sha256 != expect_sha256:
-        raise CorpusError(
-            f"the corpus {corpus.source!r} changed since this run started (sha256 differs); "
-            "restore it, or start a new run"
-        )
-    return tokens
-
-
 def train(
     corpus: CorpusConfig,
     model_config: ModelConfig,
@@ -283,7 +252,7 @@ def train(
     device = resolve_device(cfg.device)
     if device.type == "cuda" and ranks.world > 1:
         device = torch.device("cuda", ranks.local_rank)
-    amp_dtype = resolve_dtype(cfg.dtype, device)
+    amp_dtype = resolve_dtype(cfg.autocast_dtype, device)
 
     tokens = load_tokens(corpus, corpus.sha256 if resume else None, ranks)
     ids = tokens.open()
@@ -389,8 +358,14 @@ def train(
         ranks.from_main([nats, last_bpc, best_bpc], device)
         text = ""
         if cfg.sample_chars:
+            # the preview stores the weights in the autocast type: fast, and close enough
             text = generate(
-                model, vocab, length=cfg.sample_chars, temperature=0.8, seed=step, dtype=amp_dtype
+                model,
+                vocab,
+                length=cfg.sample_chars,
+                temperature=0.8,
+                seed=step,
+                weights_dtype=amp_dtype,
             )[0]
         model.train()
         ckpt.append_metrics(
@@ -443,14 +418,9 @@ def train(
             loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if cfg.clip_mode == "norm":
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            else:
-                grad_norm = torch.stack([p.grad.norm() for p in model.parameters()]).norm()
-                if cfg.clip_mode == "element":
-                    torch.nn.utils.clip_grad_value_(model.parameters(), cfg.grad_clip)
+            grad_norm = clip_gradients(model.parameters(), cfg.clip_mode, cfg.grad_clip)
             loss_value = loss.item()
-            bad = not (math.isfinite(loss_value) and torch.isfinite(grad_norm))
+            bad = not (math.isfinite(loss_value) and math.isfinite(grad_norm))
             if ranks.world > 1:  # every rank skips, stops and keeps time together
                 flags = [float(bad), float(interrupted.is_set()), time.perf_counter() - t0]
                 bad_any, stop_any, dt_agreed = ranks.agree(flags, device)

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from .. import checkpoint
 from ..files import save_png
 
-BASELINES = "baselines.json"  # written into a run by `rnnlab eval` on its validation split
+BASELINES = checkpoint.BASELINES  # written into a run by `rnnlab eval` on its validation split
 
 
 def best_baseline(run_dir: Path) -> tuple[str, float] | None:
