@@ -9,7 +9,6 @@ import zlib
 import numpy as np
 import pytest
 import torch
-from conftest import words_text
 
 from rnnlab import checkpoint
 from rnnlab.cli import main
@@ -177,20 +176,6 @@ def test_page_is_self_contained():
 
 
 # --- the CLI -------------------------------------------------------------------------------------
-
-TINY = (
-    "--hidden 16 --layers 2 --embedding 8 --batch-size 4 --seq-len 16 --lr 1e-2 "
-    "--autocast-dtype float32 --device cpu --quiet --max-steps 8"
-).split()
-
-
-@pytest.fixture
-def trained(tmp_path):
-    corpus = tmp_path / "words.txt"
-    corpus.write_text(words_text())
-    out = tmp_path / "run"
-    assert main(["train", str(corpus), "--out", str(out), "--final-sample", "0", *TINY]) == 0
-    return out
 
 
 def test_viz_cli_end_to_end(trained, tmp_path, capsys):
