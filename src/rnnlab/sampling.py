@@ -85,7 +85,6 @@ def check_arguments(
             raise UsageError(message)
 
 
-@torch.inference_mode()
 def iter_generate(
     model: CharLM,
     vocab: Vocab,
@@ -113,9 +112,39 @@ def iter_generate(
     check_arguments(length, temperature, top_k, top_p, num_samples)
     if not isinstance(every, int) or every < 1:
         raise UsageError(f"every must be a positive int, got {every!r}")
+    ids = vocab.encode(prompt, unknown=unknown)  # an unknown character fails here, not later
+    return _pieces(
+        model,
+        vocab,
+        ids,
+        length,
+        temperature,
+        top_k,
+        top_p,
+        seed,
+        num_samples,
+        weights_dtype,
+        every,
+    )
+
+
+@torch.inference_mode()
+def _pieces(
+    model: CharLM,
+    vocab: Vocab,
+    ids: list[int],
+    length: int,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    seed: int | None,
+    num_samples: int,
+    weights_dtype: torch.dtype | None,
+    every: int,
+) -> Iterator[list[str]]:
+    """The generator behind ``iter_generate``, its arguments checked."""
     model.eval()
     device = model.head.weight.device
-    ids = vocab.encode(prompt, unknown=unknown)
     if not ids:
         start = vocab.id_of("\n")
         ids = [start if start is not None else 0]

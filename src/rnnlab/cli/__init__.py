@@ -113,6 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _say(f"rnnlab: error: {e}")
         return 2
+    except PermissionError as e:  # a path of the user's that this user may not read or write
+        if debug:
+            raise
+        _say(f"rnnlab: error: permission denied: {e.filename or e}; check the file's permissions")
+        return 2
     except DivergedError as e:
         if debug:
             raise

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -93,7 +94,11 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.resume)
         checkpoint.load_config(out)  # a missing or broken run fails here, before any work
     else:
-        name = corpus.resolve(args.corpus, args.glob).name
+        source = corpus.resolve(args.corpus, args.glob)
+        unreadable = [f for f in source.files if not os.access(f, os.R_OK)]
+        if unreadable:
+            raise UsageError(f"{unreadable[0]} is not readable; check its permissions")
+        name = source.name
         # under torchrun every process must pick the same directory: rank 0's clock decides
         stamp = training.distributed().object_from_main(time.strftime("%Y%m%d-%H%M%S"))
         out = Path(args.out) if args.out else Path("runs") / f"{name}-{stamp}"
