@@ -223,8 +223,7 @@ def generate(
     Raises:
         UsageError: an argument out of range (the message names the flag).
     """
-    texts: list[list[str]] = [[] for _ in range(num_samples)]
-    for pieces in iter_generate(
+    pieces_of = iter_generate(
         model,
         vocab,
         prompt,
@@ -237,7 +236,9 @@ def generate(
         unknown=unknown,
         weights_dtype=weights_dtype,
         every=1 if on_text is not None else BLOCK,
-    ):
+    )
+    texts: list[list[str]] = [[] for _ in range(num_samples)]  # after the checks
+    for pieces in pieces_of:
         for row, piece in enumerate(pieces):
             texts[row].append(piece)
             if on_text is not None and piece:
