@@ -36,7 +36,8 @@ import torch
 
 RUN_FLAGS = (
     "--hidden 32 --layers 2 --embedding 8 --batch-size 8 --seq-len 32 --dropout 0.1 "
-    "--dtype float32 --device cpu --preview-chars 0 --final-sample 0 --quiet --eval-every 0.3"
+    "--autocast-dtype float32 --device cpu --sample-chars 0 --final-sample 0 --quiet "
+    "--eval-every-s 0.3"
 ).split()
 KINDS = (("SIGKILL", 0.7), ("SIGTERM", 0.15), ("SIGINT", 0.15))
 EXPECTED_RC = {"SIGTERM": 143, "SIGINT": 130}

@@ -46,7 +46,7 @@ def train_chars_per_s(corpus: Path, steps: int, dtype: str, **model) -> float:
             corpus,
             out=Path(d) / "run",
             max_steps=steps,
-            dtype=dtype,
+            autocast_dtype=dtype,
             device="cpu",
             eval_every_s=1e9,
             eval_chars=1000,

@@ -1,4 +1,8 @@
-"""Shared helpers: every test makes its own small text; nothing touches the network."""
+"""Shared helpers: every test makes its own small text; nothing touches the network.
+
+``shared_run`` trains one tiny model once per session (2x16 LSTM, 30 steps on ``words_text``);
+tests read it, or take ``trained``, a private copy they may change.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,11 @@ import subprocess
 
 import pytest
 import torch
+
+SHARED_RUN_FLAGS = (
+    "--hidden 16 --layers 2 --embedding 8 --batch-size 4 --seq-len 16 --lr 1e-2 "
+    "--autocast-dtype float32 --device cpu --quiet --max-steps 30 --final-sample 0"
+).split()
 
 
 @pytest.fixture(autouse=True)
@@ -58,3 +67,24 @@ def chromium_executable() -> str:
             "chromium is missing and could not be installed here: sudo apt-get install chromium"
         )
     return found
+
+
+@pytest.fixture(scope="session")
+def shared_run(tmp_path_factory):
+    """A trained run directory shared by the whole session: never write into it."""
+    from rnnlab.cli import main
+
+    root = tmp_path_factory.mktemp("shared")
+    corpus = root / "words.txt"
+    corpus.write_text(words_text())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(root / "cache"))
+        torch.set_num_threads(1)
+        assert main(["train", str(corpus), "--out", str(root / "run"), *SHARED_RUN_FLAGS]) == 0
+    return root / "run"
+
+
+@pytest.fixture
+def trained(shared_run, tmp_path):
+    """A private copy of ``shared_run``, free to resume, corrupt or delete."""
+    return shutil.copytree(shared_run, tmp_path / "run")

@@ -21,16 +21,16 @@ def test_train_load_generate_and_score(tmp_path):
         seq_len=16,
         max_steps=120,
         learning_rate=1e-2,
-        dtype="float32",
+        autocast_dtype="float32",
         eval_every_s=0.5,
         on_eval=events.append,
     )
     assert isinstance(result, rnnlab.TrainResult) and result.step == 120
     assert events and events[-1].step == 120
     lm = rnnlab.load(tmp_path / "run")
-    text = lm.generate("abc", length=40, temperature=0.5, seed=0, dtype="float32")
+    text = lm.generate("abc", length=40, temperature=0.5, seed=0, weights_dtype="float32")
     assert isinstance(text, str) and len(text) == 40
-    assert lm.generate("abc", 40, 0.5, seed=0, dtype="float32") == text
+    assert lm.generate("abc", length=40, temperature=0.5, seed=0, weights_dtype="float32") == text
     assert len(lm.generate_many("a", num_samples=3, length=5, seed=1)) == 3
     # 'd' after "ab" is the only uncertain choice: about 1/7 of the characters carry a coin flip
     bpc = lm.bits_per_char(periodic_text("abcabd\n", 50))

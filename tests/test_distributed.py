@@ -23,7 +23,7 @@ from rnnlab import checkpoint
 # --max-steps 20 follows the very path of a run given 20 steps at once.
 ARGS = (
     "--hidden 24 --layers 2 --embedding 8 --dropout 0 --batch-size 8 --seq-len 16 "
-    "--min-lr-fraction 1 --dtype float32 --device cpu --quiet --preview-chars 0 "
+    "--min-lr-fraction 1 --autocast-dtype float32 --device cpu --quiet --sample-chars 0 "
     "--final-sample 0"
 ).split()
 
@@ -133,7 +133,7 @@ def saved_step(out: Path) -> int:
 @pytest.mark.slow
 def test_ctrl_c_saves_and_a_killed_worker_fails_the_job_leaving_the_run_intact(tmp_path, corpus):
     out = tmp_path / "run"
-    args = [corpus, *ARGS, "--max-steps", "100000", "--eval-every", "0.2", "--out", str(out)]
+    args = [corpus, *ARGS, "--max-steps", "100000", "--eval-every-s", "0.2", "--out", str(out)]
     job = launch(*args)
     wait_for_training(job, out)
     os.killpg(job.pid, signal.SIGINT)  # Ctrl-C: every rank stops at the same step and saves

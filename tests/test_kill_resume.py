@@ -15,8 +15,8 @@ from rnnlab import checkpoint
 
 ARGS = (
     "--hidden 24 --layers 2 --embedding 8 --batch-size 4 --seq-len 16 --dropout 0.1 "
-    "--dtype float32 --device cpu --quiet --max-steps 3000 --eval-every 0.2 "
-    "--preview-chars 0 --final-sample 0"
+    "--autocast-dtype float32 --device cpu --quiet --max-steps 3000 --eval-every-s 0.2 "
+    "--sample-chars 0 --final-sample 0"
 ).split()
 
 

@@ -107,7 +107,7 @@ def test_eval_of_a_learned_periodic_text_is_far_below_every_baseline(tmp_path, c
             state_reset=0.0,
             eval_every_s=1e9,
             sample_chars=20,
-            dtype="float32",
+            autocast_dtype="float32",
             device="cpu",
         ),
         tmp_path / "run",

@@ -23,7 +23,9 @@ from rnnlab.config import CorpusConfig, ModelConfig, TrainConfig
 from rnnlab.errors import UsageError
 
 SMALL = dict(hidden_size=16, num_layers=2, embedding_size=8, dropout=0.1)
-FAST = dict(batch_size=4, seq_len=16, sample_chars=0, dtype="float32", device="cpu", warmup_steps=3)
+FAST = dict(
+    batch_size=4, seq_len=16, sample_chars=0, autocast_dtype="float32", device="cpu", warmup_steps=3
+)
 EVERY_STEP = dict(max_steps=10, eval_every_s=1e-9)  # validate and commit after every step
 
 
@@ -154,7 +156,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, mon
 # the path of a run given 30 steps at once
 CLI_RUN = (
     "--min-lr-fraction 1 --hidden 16 --layers 1 --embedding 8 --batch-size 4 --seq-len 16 "
-    "--dropout 0 --dtype float32 --device cpu --quiet --preview-chars 0 --final-sample 0"
+    "--dropout 0 --autocast-dtype float32 --device cpu --quiet --sample-chars 0 --final-sample 0"
 ).split()
 
 
@@ -221,7 +223,7 @@ def test_a_second_process_is_refused_and_a_killed_writer_leaves_no_stale_lock(tm
     d = tmp_path / "run"
     cmd = [sys.executable, "-m", "rnnlab", "train", str(corpus), *CLI_RUN, "--out", str(d)]
     writer = subprocess.Popen(
-        [*cmd, "--max-steps", "1000000", "--eval-every", "0.2"],
+        [*cmd, "--max-steps", "1000000", "--eval-every-s", "0.2"],
         env=os.environ | {"OMP_NUM_THREADS": "1"},
     )
     try:
@@ -252,7 +254,7 @@ def test_exit_codes_after_signals_and_divergence(tmp_path, monkeypatch):
 
     # a learning rate that wrecks the model: far worse than uniform, stopped, nothing saved
     wild = run(
-        tmp_path, "wild", learning_rate=50.0, clip_mode="none", max_steps=30, eval_every_s=1e-9
+        tmp_path, "wild", learning_rate=10.0, clip_mode="none", max_steps=30, eval_every_s=1e-9
     )
     assert wild.stopped == "diverged" and wild.exit_code == 3 and "uniform" in wild.message
 
@@ -311,17 +313,17 @@ def edit_config(d, section, key, value):
 @pytest.mark.parametrize(
     "section, key, value, needle",
     [
-        ("model", "hidden_size", 1_000_000, "--hidden must be in [1, 16384]"),
+        ("model", "hidden_size", 1_000_000, "--hidden must be between 1 and 16,384"),
         ("model", "hidden_size", 16_000, "shape"),  # 4 GB if the model were built before checking
-        ("model", "num_layers", 10_000, "--layers must be in [1, 64]"),
+        ("model", "num_layers", 10_000, "--layers must be between 1 and 64"),
         ("model", "num_layers", 3, "does not fit"),
-        ("model", "hidden_size", 32.5, "hidden_size"),
-        ("model", "hidden_size", [16], "hidden_size"),
+        ("model", "hidden_size", 32.5, "--hidden must be int"),
+        ("model", "hidden_size", [16], "--hidden must be int"),
         ("model", None, None, "ModelConfig section"),
-        ("train", "seq_len", 16.0, "seq_len"),
+        ("train", "seq_len", 16.0, "--seq-len must be int"),
         ("train", "max_steps", ..., "max_steps is missing"),
-        ("train", "learning_rate", "fast", "learning_rate"),
-        ("corpus", "byte_mode", 1, "byte_mode"),
+        ("train", "learning_rate", "fast", "--lr must be float"),
+        ("corpus", "byte_mode", 1, "byte_mode must be bool"),
     ],
 )
 def test_a_damaged_config_is_one_line_and_changes_nothing(

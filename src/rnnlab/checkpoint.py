@@ -37,6 +37,7 @@ BEST = "model.safetensors"
 LAST = "last.safetensors"
 METRICS = "metrics.jsonl"
 BASELINES = "baselines.json"  # written by `rnnlab eval` on the run's validation split
+WEIGHTS = {"best": BEST, "last": LAST}  # the names --weights takes
 LOCK = ".lock"
 LEGACY_TRAIN_STATE = "train_state.pt"  # runs written before the one-file checkpoint
 

@@ -143,7 +143,7 @@ def encode_with(
             "skip" (drop them).
     """
     if unknown not in UNKNOWN_POLICIES:
-        raise ValueError(f"unknown-character policy must be one of {UNKNOWN_POLICIES}")
+        raise UsageError(f"--unknown must be one of {', '.join(UNKNOWN_POLICIES)}")
     dtype = token_dtype(len(vocab))
     points = np.array(vocab.code_points() if vocab.mode == "char" else [0], dtype=np.uint32)
     missing: set[str] = set()

@@ -27,15 +27,23 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from . import checkpoint as ckpt
+from .bpc import LN2, loss_nats
 from .checkpoint import RunConfig, TrainingState
 from .config import ConfigError, CorpusConfig, ModelConfig, TrainConfig
-from .corpus import CorpusError, cache_dir, iter_bytes, iter_text, resolve
-from .data import StreamBatches, TokenFile, encode, split
+from .corpus import CorpusError
+from .data import StreamBatches, TokenFile, split
 from .distributed import Ranks, distributed
 from .errors import UsageError
-from .evaluation import LN2, loss_nats
-from .model import CharLM, count_parameters, detach, resolve_device, resolve_dtype
+from .model import (
+    CharLM,
+    clip_gradients,
+    count_parameters,
+    detach,
+    resolve_device,
+    resolve_dtype,
+)
 from .sampling import generate
+from .tokens import load_tokens
 
 DEFAULT_MINUTES = 3.0  # budget when neither --max-steps nor --minutes is given
 LOG_EVERY_STEPS = 10
@@ -364,39 +372,6 @@ def _writer(out: Path, ranks: Ranks, resume: bool) -> Iterator[None]:
         yield
 
 
-def load_tokens(
-    corpus: CorpusConfig, expect_sha256: str | None = None, ranks: Ranks | None = None
-) -> TokenFile:
-    """Encode the corpus (or reuse its cached token file), checking it is the one expected.
-    Under torchrun the first process of each machine encodes while the others wait, then all
-    memory-map the same file."""
-    ranks = ranks or Ranks()
-    files = resolve(corpus.source, corpus.glob)
-    read = iter_bytes if corpus.byte_mode else iter_text
-
-    def tokens_file() -> TokenFile:
-        key = files.fingerprint()
-        return encode(lambda: read(files), corpus.byte_mode, key, cache_dir() / "tokens")
-
-    error = None
-    if ranks.local_rank == 0:
-        try:
-            tokens = tokens_file()
-        except Exception as e:  # the others meet the same error on their own below
-            error = e
-    ranks.barrier()
-    if error is not None:
-        raise error
-    if ranks.local_rank != 0:
-        tokens = tokens_file()  # a cache hit
-    if expect_sha256 and tokens.sha256 != expect_sha256:
-        raise CorpusError(
-            f"the corpus {corpus.source!r} changed since this run started (sha256 differs); "
-            "restore it, or start a new run"
-        )
-    return tokens
-
-
 def learning_rate(cfg: TrainConfig, step: int, fraction: float) -> float:
     """Linear warmup over ``warmup_steps``, then cosine from lr down to lr * min_lr_fraction as
     the budget (steps or time) is spent."""
@@ -492,7 +467,7 @@ class Trainer:
         if device.type == "cuda" and ranks.world > 1:
             device = torch.device("cuda", ranks.local_rank)
         self.device = device
-        self.amp_dtype = resolve_dtype(cfg.dtype, device)
+        self.amp_dtype = resolve_dtype(cfg.autocast_dtype, device)
         self.vocab = start.tokens.vocab
         self.batches, self.val_ids = start.batches, start.val_ids
 
@@ -642,15 +617,9 @@ class Trainer:
         loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        params = list(self.model.parameters())
-        if cfg.clip_mode == "norm":
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        else:
-            grad_norm = torch.stack([p.grad.norm() for p in params]).norm()
-            if cfg.clip_mode == "element":
-                torch.nn.utils.clip_grad_value_(params, cfg.grad_clip)
+        grad_norm = clip_gradients(self.model.parameters(), cfg.clip_mode, cfg.grad_clip)
         loss_value = loss.item()
-        bad = not (math.isfinite(loss_value) and bool(torch.isfinite(grad_norm)))
+        bad = not (math.isfinite(loss_value) and math.isfinite(grad_norm))
         if not bad:
             self.optimizer.step()
         return loss_value, bad, new_state
@@ -701,7 +670,7 @@ class Trainer:
                 length=self.cfg.sample_chars,
                 temperature=0.8,
                 seed=self.step,
-                dtype=self.amp_dtype,
+                weights_dtype=self.amp_dtype,  # the preview runs in the autocast type: fast
             )[0]
         self.model.train()
         event = EvalEvent(self.step, self.last_bpc, nats, self.best_bpc, self.elapsed_s, text)

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 
 from ..config import LongRangeConfig, ModelConfig
-from ..model import recurrent_stack
+from ..model import clip_gradients, layer_config, recurrent_stack
 from .tasks import TASKS, Task
 
 TEST_BATCH = 256  # sequences per forward pass when testing
@@ -45,38 +45,9 @@ class LongRangeNet(nn.Module):
         return self.readout(out if self.every_step else out[:, -1])
 
 
-def layer_config(cell: str, hidden_size: int, init: str, forget_bias: float) -> ModelConfig:
-    """One recurrent layer of the lab (no dropout), as the ModelConfig the init presets read."""
-    return ModelConfig(
-        cell=cell,
-        num_layers=1,
-        hidden_size=hidden_size,
-        embedding_size=hidden_size,
-        dropout=0.0,
-        init=init,
-        forget_bias=forget_bias,
-    )
-
-
 def model_config(cell: str, config: LongRangeConfig) -> ModelConfig:
     """The recurrent layer of a long-range network."""
     return layer_config(cell, config.hidden_size, config.init, config.forget_bias)
-
-
-def clip_gradients(parameters: Sequence[nn.Parameter], mode: str, value: float) -> float:
-    """Clip in place (``norm``: Pascanu et al. 2013 algorithm 1; ``element``: clamp each entry;
-    ``none``); returns the global L2 norm of the gradient before clipping."""
-    grads = [p.grad for p in parameters if p.grad is not None]
-    norm = float(
-        torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-    )
-    if mode == "norm" and norm > value:
-        for g in grads:
-            g.mul_(value / norm)
-    elif mode == "element":
-        for g in grads:
-            g.clamp_(-value, value)
-    return norm
 
 
 @torch.no_grad()
@@ -170,7 +141,7 @@ def train_run(
     params = list(model.parameters())
     with flushed_denormals():
         for step in range(config.steps + 1):
-            if step % config.eval_every == 0 or step == config.steps:
+            if step % config.eval_every_steps == 0 or step == config.steps:
                 metrics = evaluate(model, task, test)
                 result.curve.append({"step": step, **metrics, "grad_norm": grad_norm})
                 result.final, result.steps = metrics, step
@@ -188,7 +159,7 @@ def train_run(
             loss = task.loss(model(batch.inputs), batch.targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = clip_gradients(params, config.clip, config.clip_value)
+            grad_norm = clip_gradients(params, config.clip_mode, config.grad_clip)
             if math.isfinite(loss.item()) and math.isfinite(grad_norm):
                 optimizer.step()  # a NaN or Inf step is skipped, the weights stay as they were
     result.wall_s = time.perf_counter() - t0

@@ -1,0 +1,132 @@
+"""rnnlab longrange: train cells on a synthetic long-range task; success against length."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+from .. import lab
+from ..config import CELLS, LAB_TASKS, LongRangeConfig
+from ..errors import UsageError
+from ..files import write_json
+from ..options import split_list
+from .flags import add_flags, check_output_dir, check_output_file, err, given
+
+SUMMARY = "train cells on a synthetic long-range task; success against sequence length"
+EXAMPLE = "example: rnnlab longrange adding --cells rnn,lstm,gru --lengths 50,100,200 --steps 1500"
+MAX_LENGTH = 10_000
+MAX_SEEDS = 1000
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("task", choices=LAB_TASKS, help="the synthetic task")
+    parser.add_argument("--cells", default="rnn,lstm,gru", help="comma-separated cells to compare")
+    parser.add_argument(
+        "--lengths", default="50,100,200", help="comma-separated sequence lengths T"
+    )
+    parser.add_argument("--seeds", type=int, default=1, help="runs per (cell, length)")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run: S, S+1, ..., S+k-1")
+    parser.add_argument(
+        "--until-solved", action="store_true", help="stop a run at the first solved evaluation"
+    )
+    parser.add_argument(
+        "--out", help="folder for longrange.json (default: runs/longrange-TASK-TIME)"
+    )
+    parser.add_argument(
+        "--plot", metavar="PNG", help="where to draw the plot (default: longrange.png in --out)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_flags(parser, LongRangeConfig, "training and presets")
+
+
+def _cells(text: str) -> list[str]:
+    values = split_list(text)
+    if not values or any(v not in CELLS for v in values):
+        raise UsageError(
+            f"--cells takes a comma-separated list of {', '.join(CELLS)}; got {text!r}"
+        )
+    return values
+
+
+def _lengths(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in split_list(text)]
+    except ValueError:
+        raise UsageError(f"--lengths takes comma-separated integers, got {text!r}") from None
+    if not values or not all(1 <= v <= MAX_LENGTH for v in values):
+        raise UsageError(f"--lengths takes integers from 1 to {MAX_LENGTH:,}, got {text!r}")
+    return values
+
+
+def run(args: argparse.Namespace) -> int:
+    cells, lengths = _cells(args.cells), _lengths(args.lengths)
+    if not 1 <= args.seeds <= MAX_SEEDS:
+        raise UsageError(f"--seeds must be between 1 and {MAX_SEEDS:,}, got {args.seeds}")
+    if not 0 <= args.first_seed < 2**62:
+        raise UsageError(f"--first-seed must be >= 0, got {args.first_seed}")
+    config = LongRangeConfig(**given(args, LongRangeConfig))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = check_output_dir(Path(args.out or f"runs/longrange-{args.task}-{stamp}"), "--out")
+    plot = check_output_file(args.plot, "--plot") if args.plot else None
+    out.mkdir(parents=True, exist_ok=True)
+    metric = lab.TASKS[args.task].metric
+
+    def on_eval(run: lab.RunResult, m: dict[str, float]) -> None:
+        if not args.quiet:
+            extra = f" accuracy {m['accuracy']:.3f}" if "accuracy" in m else ""
+            err(
+                f"{run.task} {run.cell:8s} T={run.length:<4d} seed {run.seed} step {run.steps:5d}"
+                f" | test loss {m['loss']:.4f} (baseline {run.baseline:.4f}){extra}"
+                f" | {run.wall_s:6.1f} s"
+            )
+
+    done: list[dict] = []
+
+    def on_run(run: lab.RunResult) -> None:  # what is finished survives a kill
+        done.append(dataclasses.asdict(run))
+        write_json(out / "longrange.json", {"partial": True, "runs": done})
+
+    result = lab.sweep(
+        args.task,
+        cells,
+        lengths,
+        config,
+        args.seeds,
+        args.until_solved,
+        on_eval=on_eval,
+        on_run=on_run,
+        first_seed=args.first_seed,
+    )
+    write_json(out / "longrange.json", result)
+    png = lab.plot_longrange(result, plot or out / "longrange.png")
+    if args.json:
+        print(json.dumps(result | {"png": str(png)}))
+        return 0
+    print_tables(result, args.task, cells, lengths, metric)
+    print(f"\nwall time {result['wall_s']:.0f} s; {out / 'longrange.json'}; {png}")
+    return 0
+
+
+def print_tables(result: dict, task: str, cells: list, lengths: list, metric: str) -> None:
+    print(f"{task}: solved = {result['criterion']}; {result['threads']} thread(s)")
+    print(
+        f"{'cell':8s} {'T':>5s} {'seed':>4s} {'steps':>6s} {'test loss':>10s} {'baseline':>9s}"
+        f" {metric:>9s} {'solved':>6s} {'at step':>7s} {'wall s':>7s}"
+    )
+    for r in result["runs"]:
+        print(
+            f"{r['cell']:8s} {r['length']:5d} {r['seed']:4d} {r['steps']:6d}"
+            f" {r['final']['loss']:10.4f} {r['baseline']:9.4f} {r['final'][metric]:9.4f}"
+            f" {'yes' if r['solved'] else 'no':>6s} {r['steps_to_solve'] or '-':>7}"
+            f" {r['wall_s']:7.1f}"
+        )
+    print("\nfraction solved (rows: cell, columns: T)")
+    print(f"{'':8s}" + "".join(f"{t:>7d}" for t in lengths))
+    for cell in cells:
+        rates = {
+            row["length"]: row["success_rate"] for row in result["table"] if row["cell"] == cell
+        }
+        print(f"{cell:8s}" + "".join(f"{rates[t]:7.2f}" for t in lengths))
