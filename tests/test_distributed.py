@@ -138,7 +138,7 @@ def test_ctrl_c_saves_and_a_killed_worker_fails_the_job_leaving_the_run_intact(t
     wait_for_training(job, out)
     os.killpg(job.pid, signal.SIGINT)  # Ctrl-C: every rank stops at the same step and saves
     _, stderr = job.communicate(timeout=600)
-    assert "interrupted and saved; continue with" in stderr, stderr[-2000:]
+    assert "interrupted (SIGINT) and saved; continue with" in stderr, stderr[-2000:]
     stopped = saved_step(out)
     val = [e for e in checkpoint.read_metrics(out) if e["split"] == "val"]
     assert val[-1]["step"] == stopped  # the final validation was written, then the save
