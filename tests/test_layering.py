@@ -13,6 +13,7 @@ LAYERS = [
     {"options"},
     {"corpus", "data", "model", "cells", "distributed"},
     {"checkpoint", "sampling", "bpc", "ladder", "wins", "tokens"},
+    {"progress"},
     {"training", "evaluation"},
     {"viz", "lab"},
     {"cli", "api", "__init__", "__main__"},

@@ -12,14 +12,12 @@ import errno
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TextIO
 
 import numpy as np
 import torch
@@ -42,6 +40,7 @@ from .model import (
     resolve_device,
     resolve_dtype,
 )
+from .progress import Callbacks, EvalEvent, Fanout, MetricsLog, PrintLog, StepEvent, TrainLogger
 from .sampling import generate
 from .tokens import load_tokens
 
@@ -52,33 +51,7 @@ DUPLICATE_SIGNAL_S = 1.0  # a second Ctrl-C sooner than this is the same one, pa
 EXIT_CODES = {"budget": 0, "diverged": 3, "SIGINT": 130, "SIGTERM": 143}
 
 
-# --- what the loop reports ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EvalEvent:
-    """What loggers (and ``on_eval``) receive after each validation."""
-
-    step: int
-    bpc: float
-    loss_nats: float
-    best_bpc: float
-    elapsed_s: float
-    sample: str
-
-
-@dataclass(frozen=True)
-class StepEvent:
-    """Every LOG_EVERY_STEPS steps: the training loss (mean over ranks) and the pace."""
-
-    step: int
-    bpc: float
-    loss_nats: float
-    lr: float
-    chars_per_s: float
-    elapsed_s: float
-    budget_fraction: float
-    last_val_bpc: float
+# --- what the loop returns ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -103,107 +76,6 @@ class TrainResult:
             if self.stopped == "interrupted"
             else EXIT_CODES[self.stopped]
         )
-
-
-class TrainLogger(Protocol):
-    """Where progress goes. The run's metrics.jsonl is one; the CLI adds a console bar."""
-
-    def start(self, description: str) -> None: ...
-
-    def step(self, event: StepEvent) -> None: ...
-
-    def eval(self, event: EvalEvent) -> None: ...
-
-
-class MetricsLog:
-    """The JSONL sink: one line per event in the run's metrics.jsonl (units in every name)."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir = run_dir
-
-    def start(self, description: str) -> None:
-        pass
-
-    def step(self, e: StepEvent) -> None:
-        ckpt.append_metrics(
-            self.run_dir,
-            {
-                "step": e.step,
-                "split": "train",
-                "bpc": e.bpc,
-                "loss_nats": e.loss_nats,
-                "lr": e.lr,
-                "chars_per_s": e.chars_per_s,
-                "elapsed_s": e.elapsed_s,
-            },
-        )
-
-    def eval(self, e: EvalEvent) -> None:
-        record = {"step": e.step, "split": "val", "bpc": e.bpc, "loss_nats": e.loss_nats}
-        ckpt.append_metrics(self.run_dir, record | {"elapsed_s": e.elapsed_s})
-
-
-class PrintLog:
-    """A console sink without a bar: fixed-width lines on a stream (stderr by default)."""
-
-    def __init__(self, stream: TextIO | None = None, every_steps: int = 100) -> None:
-        self.stream = stream or sys.stderr
-        self.every_steps = every_steps
-
-    def start(self, description: str) -> None:
-        print(description, file=self.stream, flush=True)
-
-    def step(self, e: StepEvent) -> None:
-        if e.step % self.every_steps == 0:
-            print(
-                f"step {e.step:6d} | train {e.bpc:.4f} bpc | lr {e.lr:.2e} | "
-                f"{e.chars_per_s:8,.0f} chars/s | {e.elapsed_s:7.1f} s",
-                file=self.stream,
-                flush=True,
-            )
-
-    def eval(self, e: EvalEvent) -> None:
-        print(
-            f"step {e.step:6d} | val {e.bpc:.4f} bpc ({e.loss_nats:.4f} nats/char) | "
-            f"best {e.best_bpc:.4f} | {e.elapsed_s:7.1f} s",
-            file=self.stream,
-            flush=True,
-        )
-
-
-class _Callbacks:
-    """The older ``on_eval`` / ``on_start`` callbacks as a logger."""
-
-    def __init__(self, on_eval=None, on_start=None) -> None:
-        self.on_eval, self.on_start = on_eval, on_start
-
-    def start(self, description: str) -> None:
-        if self.on_start is not None:
-            self.on_start(description)
-
-    def step(self, event: StepEvent) -> None:
-        pass
-
-    def eval(self, event: EvalEvent) -> None:
-        if self.on_eval is not None:
-            self.on_eval(event)
-
-
-class _Fanout:
-    def __init__(self, loggers: list[TrainLogger]) -> None:
-        self.loggers = loggers
-
-    def start(self, description: str) -> None:
-        for log in self.loggers:
-            log.start(description)
-
-    def step(self, event: StepEvent) -> None:
-        for log in self.loggers:
-            log.step(event)
-
-    def eval(self, event: EvalEvent) -> None:
-        for log in self.loggers:
-            log.eval(event)
 
 
 # --- signals ------------------------------------------------------------------------------------
@@ -436,12 +308,12 @@ def train(
     out = Path(out)
     ranks = distributed()
     loggers: list[TrainLogger] = [MetricsLog(out)] if ranks.main else []
-    loggers.append(_Callbacks(on_eval, on_start))
+    loggers.append(Callbacks(on_eval, on_start))
     if progress:
         loggers.append(PrintLog())
     if logger is not None:
         loggers.append(logger)
-    log = _Fanout(loggers)
+    log = Fanout(loggers)
     if resume:  # under the lock, so no other writer moves the checkpoint after it is read
         with _writer(out, ranks, resume=True):
             start = start_run(corpus, model_config, train_config, out, True, ranks)
@@ -458,7 +330,7 @@ class Trainer:
     """One run in progress: the model, its optimizer and batches, and the counters that a
     checkpoint saves. ``run()`` is the loop; ``commit()`` the checkpoint."""
 
-    def __init__(self, start: Start, out: Path, ranks: Ranks, log: _Fanout) -> None:
+    def __init__(self, start: Start, out: Path, ranks: Ranks, log: Fanout) -> None:
         self.out, self.ranks, self.log = out, ranks, log
         self.config = start.config
         cfg = self.cfg = start.config.train

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .. import checkpoint, corpus, sampling, training
+from .. import checkpoint, corpus, progress, sampling, training
 from ..bpc import LN2
 from ..config import CorpusConfig, ModelConfig, TrainConfig, flag_fields
 from ..errors import UsageError
@@ -63,7 +63,7 @@ def _fixed_on_resume(args: argparse.Namespace, model_opts: dict, train_opts: dic
 
 
 class ConsoleLog:
-    """The console sink of training progress (training.TrainLogger): a tqdm bar on stderr
+    """The console sink of training progress (progress.TrainLogger): a tqdm bar on stderr
     (budget spent, step, train and validation bpc, pace) and a line per validation with the
     start of its sample."""
 
@@ -79,7 +79,7 @@ class ConsoleLog:
             bar_format="{percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}",
         )
 
-    def step(self, e: training.StepEvent) -> None:
+    def step(self, e: progress.StepEvent) -> None:
         if self.bar is None:
             return
         self.bar.n = int(1000 * e.budget_fraction)
@@ -90,7 +90,7 @@ class ConsoleLog:
         )
         self.bar.update(0)
 
-    def eval(self, e: training.EvalEvent) -> None:
+    def eval(self, e: progress.EvalEvent) -> None:
         tqdm.write(
             f"step {e.step:6d} | val {e.bpc:.4f} bpc ({e.loss_nats:.4f} nats/char)"
             f" | best {e.best_bpc:.4f} | {e.elapsed_s:7.1f} s",
