@@ -10,6 +10,7 @@ PACKAGE = Path(rnnlab.__file__).parent
 LAYERS = [
     {"errors"},
     {"files", "config", "vocab"},
+    {"scan"},
     {"corpus", "data", "model", "cells"},
     {"checkpoint", "sampling", "evaluation"},
     {"training"},
