@@ -38,6 +38,12 @@ class CharLM(nn.Module):
     def num_states(self) -> int:
         return 2 if self.config.cell == "lstm" else 1
 
+    @property
+    def parallel_in_time(self) -> bool:
+        """True when one call computes a long text at matrix speed even at batch 1 (minGRU,
+        minLSTM); a fused LSTM/GRU/RNN then walks one small product per character."""
+        return self.config.cell in SCAN_CELLS
+
     def init_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
         """Zeros: the state at the start of a text."""
         c = self.config
