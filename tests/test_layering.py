@@ -11,6 +11,7 @@ LAYERS = [
     {"errors"},
     {"files", "config", "vocab"},
     {"options"},
+    {"scan"},
     {"corpus", "data", "model", "cells", "distributed"},
     {"checkpoint", "sampling", "bpc", "ladder", "wins", "tokens"},
     {"progress"},

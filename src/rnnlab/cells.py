@@ -7,7 +7,9 @@ LSTM  i,f,o = sigmoid(W_i* x + b_i* + W_h* h + b_h*), g = tanh(...), c' = f c + 
       h' = o tanh(c')                       (Hochreiter & Schmidhuber 1997, with forget gate)
 GRU   r,z = sigmoid(...), n = tanh(W_in x + b_in + r (W_hn h + b_hn)), h' = (1 - z) n + z h
 RNN   h' = tanh or relu(W_ih x + b_ih + W_hh h + b_hh)
-Imports nothing from rnnlab. Dropout between layers is not applied (eval-mode equations).
+minGRU / minLSTM (scan.py) have no fused twin to mirror: ``reference_of`` and
+``StepDecoder.from_model`` hand out scan.py's own reference and step for them.
+Imports only scan from rnnlab. Dropout between layers is not applied (eval-mode equations).
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-GATES = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n"), "rnn": (), "rnn-relu": ()}
+from .scan import SCAN_GATES, MinRNNStack, ScanDecoder, ScanReference
+
+FUSED_GATES = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n"), "rnn": (), "rnn-relu": ()}
+GATES = FUSED_GATES | SCAN_GATES
 
 
 class ReferenceRNN(nn.Module):
@@ -34,9 +39,10 @@ class ReferenceRNN(nn.Module):
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1) -> None:
         super().__init__()
-        if cell not in GATES:
-            raise ValueError(f"cell must be one of {', '.join(GATES)}, got {cell!r}")
+        if cell not in FUSED_GATES:
+            raise ValueError(f"cell must be one of {', '.join(FUSED_GATES)}, got {cell!r}")
         self.cell, self.hidden_size, self.num_layers = cell, hidden_size, num_layers
+        self.input_size = input_size
         blocks = {"lstm": 4, "gru": 3}.get(cell, 1)
         for k in range(num_layers):
             fan_in = input_size if k == 0 else hidden_size
@@ -135,6 +141,14 @@ class ReferenceRNN(nn.Module):
         return layer_in, final, recorded
 
 
+def reference_of(module: nn.Module) -> ReferenceRNN | ScanReference:
+    """The step-by-step twin of a recurrent stack (weights copied for a fused module, shared
+    for a MinRNNStack, whose own parallel pass already exposes every gate)."""
+    if isinstance(module, MinRNNStack):
+        return ScanReference(module)
+    return ReferenceRNN.from_module(module)
+
+
 class PackedWeight:
     """A matrix W (N, K) applied as y = W x, stored in float32/float64, bfloat16, or int8 with one
     scale per row (weight-only quantization: a quarter of the bytes, approximate)."""
@@ -217,8 +231,13 @@ class StepDecoder:
             self.head_b = head_bias.detach().clone()
 
     @classmethod
-    def from_model(cls, model: nn.Module, dtype: torch.dtype | None = None) -> StepDecoder:
-        """From a CharLM (anything with .config.cell, .rnn, .embedding and .head)."""
+    def from_model(
+        cls, model: nn.Module, dtype: torch.dtype | None = None
+    ) -> StepDecoder | ScanDecoder:
+        """From a CharLM (anything with .config.cell, .rnn, .embedding and .head); a minGRU /
+        minLSTM model gets scan.ScanDecoder (float32, ``dtype`` ignored)."""
+        if isinstance(model.rnn, MinRNNStack):
+            return ScanDecoder(model.embedding, model.rnn, model.head)
         return cls(
             model.config.cell,
             dict(model.rnn.named_parameters()),

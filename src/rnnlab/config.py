@@ -13,7 +13,8 @@ from typing import Any
 
 from .errors import UsageError
 
-CELLS = ("lstm", "gru", "rnn", "rnn-relu")
+CELLS = ("lstm", "gru", "rnn", "rnn-relu", "mingru", "minlstm")
+SCAN_INITS = ("default",)  # mingru/minlstm have no recurrent matrix for a preset to act on
 INITS = ("default", "uniform", "orthogonal", "identity", "chrono")
 CLIP_MODES = ("norm", "element", "none")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -110,6 +111,11 @@ class ModelConfig:
         _check(
             self.init != "identity" or self.cell in ("rnn", "rnn-relu"),
             "--init identity (IRNN) is for --cell rnn or rnn-relu; pick another --init",
+        )
+        _check(
+            self.cell not in ("mingru", "minlstm") or self.init in SCAN_INITS,
+            f"--init {self.init} sets recurrent weights, which --cell {self.cell} does not have; "
+            "use --init default",
         )
 
 

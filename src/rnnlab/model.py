@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from .config import CLIP_MODES, ConfigError, ModelConfig
+from .scan import SCAN_CELLS, MinRNNStack, scan_flops_per_char
 
 State = tuple[torch.Tensor, ...]  # (h, c) for LSTM, (h,) otherwise; each (L, B, H)
 
@@ -40,6 +41,12 @@ class CharLM(nn.Module):
     @property
     def num_states(self) -> int:
         return 2 if self.config.cell == "lstm" else 1
+
+    @property
+    def parallel_in_time(self) -> bool:
+        """True when one call computes a long text at matrix speed even at batch 1 (minGRU,
+        minLSTM); a fused LSTM/GRU/RNN then walks one small product per character."""
+        return self.config.cell in SCAN_CELLS
 
     def init_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
         """Zeros: the state at the start of a text."""
@@ -69,10 +76,15 @@ class CharLM(nn.Module):
         return logits, new_state
 
 
-def recurrent_stack(config: ModelConfig, input_size: int) -> nn.RNNBase:
+def recurrent_stack(config: ModelConfig, input_size: int) -> nn.Module:
     """The fused, batch-first recurrent layers a config describes, with its init preset applied:
     nn.LSTM, nn.GRU or nn.RNN (tanh or relu) of ``config.num_layers`` layers over inputs of
-    ``input_size`` features. CharLM puts an embedding in front; the lab a linear projection."""
+    ``input_size`` features, or a scan.MinRNNStack (minGRU / minLSTM blocks), called the same
+    way. CharLM puts an embedding in front; the lab a linear projection."""
+    if config.cell in SCAN_CELLS:
+        return MinRNNStack(
+            config.cell, input_size, config.hidden_size, config.num_layers, config.dropout
+        )
     kind = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN, "rnn-relu": nn.RNN}[config.cell]
     extra = {"nonlinearity": "relu" if config.cell == "rnn-relu" else "tanh"}
     rnn = kind(
@@ -182,6 +194,9 @@ def count_parameters(model: nn.Module) -> int:
 
 def flops_per_char(config: ModelConfig) -> float:
     """Training FLOPs per character (forward + backward = 3x forward), matmuls only."""
+    if config.cell in SCAN_CELLS:
+        H, E, V = config.hidden_size, config.embedding_size, config.vocab_size
+        return 3.0 * scan_flops_per_char(config.cell, E, H, config.num_layers) + 6.0 * H * V
     gates = {"lstm": 4, "gru": 3, "rnn": 1, "rnn-relu": 1}[config.cell]
     H, E, V = config.hidden_size, config.embedding_size, config.vocab_size
     per_layer = [gates * H * ((E if i == 0 else H) + H) for i in range(config.num_layers)]

@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
         chunk_len=opts.chunk_len,
         quick=opts.quick,
         unknown=opts.unknown,
+        exact=opts.exact,
     )
     if plot and report.where_the_model_wins:
         plot_wins(report.where_the_model_wins, plot)
@@ -49,7 +50,11 @@ def run(args: argparse.Namespace) -> int:
 
 def print_report(report: EvalReport, run_name: str) -> None:
     """The ladder, the model beside it, and (unless --quick) where the model wins."""
-    print(f"{report.text}: {report.num_chars:,} characters, model scored in {report.seconds:.1f} s")
+    how = "exact pass" if report.exact else "64 warmed-up segments side by side; --exact: one pass"
+    print(
+        f"{report.text}: {report.num_chars:,} characters, model scored in "
+        f"{report.seconds:.1f} s ({how})"
+    )
     print(f"{'':24s} {'bpc':>8s} {'nats/char':>10s}")
     for label, value in [*report.baselines.items(), (f"model ({run_name})", report.bpc)]:
         print(f"{label:24s} {value:8.4f} {value * LN2:10.4f}")

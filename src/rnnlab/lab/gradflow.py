@@ -13,6 +13,9 @@ Sources, with the equation used:
   sigma_max < 1 / gamma; sigma_max > 1 / gamma is necessary (not sufficient) for exploding.
 - Hochreiter & Schmidhuber 1997, section 3 (constant error carousel) and Cho et al. 2014's GRU
   update gate: the additive state paths whose Jacobian is near the identity, no bound above.
+- Feng et al. 2024 (minGRU / minLSTM, section 3): h_t = a_t h_{t-1} + b_t with a_t, b_t
+  functions of the input alone, so dh_T/dh_t = diag(a_{t+1} ... a_T) exactly: the gradient
+  decays only through the product of the forget coefficients, with no matrix in the path.
 - Init presets are model.initialize: Le, Jaitly & Hinton 2015 (IRNN, section 3); Tallec &
   Ollivier 2018 (chrono, eq. 17); Jozefowicz, Zaremba & Sutskever 2015 (forget bias 1).
 
@@ -33,7 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..cells import ReferenceRNN
+from ..cells import ReferenceRNN, ScanReference, reference_of
 from ..checkpoint import load_model
 from ..config import ConfigError, ModelConfig
 from ..model import layer_config, recurrent_stack
@@ -102,12 +105,11 @@ def fit_rate(norms: list[float], skip: int = 1) -> float:
     return math.exp(sxy / sxx)
 
 
-def reference_step(ref: ReferenceRNN) -> tuple[Step, int]:
+def reference_step(ref: ReferenceRNN | ScanReference) -> tuple[Step, int]:
     """One step of a reference stack on a flat state (B, S), S = n * L * H (n = 2 for an LSTM:
     h then c). Returns the step and S."""
     L, H = ref.num_layers, ref.hidden_size
-    fan_in = ref.weight_ih_l0.size(1)
-    probe = torch.zeros(1, 1, fan_in, dtype=ref.weight_ih_l0.dtype)
+    probe = torch.zeros(1, 1, ref.input_size, dtype=next(ref.parameters()).dtype)
     n = len(ref(probe)[1])  # state tensors: (h,) or (h, c)
 
     def step(s: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -191,8 +193,9 @@ def configurations(
 def _fresh_layer(config: ProbeConfig) -> nn.RNNBase:
     mc = layer_config(config.cell, config.hidden_size, config.init, config.forget_bias)
     rnn = recurrent_stack(mc, config.hidden_size).double()
-    with torch.no_grad():
-        rnn.weight_hh_l0.mul_(config.gain)
+    if hasattr(rnn, "weight_hh_l0"):  # minGRU / minLSTM have no recurrent matrix to scale
+        with torch.no_grad():
+            rnn.weight_hh_l0.mul_(config.gain)
     return rnn
 
 
@@ -211,7 +214,7 @@ def probe(config: ProbeConfig) -> dict[str, Any]:
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
         layers = [_fresh_layer(config) for _ in range(config.length if config.net == "mlp" else 1)]
-        refs = [ReferenceRNN.from_module(r) for r in layers]
+        refs = [reference_of(r) for r in layers]
         pairs = [reference_step(r) for r in refs]
         S = pairs[0][1]
         xs = torch.randn(config.batch_size, config.length, config.hidden_size).double()
@@ -235,7 +238,7 @@ def probe_run(
     head at the last step against a random next symbol."""
     model, vocab, config = load_model(Path(run_dir))
     model = model.double()
-    ref = ReferenceRNN.from_module(model.rnn)
+    ref = reference_of(model.rnn)
     step, S = reference_step(ref)
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, len(vocab), (batch_size, length + 1), generator=g)
@@ -252,7 +255,8 @@ def probe_run(
     m = config.model
     gamma = GAMMA.get(m.cell) if m.num_layers == 1 else None
     spectrum = weight_spectrum(model.rnn)
-    bound = gamma * spectrum["weight_hh_l0.sigma_max"] if gamma is not None else None
+    sigma = spectrum.get("weight_hh_l0.sigma_max")
+    bound = gamma * sigma if gamma is not None and sigma is not None else None
     label = f"{Path(run_dir).name} ({m.cell}, trained)"
     info = {"run": str(run_dir), "cell": m.cell, "length": length, "batch_size": batch_size}
     return _report(label, "rnn", info, result, spectrum, bound, gamma)

@@ -29,7 +29,7 @@ def value_range(cell: str, quantity: str, values: np.ndarray) -> tuple[float, fl
     """The bounds the page's color scale spans for one quantity."""
     if quantity in ("i", "f", "o", "r", "z"):
         return 0.0, 1.0  # sigmoid
-    if cell == "rnn-relu":  # unbounded above: up to the largest value seen
+    if cell in ("rnn-relu", "mingru", "minlstm"):  # h >= 0, unbounded above: up to the largest
         return 0.0, max(float(values.max()), 1e-6)
     return -1.0, 1.0  # tanh
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..cells import GATES, ReferenceRNN
+from ..cells import GATES, reference_of
 from ..model import CharLM
 from .features import FEATURES, Correlator, Saturation, text_features
 
@@ -22,6 +22,8 @@ QUANTITIES: dict[str, tuple[str, ...]] = {
     "gru": ("h", "r", "z", "n"),
     "rnn": ("h",),
     "rnn-relu": ("h",),
+    "mingru": ("h", "z"),
+    "minlstm": ("h", "f", "i"),
 }
 LABELS = {
     "c": "cell state tanh(c)",
@@ -83,7 +85,7 @@ def iter_record(
     """
     model = _cpu_float32_eval(model)
     cell = model.config.cell
-    ref = ReferenceRNN.from_module(model.rnn).eval()
+    ref = reference_of(model.rnn).eval()
     names = QUANTITIES[cell]
     fused_state = ref_state = None
     ids = torch.as_tensor(np.asarray(ids, dtype=np.int64))
