@@ -13,7 +13,7 @@ LAYERS = [
     {"corpus", "data", "model", "cells"},
     {"checkpoint", "sampling", "evaluation"},
     {"training"},
-    {"viz", "lab"},
+    {"viz", "lab", "serve"},
     {"cli", "__init__", "__main__"},
 ]
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}

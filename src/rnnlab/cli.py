@@ -416,6 +416,41 @@ def cmd_viz(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- serve and export (optional extras: `serve`, `export`) ---------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from .serve import Limits, create_app
+    except ImportError as e:
+        raise UsageError(
+            f"rnnlab serve needs the serve extra ({e.name} is missing): pip install 'rnnlab[serve]'"
+        ) from None
+    limits = Limits(**{k: getattr(args, k) for k in SERVE_LIMITS})
+    app = create_app([Path(r) for r in args.runs], limits, str(resolve_device(args.device)))
+    names = ", ".join(app.state.served)
+    loopback = args.host in ("127.0.0.1", "localhost", "::1")
+    reach = (
+        "loopback only: other machines cannot reach it; --host 0.0.0.0 opens it"
+        if loopback
+        else "reachable from other machines, with no authentication"
+    )
+    _err(f"serving {names} on http://{args.host}:{args.port} ({reach}); Ctrl-C stops")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+SERVE_LIMITS = {
+    "max_prompt_chars": "longest prompt, in characters",
+    "max_length": "most characters generated per sample",
+    "max_samples": "most samples per request",
+    "max_streams": "most samples in flight, all requests together (rows of the shared batch)",
+    "max_request_s": "seconds after which a request's rows stop",
+}
+
+
 # --- corpora -------------------------------------------------------------------------------------
 
 
@@ -627,6 +662,11 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, str]] = {
         "train cells on a synthetic long-range task; success against sequence length",
         "example: rnnlab longrange adding --cells rnn,lstm,gru --lengths 50,100,200 --steps 1500",
     ),
+    "serve": (
+        cmd_serve,
+        "an HTTP server and playground page for one or more runs",
+        "example: rnnlab serve runs/mine --port 8000 (then open http://127.0.0.1:8000)",
+    ),
     "corpora": (
         cmd_corpora,
         "list the named corpora and where they are cached",
@@ -726,6 +766,8 @@ def build_parser() -> Parser:
     )
     v.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    _add_serve_flags(p["serve"])
+
     gf = p["gradflow"]
     each = "; repeat the flag or give a comma-separated list to overlay several"
     gf.add_argument(
@@ -812,6 +854,27 @@ def build_parser() -> Parser:
             "--device", choices=("auto", "cpu", "cuda", "mps"), default="cpu", help="where to run"
         )
     return parser
+
+
+def _add_serve_flags(sv: argparse.ArgumentParser) -> None:
+    from dataclasses import fields
+
+    defaults = {}
+    try:
+        from .serve import Limits
+
+        defaults = {f.name: f.default for f in fields(Limits)}
+    except ImportError:  # without the extra, `rnnlab serve` says how to install it
+        pass
+    sv.add_argument("runs", nargs="+", metavar="RUN", help="run directories, served by folder name")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (loopback by default)")
+    sv.add_argument("--port", type=int, default=8000, help="TCP port")
+    sv.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="cpu")
+    for name, text in SERVE_LIMITS.items():
+        kind = float if name.endswith("_s") else int
+        sv.add_argument(
+            f"--{name.replace('_', '-')}", type=kind, default=defaults.get(name), help=text
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
