@@ -154,7 +154,9 @@ def test_score_matches_the_model(client, runs):
     bits = -logp.gather(1, ids[0, 1:, None])[:, 0] / torch.log(torch.tensor(2.0)).double()
     assert got["num_chars"] == 299 and got["surprise_bits"][0] is None
     assert abs(got["bpc"] - bits.mean().item()) < 1e-4
-    assert max(abs(a - b) for a, b in zip(got["surprise_bits"][1:], bits.tolist())) < 1e-4
+    assert (
+        max(abs(a - b) for a, b in zip(got["surprise_bits"][1:], bits.tolist(), strict=True)) < 1e-4
+    )
 
 
 @pytest.mark.parametrize(
