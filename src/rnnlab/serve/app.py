@@ -160,7 +160,9 @@ def create_app(runs: list[Path], limits: Limits = Limits(), device: str = "cpu")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        post = asyncio.get_running_loop().call_soon_threadsafe
         for s in served.values():
+            s.batcher.post = post  # one hand-over to this loop per step
             s.batcher.start()
         yield
         for s in served.values():
@@ -275,7 +277,6 @@ def create_app(runs: list[Path], limits: Limits = Limits(), device: str = "cpu")
                 "streams in flight); retry shortly",
             )
         seed = body.seed if body.seed is not None else secrets.randbits(63)
-        loop = asyncio.get_running_loop()
         events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         job = Job(
             ids=ids,
@@ -287,7 +288,7 @@ def create_app(runs: list[Path], limits: Limits = Limits(), device: str = "cpu")
             seed=seed,
             details=body.details,
             deadline=time.monotonic() + limits.max_request_s,
-            emit=lambda e: loop.call_soon_threadsafe(events.put_nowait, e),
+            emit=events.put_nowait,  # runs in this loop (the batcher posts to it)
         )
         t0 = time.perf_counter()
         s.batcher.submit(job)
@@ -341,14 +342,20 @@ async def _sse(
     try:
         yield f"event: start\ndata: {json.dumps(head)}\n\n"
         while True:
-            e = await events.get()
-            if e["type"] == "token":
-                e.pop("type")
-                yield f"data: {json.dumps(e)}\n\n"
-            else:
+            # whatever has arrived goes out in one write: fewer sends when the batch is busy
+            batch = [await events.get()]
+            while not events.empty():
+                batch.append(events.get_nowait())
+            chunk = []
+            for e in batch:
                 kind = e.pop("type")
-                yield f"event: {kind}\ndata: {json.dumps(e)}\n\n"
-                return
+                if kind == "token":
+                    chunk.append(f"data: {json.dumps(e)}\n\n")
+                else:
+                    chunk.append(f"event: {kind}\ndata: {json.dumps(e)}\n\n")
+                    yield "".join(chunk)
+                    return
+            yield "".join(chunk)
     finally:
         job.cancel()
 

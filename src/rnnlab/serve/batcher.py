@@ -31,9 +31,10 @@ TOP = 5  # guesses shown per character (as `rnnlab viz`)
 class Job:
     """One request: ``num_samples`` rows that start from the same prompt.
 
-    ``emit`` is called from the batcher thread with each event (a dict); it must be thread-safe
-    (the server hands it ``loop.call_soon_threadsafe``). Events: ``{"type": "token", "sample",
-    "text", ["surprise_bits", "top5"]}`` and, last, ``{"type": "done", "finish_reason": [...]}``.
+    ``emit`` is called with each event (a dict): in the batcher thread, or, when the batcher
+    has a ``post`` (the server's ``loop.call_soon_threadsafe``), in the thread ``post`` runs it.
+    Events: ``{"type": "token", "sample", "text", ["surprise_bits", "top5"]}`` and, last,
+    ``{"type": "done", "finish_reason", "produced"}``.
     """
 
     ids: list[int]  # the prompt (at least one id)
@@ -67,8 +68,22 @@ class Batcher:
         >>> b.close()
     """
 
-    def __init__(self, model: CharLM, vocab: Vocab, max_rows: int = 64) -> None:
+    def __init__(
+        self,
+        model: CharLM,
+        vocab: Vocab,
+        max_rows: int = 64,
+        post: Callable[[Callable[[], None]], Any] | None = None,
+    ) -> None:
+        """Args:
+        model, vocab: what generates.
+        max_rows: the most rows (samples in flight) the batch holds.
+        post: runs a function in the consumers' thread (an event loop's call_soon_threadsafe):
+            a step's events then cross threads in one hand-over, not one per row.
+        """
         self.model = model.eval()
+        self.post = post
+        self._outbox: list[tuple[Job, dict[str, Any]]] = []
         self.vocab = vocab
         self.max_rows = max_rows
         # float32 weights: the step is then exact (a seed gives the same text whatever the batch)
@@ -124,8 +139,23 @@ class Batcher:
                     self._step()
             except Exception as e:  # a bug: fail the requests in flight, keep serving
                 for job in self._jobs:
-                    job.emit({"type": "error", "error": f"{type(e).__name__}: {e}"})
+                    self._send(job, {"type": "error", "error": f"{type(e).__name__}: {e}"})
                 self._release(list(range(len(self._jobs))), reason=None)
+            self._flush()
+
+    def _send(self, job: Job, event: dict[str, Any]) -> None:
+        self._outbox.append((job, event))
+
+    def _flush(self) -> None:
+        """Hand this step's events over: all at once through ``post``, or one by one."""
+        out, self._outbox = self._outbox, []
+        if not out:
+            return
+        if self.post is None:
+            for job, event in out:
+                job.emit(event)
+        else:
+            self.post(lambda: [job.emit(event) for job, event in out])
 
     def _admit(self, block: bool) -> None:
         while True:
@@ -204,7 +234,7 @@ class Batcher:
                         [self.symbol(i), round(p, 4)]
                         for i, p in zip(top_ids[row], top_p[row], strict=True)
                     ]
-                job.emit(event)
+                self._send(job, event)
                 row += 1
             job.produced += 1
             if job.cancelled.is_set():
@@ -261,4 +291,4 @@ class Batcher:
             self._reserved -= job.num_samples
         if reason is not None:
             job.finish_reason = reason
-            job.emit({"type": "done", "finish_reason": reason, "produced": job.produced})
+            self._send(job, {"type": "done", "finish_reason": reason, "produced": job.produced})
