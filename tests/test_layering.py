@@ -13,7 +13,7 @@ LAYERS = [
     {"corpus", "data", "model", "cells"},
     {"checkpoint", "sampling", "evaluation"},
     {"training"},
-    {"viz", "lab", "serve"},
+    {"viz", "lab", "serve", "export"},
     {"cli", "__init__", "__main__"},
 ]
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}

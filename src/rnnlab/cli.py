@@ -442,6 +442,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+
+    weights = {"best": checkpoint.BEST, "last": checkpoint.LAST}[args.weights]
+    result = export_onnx(Path(args.run), Path(args.output), weights)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"{result['path']}: {result['bytes']:,} bytes, inputs {', '.join(result['inputs'])}, "
+            f"outputs {', '.join(result['outputs'])} (sample with docs/onnx_sample.py)"
+        )
+    return 0
+
+
 SERVE_LIMITS = {
     "max_prompt_chars": "longest prompt, in characters",
     "max_length": "most characters generated per sample",
@@ -667,6 +682,11 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, str]] = {
         "an HTTP server and playground page for one or more runs",
         "example: rnnlab serve runs/mine --port 8000 (then open http://127.0.0.1:8000)",
     ),
+    "export": (
+        cmd_export,
+        "a run's model as an ONNX file (runs with onnxruntime, no PyTorch)",
+        "example: rnnlab export runs/mine --format onnx -o model.onnx",
+    ),
     "corpora": (
         cmd_corpora,
         "list the named corpora and where they are cached",
@@ -767,6 +787,11 @@ def build_parser() -> Parser:
     v.add_argument("--quiet", action="store_true", help="no progress bar")
 
     _add_serve_flags(p["serve"])
+    ex = p["export"]
+    ex.add_argument("run", help="run directory")
+    ex.add_argument("--format", choices=("onnx",), default="onnx", help="file format")
+    ex.add_argument("-o", "--output", default="model.onnx", help="file to write")
+    ex.add_argument("--weights", choices=("best", "last"), default="best", help="which weights")
 
     gf = p["gradflow"]
     each = "; repeat the flag or give a comma-separated list to overlay several"
