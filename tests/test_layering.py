@@ -12,6 +12,7 @@ LAYERS = [
     {"files", "config", "vocab"},
     {"corpus", "data", "model", "cells"},
     {"checkpoint", "sampling", "evaluation"},
+    {"finetune"},
     {"training"},
     {"viz", "lab", "serve", "export"},
     {"cli", "__init__", "__main__"},

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import checkpoint, corpus, evaluation, lab, sampling, training
+from . import checkpoint, corpus, evaluation, finetune, lab, sampling, training
 from .config import (
     CELLS,
     INITS,
@@ -86,6 +86,7 @@ def _err(message: str) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     model_opts = _given(args, ModelConfig)
     train_opts = _given(args, TrainConfig)
+    init_from = _init_from(args, model_opts)
     if args.resume:
         fixed = sorted(
             [f.metadata["flag"] for f in flag_fields(ModelConfig) if f.name in model_opts]
@@ -137,6 +138,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         on_eval=on_eval,
         on_start=None if args.quiet else _err,
+        init_from=init_from,
     )
     if result.rank != 0:  # under torchrun rank 0 reports
         return 1 if result.stopped == "diverged" else 0
@@ -168,6 +170,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _init_from(args: argparse.Namespace, model_opts: dict) -> finetune.InitFrom | None:
+    """--init-from RUN [--extend-vocab]: fine-tune a new run from RUN's weights."""
+    if args.init_from is None:
+        if args.extend_vocab:
+            raise UsageError("--extend-vocab goes with --init-from RUN; add it or drop this")
+        return None
+    if args.resume:
+        raise UsageError("--init-from starts a new run; --resume continues one: pick one")
+    if model_opts:
+        flags = sorted(f.metadata["flag"] for f in flag_fields(ModelConfig) if f.name in model_opts)
+        raise UsageError(
+            f"{', '.join(flags)} cannot be given with --init-from (the base run's config.json "
+            "fixes the architecture)"
+        )
+    checkpoint.load_config(Path(args.init_from))  # a missing or broken run fails here
+    return finetune.InitFrom(Path(args.init_from), args.extend_vocab)
 
 
 # --- sample --------------------------------------------------------------------------------------
@@ -721,6 +741,16 @@ def build_parser() -> Parser:
     t.add_argument("--bytes", action="store_true", help="model raw bytes (any file) not characters")
     t.add_argument("--out", help="run directory (default: runs/CORPUS-TIME)")
     t.add_argument("--resume", metavar="RUN", help="continue RUN exactly where it stopped")
+    t.add_argument(
+        "--init-from",
+        metavar="RUN",
+        help="fine-tune: a new run starting from RUN's weights (own optimizer and schedule)",
+    )
+    t.add_argument(
+        "--extend-vocab",
+        action="store_true",
+        help="with --init-from: add the new text's unseen characters (known ones keep their ids)",
+    )
     t.add_argument("--quiet", action="store_true", help="no progress bar or previews")
     t.add_argument(
         "--final-sample",

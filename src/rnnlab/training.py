@@ -24,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
+from . import finetune
 from .config import ConfigError, CorpusConfig, ModelConfig, TrainConfig
 from .corpus import CorpusError, cache_dir, iter_bytes, iter_text, resolve
 from .data import StreamBatches, TokenFile, encode, split
@@ -239,6 +240,7 @@ def train(
     progress: bool = True,
     on_eval: Callable[[EvalEvent], None] | None = None,
     on_start: Callable[[str], None] | None = None,
+    init_from: finetune.InitFrom | None = None,
 ) -> TrainResult:
     """Train a CharLM into the run directory ``out``, or continue the run there.
 
@@ -253,6 +255,7 @@ def train(
         progress: show a tqdm bar on stderr.
         on_eval: called after each validation with an EvalEvent.
         on_start: called once the inputs are checked, with a one-line description of the run.
+        init_from: fine-tune: start a new run from this run's weights (see finetune.py).
 
     Returns:
         A TrainResult; ``stopped`` says why the loop ended.
@@ -294,8 +297,12 @@ def train(
         )
     if cfg.eval_chars:
         val_ids = val_ids[: cfg.eval_chars + 1]
+    tuned = finetune.prepare(init_from, out if resume else None, tokens.vocab)
+    if tuned is not None:  # fine-tuning: the base run's vocabulary and architecture; ids follow
+        train_ids, val_ids = tuned.remap(train_ids), tuned.remap(val_ids)
+        model_config = tuned.model_config or model_config
     batches = StreamBatches(train_ids, cfg.batch_size, cfg.seq_len, cfg.seed)
-    vocab = tokens.vocab
+    vocab = tuned.vocab if tuned is not None else tokens.vocab
     model_config = dataclasses.replace(model_config, vocab_size=len(vocab))
     source = Path(corpus.source).expanduser()
     if not resume and source.exists():  # so the run resumes from any working directory
@@ -304,6 +311,8 @@ def train(
 
     torch.manual_seed(cfg.seed)
     model = CharLM(model_config).to(device)
+    if tuned is not None and tuned.weights is not None:
+        model.load_state_dict(tuned.weights)
     net = model  # what the step calls: under torchrun, DDP averages the gradients over ranks
     if ranks.world > 1:
         net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
