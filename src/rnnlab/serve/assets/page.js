@@ -9,6 +9,12 @@ function show(c) {  // a character as the tooltip and page can show it
   return c === "\n" ? "\u21b5" : c === " " ? "\u2423" : c === "\t" ? "\u21e5" : c;
 }
 
+function visible(text) {  // a newline keeps its line break; other control characters get a
+  // picture (U+2400 + code), since a form feed or carriage return would upset the layout
+  if (text === "\n") return "\u21b5\n";
+  return text.replace(/[\x00-\x08\x0b-\x1f]/g, (c) => String.fromCharCode(0x2400 + c.charCodeAt(0)));
+}
+
 function tint(bits) {
   const a = Math.max(0, Math.min(1, bits / MAX_BITS));
   const gb = Math.round(255 - 200 * a);
@@ -54,7 +60,7 @@ function request() {  // the body the controls describe
 function addChar(event, index) {
   const span = document.createElement("span");
   span.className = "c";
-  span.textContent = event.text;
+  span.textContent = visible(event.text);
   span.style.backgroundColor = tint(event.surprise_bits);
   span.dataset.i = index;
   span.dataset.surprise = event.surprise_bits;
