@@ -186,15 +186,7 @@ def create_app(runs: list[Path], limits: Limits = Limits(), device: str = "cpu")
         status = 400 if exc.errors()[0].get("type") == "json_invalid" else 422
         return JSONResponse({"error": one_line(exc)}, status_code=status)
 
-    @app.middleware("http")
-    async def body_limit(request: Request, call_next):
-        size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > limits.max_body_bytes):
-            return JSONResponse(
-                {"error": f"the request body is over {limits.max_body_bytes:,} bytes"},
-                status_code=413,
-            )
-        return await call_next(request)
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
 
     def pick(name: str | None) -> Served:
         if name is None:
@@ -332,6 +324,34 @@ def create_app(runs: list[Path], limits: Limits = Limits(), device: str = "cpu")
         return JSONResponse(out)
 
     return app
+
+
+class BodyLimit:
+    """Refuses a body over ``max_bytes`` (413 from its Content-Length; a chunked body that grows
+    past it reads as a disconnect). Plain ASGI, not Starlette's BaseHTTPMiddleware, which would
+    put every streamed event through an extra memory channel."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        size = dict(scope["headers"]).get(b"content-length")
+        if size is not None and (not size.isdigit() or int(size) > self.max_bytes):
+            error = JSONResponse(
+                {"error": f"the request body is over {self.max_bytes:,} bytes"}, status_code=413
+            )
+            return await error(scope, receive, send)
+        seen = 0
+
+        async def bounded() -> dict:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            return {"type": "http.disconnect"} if seen > self.max_bytes else message
+
+        await self.app(scope, bounded, send)
 
 
 async def _sse(
