@@ -249,3 +249,21 @@ def test_json_in_details_mode(client):
     assert len(got["details"][0]) == 6
     assert "".join(d["text"] for d in got["details"][0]) == got["samples"][0]
     json.dumps(got)  # plain JSON all the way down
+
+
+def test_cli_serve_binds_loopback_and_says_so(runs, monkeypatch, capsys):
+    import uvicorn
+
+    from rnnlab.cli import main
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    assert main(["serve", str(runs[0]), str(runs[1]), "--port", "8123"]) == 0
+    app, kw = calls[-1]
+    assert (kw["host"], kw["port"]) == ("127.0.0.1", 8123)
+    assert list(app.state.served) == ["tiny", "tiny-gru"]
+    err = capsys.readouterr().err
+    assert "http://127.0.0.1:8123" in err and "loopback only" in err
+    assert main(["serve", str(runs[0]), "--host", "0.0.0.0", "--max-streams", "3"]) == 0
+    assert calls[-1][1]["host"] == "0.0.0.0" and calls[-1][0].state.limits.max_streams == 3
+    assert "reachable from other machines" in capsys.readouterr().err

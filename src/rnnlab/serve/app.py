@@ -3,7 +3,7 @@
 Routes: POST /v1/generate (JSON, or Server-Sent Events with "stream": true), POST /v1/score,
 GET /v1/models, GET /health, GET / (the playground), /docs and /openapi.json (FastAPI's).
 Every refusal is a 4xx whose JSON body is ``{"error": "one line saying what to do"}``.
-Imports checkpoint, evaluation, model and vocab from rnnlab; never cli.
+Imports checkpoint, config, errors, model and vocab from rnnlab; never training, viz or cli.
 """
 
 from __future__ import annotations
