@@ -14,9 +14,9 @@ LAYERS = [
     {"scan"},
     {"corpus", "data", "model", "cells", "distributed"},
     {"checkpoint", "sampling", "bpc", "ladder", "wins", "tokens"},
-    {"progress"},
+    {"progress", "finetune"},
     {"training", "evaluation"},
-    {"viz", "lab"},
+    {"viz", "lab", "serve", "export"},
     {"cli", "api", "__init__", "__main__"},
 ]
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}

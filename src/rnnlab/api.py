@@ -19,6 +19,7 @@ import torch
 
 from . import bpc as _bpc
 from . import checkpoint as _checkpoint
+from . import finetune as _finetune
 from . import sampling as _sampling
 from . import training as _training
 from . import viz as _viz
@@ -65,6 +66,8 @@ def train(
     glob: str | None = None,
     byte_mode: bool = False,
     resume: bool = False,
+    init_from: str | Path | None = None,
+    extend_vocab: bool = False,
     progress: bool = False,
     on_eval=None,
     **options,
@@ -77,6 +80,9 @@ def train(
         glob: for a folder, only the files matching this pattern.
         byte_mode: model raw bytes instead of Unicode characters.
         resume: continue the run in ``out``; only ``max_steps``/``minutes`` may be given.
+        init_from: fine-tune: start a new run from this run's weights and vocabulary (its
+            architecture; model options may not be given).
+        extend_vocab: with ``init_from``, add characters the base run never saw.
         progress: show a progress bar on stderr.
         on_eval: called with an EvalEvent after each validation.
         **options: any ModelConfig or TrainConfig field, e.g. ``cell="gru"``,
@@ -94,6 +100,8 @@ def train(
         )
     if resume and set(options) - {"max_steps", "minutes"}:
         raise TypeError("on resume only max_steps and minutes may be given: the run fixes the rest")
+    if init_from is not None and set(options) & model_names:
+        raise TypeError("with init_from the base run fixes the architecture; drop model options")
     model_config = ModelConfig(**{k: v for k, v in options.items() if k in model_names})
     train_config = TrainConfig(**{k: v for k, v in options.items() if k in train_names})
     corpus_config = CorpusConfig(source=str(corpus or "python"), glob=glob, byte_mode=byte_mode)
@@ -105,6 +113,7 @@ def train(
         resume=resume,
         progress=progress,
         on_eval=on_eval,
+        init_from=_finetune.InitFrom(Path(init_from), extend_vocab) if init_from else None,
     )
     _viz.plot_curves([Path(out)], Path(out) / "curves.png")
     return result

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from . import checkpoint as ckpt
+from . import finetune
 from .bpc import LN2, loss_nats
 from .checkpoint import RunConfig, TrainingState
 from .config import ConfigError, CorpusConfig, ModelConfig, TrainConfig
@@ -43,6 +44,7 @@ from .model import (
 from .progress import Callbacks, EvalEvent, Fanout, MetricsLog, PrintLog, StepEvent, TrainLogger
 from .sampling import generate
 from .tokens import load_tokens
+from .vocab import Vocab
 
 DEFAULT_MINUTES = 3.0  # budget when neither --max-steps nor --minutes is given
 LOG_EVERY_STEPS = 10
@@ -131,11 +133,13 @@ class Start:
 
     config: RunConfig
     tokens: TokenFile
+    vocab: Vocab  # the corpus's own, or a fine-tuned run's (its base's, extended)
     batches: StreamBatches  # the training split as B streams
     val_ids: np.ndarray  # the validation split (its first eval_chars + 1 ids when asked)
     weights: dict[str, torch.Tensor] | None  # None: a fresh start (also a run killed before
     state: TrainingState | None  #            its first checkpoint, which starts over)
     resume: bool
+    init_weights: dict[str, torch.Tensor] | None = None  # fine-tuning: the base run's weights
 
 
 def _check_new_out(out: Path) -> None:
@@ -170,6 +174,7 @@ def start_run(
     out: Path,
     resume: bool,
     ranks: Ranks,
+    init_from: finetune.InitFrom | None = None,
 ) -> Start:
     """Check every input and read the checkpoint to continue from; write nothing.
 
@@ -199,7 +204,12 @@ def start_run(
             f"processes; use a multiple of {ranks.world}"
         )
     tokens = load_tokens(corpus, corpus.sha256 if resume else None, ranks)
-    model_config = dataclasses.replace(model_config, vocab_size=len(tokens.vocab))
+    # fine-tuning: the base run's vocabulary (known characters keep their ids) and architecture
+    tuned = finetune.prepare(init_from, out if resume else None, tokens.vocab)
+    vocab = tuned.vocab if tuned is not None else tokens.vocab
+    if tuned is not None and tuned.model_config is not None:
+        model_config = tuned.model_config
+    model_config = dataclasses.replace(model_config, vocab_size=len(vocab))
     source = Path(corpus.source).expanduser()
     if not resume and source.exists():  # so the run resumes from any working directory
         corpus = dataclasses.replace(corpus, source=str(source.resolve()))
@@ -212,6 +222,8 @@ def start_run(
             )
     cfg = train_config
     train_ids, val_ids = split(tokens.open(), cfg.val_fraction)
+    if tuned is not None:  # the token file holds the text's own ids: move them into the run's
+        train_ids, val_ids = tuned.remap(train_ids), tuned.remap(val_ids)
     if len(val_ids) < 2:
         raise CorpusError(
             "the validation split is under 2 characters; give more text or raise --val-fraction"
@@ -219,7 +231,8 @@ def start_run(
     val_ids = val_ids[: cfg.eval_chars + 1] if cfg.eval_chars else val_ids
     batches = StreamBatches(train_ids, cfg.batch_size, cfg.seq_len, cfg.seed)
     config = RunConfig(model_config, cfg, corpus)
-    return Start(config, tokens, batches, val_ids, weights, state, resume)
+    init_weights = tuned.weights if tuned is not None else None
+    return Start(config, tokens, vocab, batches, val_ids, weights, state, resume, init_weights)
 
 
 @contextmanager
@@ -280,6 +293,7 @@ def train(
     progress: bool = False,
     on_eval: Callable[[EvalEvent], None] | None = None,
     on_start: Callable[[str], None] | None = None,
+    init_from: finetune.InitFrom | None = None,
 ) -> TrainResult:
     """Train a CharLM into the run directory ``out``, or continue the run there.
 
@@ -296,6 +310,7 @@ def train(
         progress: also print progress lines to stderr (PrintLog).
         on_eval: called after each validation with an EvalEvent.
         on_start: called once the inputs are checked, with a one-line description of the run.
+        init_from: fine-tune: a new run that starts from this run's weights (finetune.py).
 
     Returns:
         A TrainResult; ``stopped`` says why the loop ended and ``exit_code`` what the CLI
@@ -318,7 +333,7 @@ def train(
         with _writer(out, ranks, resume=True):
             start = start_run(corpus, model_config, train_config, out, True, ranks)
             return Trainer(start, out, ranks, log).run()
-    start = start_run(corpus, model_config, train_config, out, False, ranks)
+    start = start_run(corpus, model_config, train_config, out, False, ranks, init_from)
     with _writer(out, ranks, resume=False):
         return Trainer(start, out, ranks, log).run()
 
@@ -340,11 +355,13 @@ class Trainer:
             device = torch.device("cuda", ranks.local_rank)
         self.device = device
         self.amp_dtype = resolve_dtype(cfg.autocast_dtype, device)
-        self.vocab = start.tokens.vocab
+        self.vocab = start.vocab
         self.batches, self.val_ids = start.batches, start.val_ids
 
         torch.manual_seed(cfg.seed)
         self.model = CharLM(start.config.model).to(device)
+        if start.init_weights is not None:  # fine-tuning starts from the base run's weights
+            self.model.load_state_dict(start.init_weights)
         self.net = self.model  # what the step calls: under torchrun, DDP averages gradients
         if ranks.world > 1:
             ids = [device] if device.type == "cuda" else None

@@ -33,8 +33,9 @@ def unknown_characters(missing: Sequence[str]) -> UnknownCharacterError:
 
 @dataclass(frozen=True)
 class Vocab:
-    """A sorted symbol table. In "char" mode symbols are one-character strings, in "byte"
-    mode they are the 256 byte values and text is UTF-8 encoded first."""
+    """A symbol table, sorted when built from a text (a fine-tuned run's appends the characters
+    its base never saw, so known ids stay). In "char" mode symbols are one-character strings,
+    in "byte" mode they are the 256 byte values and text is UTF-8 encoded first."""
 
     mode: str
     symbols: tuple[Any, ...]
@@ -88,7 +89,7 @@ class Vocab:
         return None
 
     def code_points(self) -> list[int]:
-        """Char mode: the sorted code points, for vectorized encoding (see data.py)."""
+        """Char mode: the code points in id order, for vectorized encoding (see data.py)."""
         return [ord(c) for c in self.symbols]
 
     def id_of(self, symbol: str) -> int | None:
@@ -111,8 +112,8 @@ class Vocab:
         if mode == "char":
             if any(not isinstance(s, str) or len(s) != 1 for s in symbols):
                 raise UsageError("char vocabulary symbols must be single characters")
-            if list(symbols) != sorted(set(symbols)):
-                raise UsageError("char vocabulary symbols must be sorted and distinct")
+            if len(set(symbols)) != len(symbols):  # sorted, except that a fine-tuned run
+                raise UsageError("char vocabulary symbols must be distinct")  # appends new ones
         elif mode == "byte" and any(type(s) is not int for s in symbols):
             raise UsageError("a byte vocabulary holds exactly the byte values 0..255")
         return cls(mode, symbols)

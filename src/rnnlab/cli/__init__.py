@@ -33,6 +33,8 @@ COMMANDS = {
     "viz": "viz",
     "gradflow": "gradflow",
     "longrange": "longrange",
+    "serve": "serve",
+    "export": "export",
     "corpora": "corpora",
 }
 MAX_MESSAGE_CHARS = 2000

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .. import checkpoint, corpus, progress, sampling, training
+from .. import checkpoint, corpus, finetune, progress, sampling, training
 from ..bpc import LN2
 from ..config import CorpusConfig, ModelConfig, TrainConfig, flag_fields
 from ..errors import UsageError
@@ -34,6 +34,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", help="run directory (default: runs/CORPUS-TIME)")
     parser.add_argument("--resume", metavar="RUN", help="continue RUN exactly where it stopped")
+    parser.add_argument(
+        "--init-from",
+        metavar="RUN",
+        help="fine-tune: a new run starting from RUN's weights (own optimizer and schedule)",
+    )
+    parser.add_argument(
+        "--extend-vocab",
+        action="store_true",
+        help="with --init-from: add the new text's unseen characters (known ones keep their ids)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or previews")
     parser.add_argument(
         "--final-sample",
@@ -104,12 +114,31 @@ class ConsoleLog:
             self.bar.close()
 
 
+def _init_from(args: argparse.Namespace, model_opts: dict) -> finetune.InitFrom | None:
+    """--init-from RUN [--extend-vocab]: fine-tune a new run from RUN's weights."""
+    if args.init_from is None:
+        if args.extend_vocab:
+            raise UsageError("--extend-vocab goes with --init-from RUN; add it or drop this")
+        return None
+    if args.resume:
+        raise UsageError("--init-from starts a new run; --resume continues one: pick one")
+    if model_opts:
+        flags = sorted(f.metadata["flag"] for f in flag_fields(ModelConfig) if f.name in model_opts)
+        raise UsageError(
+            f"{', '.join(flags)} cannot be given with --init-from (the base run's config.json "
+            "fixes the architecture)"
+        )
+    checkpoint.load_config(Path(args.init_from))  # a missing or broken run fails here
+    return finetune.InitFrom(Path(args.init_from), args.extend_vocab)
+
+
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.final_sample <= MAX_FINAL_SAMPLE:
         raise UsageError(
             f"--final-sample must be between 0 and {MAX_FINAL_SAMPLE:,}, got {args.final_sample}"
         )
     model_opts, train_opts = given(args, ModelConfig), given(args, TrainConfig)
+    init_from = _init_from(args, model_opts)
     model_config = ModelConfig(**model_opts)  # bad values fail here, before any download
     train_config = TrainConfig(**train_opts)
     if args.resume:
@@ -143,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
             out,
             resume=bool(args.resume),
             logger=console,
+            init_from=init_from,
         )
     finally:
         if console is not None:
