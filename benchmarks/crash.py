@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import safetensors.torch
@@ -63,14 +64,12 @@ def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def trial(i: int, rng: random.Random, corpus: Path, steps: int, wall_s: float, work: Path, ref):
-    kind = rng.choices([k for k, _ in KINDS], [w for _, w in KINDS])[0]
-    delay = rng.uniform(0.0, wall_s)
+def trial(i: int, kind: str, delay: float, corpus: Path, steps: int, work: Path, ref):
     run = work / f"trial{i}"
     cmd = [sys.executable, "-m", "rnnlab", "train", str(corpus), *RUN_FLAGS]
     cmd += ["--max-steps", str(steps), "--out", str(run)]
     env = os.environ | {"OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     time.sleep(delay)
     finished_first = proc.poll() is not None
     if not finished_first:
@@ -133,6 +132,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--steps", type=int, default=120, help="max steps of each run")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=1, help="trials run at once")
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results/crash.json")
     args = parser.parse_args()
 
@@ -155,10 +155,14 @@ def main() -> None:
         wall_s = time.perf_counter() - t0
         assert done.returncode == 0, done.stderr
         ref = final_tensors(work / "ref")
-        rows = []
-        for i in range(args.trials):
-            row = trial(i, rng, corpus, args.steps, wall_s, work, ref)
-            rows.append(row)
+        # every trial's signal and instant drawn up front, so --jobs does not change them
+        plan = [
+            (rng.choices([k for k, _ in KINDS], [w for _, w in KINDS])[0], rng.uniform(0, wall_s))
+            for _ in range(args.trials)
+        ]
+
+        def one(i: int) -> dict:
+            row = trial(i, *plan[i], corpus, args.steps, work, ref)
             flag = "ok" if row["identical"] else "FAIL"
             print(
                 f"trial {i:3d} {row['signal']:7s} at {row['delay_s']:5.2f} s -> exit "
@@ -167,6 +171,10 @@ def main() -> None:
                 file=sys.stderr,
                 flush=True,
             )
+            return row
+
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            rows = list(pool.map(one, range(args.trials)))
 
     by_kind = Counter(r["signal"] for r in rows)
     table = []
