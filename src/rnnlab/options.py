@@ -72,7 +72,11 @@ class SampleOptions:
         _check_types(self)
         _check_range(self.length, 0, 10**15, "--length")
         _check(
-            math.isfinite(self.temperature) and self.temperature >= 0,
+            not isinstance(self.temperature, float) or math.isfinite(self.temperature),
+            f"--temperature must be a finite number >= 0 (0 is greedy), got {self.temperature}",
+        )
+        _check(
+            self.temperature >= 0,
             f"--temperature must be a finite number >= 0 (0 is greedy), got {self.temperature}",
         )
         _check_range(self.top_k, 0, 2**31 - 1, "--top-k")

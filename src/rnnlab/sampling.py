@@ -65,10 +65,13 @@ def check_arguments(
             f"--length must be between 0 and {MAX_LENGTH:,}, got {length}",
         ),
         (
-            isinstance(temperature, (int, float))
-            and math.isfinite(temperature)
-            and temperature >= 0,
-            f"--temperature must be a finite number >= 0 (0 is greedy), got {temperature}",
+            (
+                isinstance(temperature, int)
+                or isinstance(temperature, float)
+                and math.isfinite(temperature)
+            )
+            and 0 <= temperature <= 1e6,
+            f"--temperature must be a number from 0 (greedy) to 1e6, got {temperature}",
         ),
         (isinstance(top_k, int) and top_k >= 0, f"--top-k must be >= 0 (0 keeps all), got {top_k}"),
         (
