@@ -3,8 +3,9 @@ the state carried (O(1) work per new character, the prefix is never fed again).
 
 The per-character step is cells.StepDecoder, hand-written from the CharLM's own weights (one
 matrix-vector product per layer, the first layer's input projection folded into a table),
-because at batch 1 a fused-module call costs more than its arithmetic.
-Imports vocab, model and cells from rnnlab.
+because at batch 1 a fused-module call costs more than its arithmetic. ``iter_generate`` hands
+the text over in pieces (memory bounded for any length); ``generate`` collects it.
+Imports errors, vocab, model and cells from rnnlab.
 """
 
 from __future__ import annotations
