@@ -84,3 +84,17 @@ def test_sample_writes_as_it_generates(shared_run, capsys, monkeypatch):
     lm = rnnlab.load(shared_run)
     expected = lm.generate(length=1000, seed=3, temperature=0.8, weights_dtype="auto")
     assert out == expected + "\n"
+
+
+def test_ctrl_c_during_a_long_sample_keeps_what_was_written(shared_run, capsys, monkeypatch):
+    real = sampling.iter_generate
+
+    def interrupted_after_one_block(*args, **kwargs):
+        pieces = real(*args, **kwargs)
+        yield next(pieces)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sampling, "iter_generate", interrupted_after_one_block)
+    assert cli.main(["sample", str(shared_run), "--length", str(10**12), "--seed", "1"]) == 130
+    captured = capsys.readouterr()
+    assert len(captured.out) == 256 and captured.err.strip() == "rnnlab: interrupted"

@@ -86,6 +86,9 @@ def _silence_stdout() -> None:
 
 
 def _run(argv: list[str]) -> int:
+    if argv == ["--version"]:  # without loading torch
+        print(f"rnnlab {__version__}")
+        return 0
     name = next((a for a in argv if a in COMMANDS), None)
     help_wanted = not argv or any(a in ("-h", "--help", "--version") for a in argv)
     parser = build_parser(None if help_wanted or name is None else name)
