@@ -10,16 +10,11 @@ import numpy as np
 import pytest
 from conftest import words_text
 
+from rnnlab.bpc import iter_char_nats
 from rnnlab.config import ModelConfig
-from rnnlab.evaluation import (
-    KneserNey,
-    closing_distances,
-    compressor_bpc,
-    iter_char_nats,
-    unigram_bpc,
-    where_the_model_wins,
-)
+from rnnlab.ladder import KneserNey, compressor_bpc, unigram_bpc
 from rnnlab.vocab import UnknownCharacterError, Vocab
+from rnnlab.wins import closing_distances, where_the_model_wins
 
 
 def corpus_ids(text: str):

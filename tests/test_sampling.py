@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from rnnlab.bpc import bits_per_char, loss_nats
 from rnnlab.config import ModelConfig
-from rnnlab.evaluation import bits_per_char, loss_nats, uniform_bpc, unigram_bpc
+from rnnlab.ladder import uniform_bpc, unigram_bpc
 from rnnlab.model import CharLM
 from rnnlab.sampling import generate, pick, top_k_filter, top_p_filter
 from rnnlab.vocab import UnknownCharacterError, Vocab

@@ -62,7 +62,8 @@ MAX_SEED = 2**63 - 1
 
 def _check_range(value: Any, lo: float, hi: float, flag: str) -> None:
     """``lo <= value <= hi`` and finite, else a ConfigError naming the flag and the bounds."""
-    ok = isinstance(value, (int, float)) and math.isfinite(value) and lo <= value <= hi
+    finite = isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+    ok = finite and not isinstance(value, bool) and lo <= value <= hi
     _check(ok, f"{flag} must be between {_number(lo)} and {_number(hi)}, got {value}")
 
 
@@ -165,7 +166,8 @@ class TrainConfig:
         _check_range(self.grad_clip, 0, 1e9, "--grad-clip")
         _check_range(self.warmup_steps, 0, 10**12, "--warmup-steps")
         _check(self.max_steps is None or self.max_steps <= 10**12, "--max-steps is at most 1e12")
-        _check(self.minutes is None or math.isfinite(self.minutes), "--minutes must be finite")
+        if self.minutes is not None:
+            _check_range(self.minutes, 0, 1e9, "--minutes")
         _check_range(self.eval_every_s, 0, 1e9, "--eval-every-s")
         _check_range(self.eval_chars, 0, 10**15, "--eval-chars")
         _check_range(self.sample_chars, 0, 100_000, "--sample-chars")

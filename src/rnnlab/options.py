@@ -22,6 +22,8 @@ MAX_PROBE_LENGTH = 10_000  # gradflow keeps every step's state for the backward 
 MAX_PROBE_HIDDEN = 4096
 MAX_PROBE_BATCH = 4096
 MAX_GAIN = 1000.0
+MAX_TASK_LENGTH = 10_000  # longrange: T of a synthetic sequence
+MAX_SEEDS = 1000
 
 _UNKNOWN_HELP = "characters outside the vocabulary: stop with a list, or drop them"
 _WEIGHTS_HELP = "best-validation weights or those of the last step"
@@ -72,7 +74,11 @@ class SampleOptions:
         _check_types(self)
         _check_range(self.length, 0, 10**15, "--length")
         _check(
-            math.isfinite(self.temperature) and self.temperature >= 0,
+            not isinstance(self.temperature, float) or math.isfinite(self.temperature),
+            f"--temperature must be a finite number >= 0 (0 is greedy), got {self.temperature}",
+        )
+        _check(
+            self.temperature >= 0,
             f"--temperature must be a finite number >= 0 (0 is greedy), got {self.temperature}",
         )
         _check_range(self.top_k, 0, 2**31 - 1, "--top-k")
@@ -196,3 +202,35 @@ class GradflowOptions:
 
     def forget_biases(self) -> list[float]:
         return _numbers(self.forget_bias, "--forget-bias", -1e3, 1e3)
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """Which runs `rnnlab longrange` makes (how each trains: config.LongRangeConfig)."""
+
+    cells: str = _opt("rnn,lstm,gru", "--cells", "comma-separated cells to compare")
+    lengths: str = _opt("50,100,200", "--lengths", "comma-separated sequence lengths T")
+    seeds: int = _opt(1, "--seeds", "runs per (cell, length)")
+    first_seed: int = _opt(0, "--first-seed", "seeds run: S, S+1, ..., S+k-1")
+    until_solved: bool = _opt(False, "--until-solved", "stop a run at the first solved evaluation")
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        self.cell_list(), self.length_list()
+        _check_range(self.seeds, 1, MAX_SEEDS, "--seeds")
+        _check_range(self.first_seed, 0, 2**62, "--first-seed")
+
+    def cell_list(self) -> list[str]:
+        return _names(self.cells, "--cells", CELLS)
+
+    def length_list(self) -> list[int]:
+        try:
+            values = [int(v) for v in split_list(self.lengths)]
+        except ValueError:
+            values = []
+        _check(
+            bool(values) and all(1 <= v <= MAX_TASK_LENGTH for v in values),
+            f"--lengths takes comma-separated integers from 1 to {MAX_TASK_LENGTH:,}, "
+            f"got {self.lengths!r}",
+        )
+        return values

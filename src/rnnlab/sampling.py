@@ -3,8 +3,9 @@ the state carried (O(1) work per new character, the prefix is never fed again).
 
 The per-character step is cells.StepDecoder, hand-written from the CharLM's own weights (one
 matrix-vector product per layer, the first layer's input projection folded into a table),
-because at batch 1 a fused-module call costs more than its arithmetic.
-Imports vocab, model and cells from rnnlab.
+because at batch 1 a fused-module call costs more than its arithmetic. ``iter_generate`` hands
+the text over in pieces (memory bounded for any length); ``generate`` collects it.
+Imports errors, vocab, model and cells from rnnlab.
 """
 
 from __future__ import annotations
@@ -65,10 +66,13 @@ def check_arguments(
             f"--length must be between 0 and {MAX_LENGTH:,}, got {length}",
         ),
         (
-            isinstance(temperature, (int, float))
-            and math.isfinite(temperature)
-            and temperature >= 0,
-            f"--temperature must be a finite number >= 0 (0 is greedy), got {temperature}",
+            (
+                isinstance(temperature, int)
+                or isinstance(temperature, float)
+                and math.isfinite(temperature)
+            )
+            and 0 <= temperature <= 1e6,
+            f"--temperature must be a number from 0 (greedy) to 1e6, got {temperature}",
         ),
         (isinstance(top_k, int) and top_k >= 0, f"--top-k must be >= 0 (0 keeps all), got {top_k}"),
         (

@@ -91,9 +91,11 @@ def _silence_stdout() -> None:
 
 
 def _run(argv: list[str]) -> int:
-    name = next((a for a in argv if a in COMMANDS), None)
-    help_wanted = not argv or any(a in ("-h", "--help", "--version") for a in argv)
-    parser = build_parser(None if help_wanted or name is None else name)
+    if argv == ["--version"]:  # without loading torch
+        print(f"rnnlab {__version__}")
+        return 0
+    # the command is the first word that names one (no top-level flag takes a value)
+    parser = build_parser(next((a for a in argv if a in COMMANDS), None))
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -9,29 +9,18 @@ import time
 from pathlib import Path
 
 from .. import lab
-from ..config import CELLS, LAB_TASKS, LongRangeConfig
-from ..errors import UsageError
+from ..config import LAB_TASKS, LongRangeConfig
 from ..files import write_json
-from ..options import split_list
-from .flags import add_flags, check_output_dir, check_output_file, err, given
+from ..options import SweepOptions
+from .flags import add_flags, check_output_dir, check_output_file, err, options
 
 SUMMARY = "train cells on a synthetic long-range task; success against sequence length"
 EXAMPLE = "example: rnnlab longrange adding --cells rnn,lstm,gru --lengths 50,100,200 --steps 1500"
-MAX_LENGTH = 10_000
-MAX_SEEDS = 1000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("task", choices=LAB_TASKS, help="the synthetic task")
-    parser.add_argument("--cells", default="rnn,lstm,gru", help="comma-separated cells to compare")
-    parser.add_argument(
-        "--lengths", default="50,100,200", help="comma-separated sequence lengths T"
-    )
-    parser.add_argument("--seeds", type=int, default=1, help="runs per (cell, length)")
-    parser.add_argument("--first-seed", type=int, default=0, help="seeds run: S, S+1, ..., S+k-1")
-    parser.add_argument(
-        "--until-solved", action="store_true", help="stop a run at the first solved evaluation"
-    )
+    add_flags(parser, SweepOptions)
     parser.add_argument(
         "--out", help="folder for longrange.json (default: runs/longrange-TASK-TIME)"
     )
@@ -42,37 +31,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_flags(parser, LongRangeConfig, "training and presets")
 
 
-def _cells(text: str) -> list[str]:
-    values = split_list(text)
-    if not values or any(v not in CELLS for v in values):
-        raise UsageError(
-            f"--cells takes a comma-separated list of {', '.join(CELLS)}; got {text!r}"
-        )
-    return values
-
-
-def _lengths(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in split_list(text)]
-    except ValueError:
-        raise UsageError(f"--lengths takes comma-separated integers, got {text!r}") from None
-    if not values or not all(1 <= v <= MAX_LENGTH for v in values):
-        raise UsageError(f"--lengths takes integers from 1 to {MAX_LENGTH:,}, got {text!r}")
-    return values
-
-
 def run(args: argparse.Namespace) -> int:
-    cells, lengths = _cells(args.cells), _lengths(args.lengths)
-    if not 1 <= args.seeds <= MAX_SEEDS:
-        raise UsageError(f"--seeds must be between 1 and {MAX_SEEDS:,}, got {args.seeds}")
-    if not 0 <= args.first_seed < 2**62:
-        raise UsageError(f"--first-seed must be >= 0, got {args.first_seed}")
-    config = LongRangeConfig(**given(args, LongRangeConfig))
+    sweep = options(args, SweepOptions)
+    config = options(args, LongRangeConfig)
+    cells, lengths = sweep.cell_list(), sweep.length_list()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = check_output_dir(Path(args.out or f"runs/longrange-{args.task}-{stamp}"), "--out")
     plot = check_output_file(args.plot, "--plot") if args.plot else None
     out.mkdir(parents=True, exist_ok=True)
-    metric = lab.TASKS[args.task].metric
 
     def on_eval(run: lab.RunResult, m: dict[str, float]) -> None:
         if not args.quiet:
@@ -94,18 +60,18 @@ def run(args: argparse.Namespace) -> int:
         cells,
         lengths,
         config,
-        args.seeds,
-        args.until_solved,
+        sweep.seeds,
+        sweep.until_solved,
         on_eval=on_eval,
         on_run=on_run,
-        first_seed=args.first_seed,
+        first_seed=sweep.first_seed,
     )
     write_json(out / "longrange.json", result)
     png = lab.plot_longrange(result, plot or out / "longrange.png")
     if args.json:
         print(json.dumps(result | {"png": str(png)}))
         return 0
-    print_tables(result, args.task, cells, lengths, metric)
+    print_tables(result, args.task, cells, lengths, lab.TASKS[args.task].metric)
     print(f"\nwall time {result['wall_s']:.0f} s; {out / 'longrange.json'}; {png}")
     return 0
 

@@ -141,25 +141,7 @@ def run(args: argparse.Namespace) -> int:
     init_from = _init_from(args, model_opts)
     model_config = ModelConfig(**model_opts)  # bad values fail here, before any download
     train_config = TrainConfig(**train_opts)
-    if args.resume:
-        fixed = _fixed_on_resume(args, model_opts, train_opts)
-        if fixed:
-            raise UsageError(
-                f"{', '.join(fixed)} cannot change on --resume (the run's config.json fixes them); "
-                "only --max-steps and --minutes may be given"
-            )
-        out = Path(args.resume)
-        checkpoint.load_config(out)  # a missing or broken run fails here, before any work
-    else:
-        source = corpus.resolve(args.corpus, args.glob)
-        unreadable = [f for f in source.files if not os.access(f, os.R_OK)]
-        if unreadable:
-            raise UsageError(f"{unreadable[0]} is not readable; check its permissions")
-        name = source.name
-        # under torchrun every process must pick the same directory: rank 0's clock decides
-        stamp = training.distributed().object_from_main(time.strftime("%Y%m%d-%H%M%S"))
-        out = Path(args.out) if args.out else Path("runs") / f"{name}-{stamp}"
-        check_output_dir(out, "--out")
+    out = _run_dir(args, model_opts, train_opts)
     corpus_config = CorpusConfig(
         source=args.corpus or "python", glob=args.glob, byte_mode=args.bytes
     )
@@ -180,6 +162,34 @@ def run(args: argparse.Namespace) -> int:
     if result.rank != 0:  # under torchrun rank 0 reports
         return result.exit_code
     plot_curves([out], out / "curves.png")
+    report(result, out, args)
+    return result.exit_code
+
+
+def _run_dir(args: argparse.Namespace, model_opts: dict, train_opts: dict) -> Path:
+    """The run directory, checked before any work: the run to resume, or a new one."""
+    if args.resume:
+        fixed = _fixed_on_resume(args, model_opts, train_opts)
+        if fixed:
+            raise UsageError(
+                f"{', '.join(fixed)} cannot change on --resume (the run's config.json fixes them); "
+                "only --max-steps and --minutes may be given"
+            )
+        out = Path(args.resume)
+        checkpoint.load_config(out)  # a missing or broken run fails here, before any work
+        return out
+    source = corpus.resolve(args.corpus, args.glob)
+    unreadable = [f for f in source.files if not os.access(f, os.R_OK)]
+    if unreadable:
+        raise UsageError(f"{unreadable[0]} is not readable; check its permissions")
+    # under torchrun every process must pick the same directory: rank 0's clock decides
+    stamp = training.distributed().object_from_main(time.strftime("%Y%m%d-%H%M%S"))
+    out = Path(args.out) if args.out else Path("runs") / f"{source.name}-{stamp}"
+    return check_output_dir(out, "--out")
+
+
+def report(result: training.TrainResult, out: Path, args: argparse.Namespace) -> None:
+    """A sample from the best weights and the summary line (or JSON); notes on stderr."""
     sample = ""
     if result.stopped != "diverged" and (out / checkpoint.BEST).is_file():
         model, vocab, _ = checkpoint.load_model(out)
@@ -210,4 +220,3 @@ def run(args: argparse.Namespace) -> int:
             else f"no checkpoint was saved in {out}"
         )
         err(f"training diverged: {result.message}; {kept}; try a lower --lr or --grad-clip")
-    return result.exit_code
