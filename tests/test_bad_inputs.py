@@ -31,6 +31,7 @@ CLI_CASES = [
     (TRAIN + ["--hidden", "16.5"], ["--hidden", "invalid int"]),
     (TRAIN + ["--layers", "0"], ["--layers"]),
     (TRAIN + ["--layers", "10000"], ["--layers", "64"]),
+    (TRAIN + ["--layers", "64", "--hidden", "16384"], ["parameters", "2,000,000,000"]),
     (TRAIN + ["--embedding", "0"], ["--embedding"]),
     (TRAIN + ["--embedding", BIG], ["--embedding", "16,384"]),
     (TRAIN + ["--dropout", "1.5"], ["--dropout"]),

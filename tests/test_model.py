@@ -117,3 +117,17 @@ def test_auto_weights_dtype_is_int8_up_to_8_samples_then_bf16(monkeypatch, batch
     assert model_module.resolve_sample_dtype("auto", torch.device("cuda"), batch) is None
     assert model_module.resolve_sample_dtype("float32", cpu, batch) is None
     assert model_module.resolve_sample_dtype("int8", cpu, batch) == torch.int8
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_the_parameter_bound_counts_exactly(cell, monkeypatch):
+    """config.MAX_PARAMETERS is checked against the exact count, before anything is built."""
+    from rnnlab import config
+
+    c = ModelConfig(cell=cell, num_layers=3, hidden_size=12, embedding_size=5, vocab_size=30)
+    exact = sum(p.numel() for p in CharLM(c).parameters())
+    monkeypatch.setattr(config, "MAX_PARAMETERS", exact)
+    ModelConfig(cell=cell, num_layers=3, hidden_size=12, embedding_size=5, vocab_size=30)
+    monkeypatch.setattr(config, "MAX_PARAMETERS", exact - 1)
+    with pytest.raises(config.ConfigError, match="parameters"):
+        ModelConfig(cell=cell, num_layers=3, hidden_size=12, embedding_size=5, vocab_size=30)

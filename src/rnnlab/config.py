@@ -58,6 +58,8 @@ MAX_BATCH = 65_536
 MAX_SEQ_LEN = 65_536
 MAX_LR = 10.0
 MAX_SEED = 2**63 - 1
+MAX_PARAMETERS = 2_000_000_000  # 8 GB of float32 weights, before gradients and optimizer state
+GATES = {"lstm": 4, "gru": 3, "rnn": 1, "rnn-relu": 1}
 
 
 def _check_range(value: Any, lo: float, hi: float, flag: str) -> None:
@@ -109,6 +111,14 @@ class ModelConfig:
         _check(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), got {self.dropout}")
         _check_range(self.forget_bias, -1e3, 1e3, "--forget-bias")
         _check_range(self.vocab_size, 0, MAX_VOCAB, "vocab_size")
+        H, E, L = self.hidden_size, self.embedding_size, self.num_layers
+        recurrent = GATES[self.cell] * H * (E + H + (L - 1) * 2 * H + 2 * L)
+        parameters = recurrent + (E + H + 1) * self.vocab_size
+        _check(
+            parameters <= MAX_PARAMETERS,
+            f"--layers {L} x --hidden {H} makes {parameters:,} parameters, more than the "
+            f"{MAX_PARAMETERS:,} allowed; lower --hidden or --layers",
+        )
         _check(
             self.init != "identity" or self.cell in ("rnn", "rnn-relu"),
             "--init identity (IRNN) is for --cell rnn or rnn-relu; pick another --init",

@@ -7,6 +7,7 @@ one source, and ``__post_init__`` names the flag of any bad value. Stdlib only.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 from .config import CELLS, DEVICES, INITS, _check, _check_range, _check_types, _opt
@@ -15,7 +16,9 @@ UNKNOWN = ("error", "skip")
 WEIGHTS = ("best", "last")
 WEIGHTS_DTYPES = ("auto", "float32", "bfloat16", "int8")
 NETS = ("rnn", "mlp")
-MAX_NUM_SAMPLES = 4096  # as sampling.MAX_NUM_SAMPLES
+MAX_NUM_SAMPLES = 4096  # rows decoded at once; each holds its own state and logits
+MAX_LENGTH = 10**15  # per sample; sampling.iter_generate holds one block of it at a time
+MAX_TEMPERATURE = 1e6
 MAX_HELD_CHARS = 100_000_000  # several samples (or --json) are held whole until the end
 MAX_CHUNK_LEN = 1 << 18  # eval: the logits of one chunk are chunk_len x V floats
 MAX_PROBE_LENGTH = 10_000  # gradflow keeps every step's state for the backward pass
@@ -45,6 +48,38 @@ def _check_choice(value: str, choices: tuple[str, ...], flag: str) -> None:
     _check(value in choices, f"{flag} must be one of {', '.join(choices)}, got {value!r}")
 
 
+def _integer(x: object) -> bool:
+    """An int (numpy's too), not a bool."""
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def check_sampling(
+    length: int, temperature: float, top_k: int, top_p: float, num_samples: int
+) -> None:
+    """The checks of generation's arguments, shared by SampleOptions and sampling.generate, so
+    the CLI and the API say the same. Raises ConfigError (a UsageError) naming the flag."""
+    _check(
+        _integer(length) and 0 <= length <= MAX_LENGTH,
+        f"--length must be between 0 and {MAX_LENGTH:,}, got {length}",
+    )
+    finite = _integer(temperature) or (
+        isinstance(temperature, numbers.Real) and math.isfinite(temperature)
+    )
+    _check(
+        finite and 0 <= temperature <= MAX_TEMPERATURE,
+        f"--temperature must be a number from 0 (greedy) to {MAX_TEMPERATURE:g}, got {temperature}",
+    )
+    _check(_integer(top_k) and top_k >= 0, f"--top-k must be >= 0 (0 keeps all), got {top_k}")
+    _check(
+        isinstance(top_p, numbers.Real) and not isinstance(top_p, bool) and 0 < top_p <= 1,
+        f"--top-p must be in (0, 1] (1 is off), got {top_p}",
+    )
+    _check(
+        _integer(num_samples) and 1 <= num_samples <= MAX_NUM_SAMPLES,
+        f"--num-samples must be between 1 and {MAX_NUM_SAMPLES:,}, got {num_samples}",
+    )
+
+
 @dataclass(frozen=True)
 class SampleOptions:
     """How `rnnlab sample` generates (see sampling.generate)."""
@@ -72,22 +107,11 @@ class SampleOptions:
 
     def __post_init__(self) -> None:
         _check_types(self)
-        _check_range(self.length, 0, 10**15, "--length")
-        _check(
-            not isinstance(self.temperature, float) or math.isfinite(self.temperature),
-            f"--temperature must be a finite number >= 0 (0 is greedy), got {self.temperature}",
-        )
-        _check(
-            self.temperature >= 0,
-            f"--temperature must be a finite number >= 0 (0 is greedy), got {self.temperature}",
-        )
-        _check_range(self.top_k, 0, 2**31 - 1, "--top-k")
-        _check(0 < self.top_p <= 1, f"--top-p must be in (0, 1] (1 is off), got {self.top_p}")
+        check_sampling(self.length, self.temperature, self.top_k, self.top_p, self.num_samples)
         _check(
             self.seed is None or 0 <= self.seed < 2**63,
             f"--seed must be between 0 and {2**63 - 1}, got {self.seed}",
         )
-        _check_range(self.num_samples, 1, MAX_NUM_SAMPLES, "--num-samples")
         _check(
             self.num_samples == 1 or self.num_samples * self.length <= MAX_HELD_CHARS,
             f"--num-samples x --length must be at most {MAX_HELD_CHARS:,} characters (the "

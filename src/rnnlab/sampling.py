@@ -10,7 +10,6 @@ Imports errors, vocab, model and cells from rnnlab.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 
 import torch
@@ -18,6 +17,7 @@ import torch
 from .cells import StepDecoder
 from .errors import UsageError
 from .model import CharLM
+from .options import check_sampling
 from .vocab import Vocab
 
 # --- sampling transforms: small pure functions on logits (B, V) ---------------------------------
@@ -51,42 +51,8 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
 # --- generation -------------------------------------------------------------------------------
 
 
-MAX_NUM_SAMPLES = 4096  # rows decoded at once; each holds its own state and logits
-MAX_LENGTH = 10**15  # per sample; iter_generate holds only one block of it at a time
 BLOCK = 256  # steps between yields (and between draws of the Gumbel noise)
-
-
-def check_arguments(
-    length: int, temperature: float, top_k: int, top_p: float, num_samples: int
-) -> None:
-    """Raise UsageError, naming the flag, for any argument generation cannot use."""
-    problems = [
-        (
-            isinstance(length, int) and 0 <= length <= MAX_LENGTH,
-            f"--length must be between 0 and {MAX_LENGTH:,}, got {length}",
-        ),
-        (
-            (
-                isinstance(temperature, int)
-                or isinstance(temperature, float)
-                and math.isfinite(temperature)
-            )
-            and 0 <= temperature <= 1e6,
-            f"--temperature must be a number from 0 (greedy) to 1e6, got {temperature}",
-        ),
-        (isinstance(top_k, int) and top_k >= 0, f"--top-k must be >= 0 (0 keeps all), got {top_k}"),
-        (
-            isinstance(top_p, (int, float)) and 0 < top_p <= 1,
-            f"--top-p must be in (0, 1] (1 is off), got {top_p}",
-        ),
-        (
-            isinstance(num_samples, int) and 1 <= num_samples <= MAX_NUM_SAMPLES,
-            f"--num-samples must be between 1 and {MAX_NUM_SAMPLES:,}, got {num_samples}",
-        ),
-    ]
-    for ok, message in problems:
-        if not ok:
-            raise UsageError(message)
+check_arguments = check_sampling  # one set of checks for the CLI and the API (options.py)
 
 
 def iter_generate(
