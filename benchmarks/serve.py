@@ -149,7 +149,7 @@ def summary(clients: int, mode: str, results: list[dict], wall: float, peak_mb: 
 async def soak(url: str, clients: int, length: int, seconds: float, memory: Memory) -> dict:
     """``clients`` loops of back-to-back requests for ``seconds``; memory every 10 s."""
     stop = time.monotonic() + seconds
-    done, errors = [0], [0]
+    done, errors, first_errors = [0], [0], []
 
     async def loop(http, i):
         k = 0
@@ -157,6 +157,8 @@ async def soak(url: str, clients: int, length: int, seconds: float, memory: Memo
             r = await one_request(http, {"length": length, "seed": i * 100_000 + k})
             done[0] += 1
             errors[0] += r["error"] is not None
+            if r["error"] is not None and len(first_errors) < 5:
+                first_errors.append(r["error"])
             k += 1
 
     limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
@@ -171,6 +173,7 @@ async def soak(url: str, clients: int, length: int, seconds: float, memory: Memo
         "clients": clients,
         "requests": done[0],
         "errors": errors[0],
+        "first_errors": first_errors,
         "window_s": window,
         "rss_first_window_max_mb": max(m for t, m in memory.samples if t0 <= t < t0 + window),
         "rss_last_window_max_mb": max(m for t, m in memory.samples if t >= t0 + seconds - window),
@@ -187,6 +190,7 @@ def main() -> None:
     p.add_argument("--hidden", type=int, default=512)
     p.add_argument("--threads", type=int, default=2, help="torch threads in the server")
     p.add_argument("--soak-s", type=float, default=0.0, help="then a soak of 64 clients (s)")
+    p.add_argument("--soak-only", action="store_true", help="skip the 1/8/64 comparison")
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--json", default="benchmarks/results/serve.json")
     a = p.parse_args()
@@ -208,7 +212,7 @@ def main() -> None:
         memory = Memory(server.pid)
         asyncio.run(scenario(url, 2, 50, memory))  # warm-up
         rows = []
-        for n in clients:
+        for n in [] if a.soak_only else clients:
             rows += asyncio.run(scenario(url, n, a.length, memory))
             for r in rows[-2:]:
                 print(
@@ -258,6 +262,8 @@ def main() -> None:
             f"{soaked['rss_first_window_max_mb']:.0f} MB in the first {soaked['window_s']:.0f} s, "
             f"{soaked['rss_last_window_max_mb']:.0f} MB in the last"
         )
+        for error in soaked["first_errors"]:
+            print(f"soak error: {error}")
 
 
 if __name__ == "__main__":
