@@ -24,7 +24,6 @@ from . import checkpoint, corpus, evaluation, lab, sampling, training
 from .config import (
     CELLS,
     INITS,
-    LAB_TASKS,
     ConfigError,
     CorpusConfig,
     LongRangeConfig,
@@ -524,6 +523,10 @@ def cmd_gradflow(args: argparse.Namespace) -> int:
 
 
 def cmd_longrange(args: argparse.Namespace) -> int:
+    if args.paper:
+        return _longrange_paper(args)
+    if args.task is None:
+        raise UsageError("name a task (adding, copy, ...) or a preset with --paper NAME")
     cells = _name_list(args.cells, "--cells", CELLS)
     lengths = _int_list(args.lengths, "--lengths")
     if args.seeds < 1:
@@ -585,6 +588,33 @@ def cmd_longrange(args: argparse.Namespace) -> int:
         }
         print(f"{cell:8s}" + "".join(f"{rates[t]:7.2f}" for t in lengths))
     print(f"\nwall time {result['wall_s']:.0f} s; {out / 'longrange.json'}; {png}")
+    return 0
+
+
+def _longrange_paper(args: argparse.Namespace) -> int:
+    """`rnnlab longrange --paper NAME [--quick] [--jobs N] [--out DIR]`: lab/papers.py."""
+    if args.task is not None:
+        raise UsageError("--paper runs its own tasks: drop the task name, or drop --paper")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    form = "-quick" if args.quick else ""
+    out = Path(getattr(args, "out", f"runs/paper-{args.paper}{form}"))
+
+    def on_run(r: lab.RunResult) -> None:
+        if not args.quiet:
+            at = f"solved at step {r.steps_to_solve}" if r.solved else f"not solved in {r.steps}"
+            _err(
+                f"{args.paper} {r.task} {r.label} T={r.length} seed {r.seed}: {at},"
+                f" test loss {r.final.get('loss', math.nan):.4g} | {r.wall_s:.0f} s"
+            )
+
+    result = lab.run_paper(args.paper, quick=args.quick, jobs=args.jobs, on_run=on_run)
+    paths = lab.write_paper(result, out)
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "runs"} | {"out": str(out)}))
+        return 0
+    print(lab.paper_markdown(result))
+    print(f"{paths['md']}; {paths['json']}; {paths['png']}")
     return 0
 
 
@@ -772,7 +802,18 @@ def build_parser() -> Parser:
     gf.add_argument("--quiet", action="store_true", help="no progress lines")
 
     lr = p["longrange"]
-    lr.add_argument("task", choices=LAB_TASKS, help="the synthetic task")
+    lr.add_argument("task", nargs="?", choices=tuple(lab.TASKS), help="the synthetic task")
+    lr.add_argument(
+        "--paper",
+        choices=tuple(lab.PAPERS),
+        default=None,
+        help="rerun a paper's experiment (its own tasks, cells and budget) and write a table "
+        "paper vs measured (paper.md, paper.json) and curves (paper.png) into --out",
+    )
+    lr.add_argument("--quick", action="store_true", help="with --paper: the seconds-long form")
+    lr.add_argument(
+        "--jobs", type=int, default=1, help="with --paper: runs at a time, one core each"
+    )
     lr.add_argument("--cells", default="rnn,lstm,gru", help="comma-separated cells to compare")
     lr.add_argument("--lengths", default="50,100,200", help="comma-separated sequence lengths T")
     lr.add_argument("--seeds", type=int, default=1, help="runs per (cell, length)")

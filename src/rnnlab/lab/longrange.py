@@ -27,6 +27,41 @@ from ..model import recurrent_stack
 from .tasks import TASKS, Task
 
 TEST_BATCH = 256  # sequences per forward pass when testing
+CHRONO_T_MAX = 128  # the horizon model.initialize's chrono preset draws its biases for
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What a paper preset sets beyond LongRangeConfig (its defaults change nothing).
+
+    optimizer: "adam" (ours) or "sgd" (plain, as Pascanu et al. 2013 and Le et al. 2015).
+    chrono_t_max: redraw chrono biases for this horizon instead of 128 (Tallec & Ollivier 2018
+        eq. 17 sets T_max to the longest dependency expected: T for the tasks here).
+    gain: multiply every recurrent matrix by this after init (> 1 makes gradients explode).
+    """
+
+    optimizer: str = "adam"
+    chrono_t_max: int | None = None
+    gain: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be adam or sgd, got {self.optimizer!r}")
+        if self.chrono_t_max is not None and self.chrono_t_max < 3:
+            raise ValueError(f"chrono_t_max must be at least 3, got {self.chrono_t_max}")
+
+
+@torch.no_grad()
+def stretch_chrono(rnn: nn.RNNBase, t_max: int) -> None:
+    """Redraw chrono gate biases for a horizon of ``t_max`` steps. The chrono preset sets each
+    gate bias it touches to +-log(u) / 2, u ~ U[1, 127], and every other bias to 0; mapping
+    u -> 1 + (u - 1) (t_max - 2) / 126 keeps u uniform, now on [1, t_max - 1], without the
+    lab needing to know which rows are which gate."""
+    for name, p in rnn.named_parameters():
+        if name.startswith("bias"):
+            u = torch.exp(2 * p.abs())  # (G H,) 1 where the preset left the bias at 0
+            u = 1 + (u - 1) * (t_max - 2) / (CHRONO_T_MAX - 2)
+            p.copy_(torch.sign(p) * torch.log(u) / 2)
 
 
 class LongRangeNet(nn.Module):
@@ -130,6 +165,16 @@ class RunResult:
     steps_to_solve: int | None  # first evaluation at which the criterion held
     wall_s: float
     curve: list[dict[str, float]]  # {"step", "loss", ["accuracy"], "grad_norm"} per evaluation
+    batch_size: int = 0  # sequences per step: steps_to_solve * batch_size sequences seen
+    nonfinite_steps: int = 0  # steps whose loss or gradient was NaN or Inf (skipped)
+    max_grad_norm: float = 0.0  # largest gradient norm before clipping
+    label: str = ""  # the (cell, init) name a preset gives the run; the cell otherwise
+
+    @property
+    def diverged(self) -> bool:
+        """A NaN or Inf step, or a final test loss 10 times the memoryless baseline."""
+        loss = self.final.get("loss", math.nan)
+        return self.nonfinite_steps > 0 or not math.isfinite(loss) or loss > 10 * self.baseline
 
 
 def train_run(
@@ -140,8 +185,10 @@ def train_run(
     seed: int = 0,
     until_solved: bool = False,
     on_eval: Callable[[RunResult, dict[str, float]], None] | None = None,
+    recipe: Recipe = Recipe(),
+    label: str = "",
 ) -> RunResult:
-    """Train one network on fresh batches of ``task`` at ``length`` with Adam.
+    """Train one network on fresh batches of ``task`` at ``length`` with Adam (or SGD).
 
     Args:
         task: one of ``tasks.TASKS``.
@@ -151,6 +198,8 @@ def train_run(
         seed: seeds the weights and the training batches (the test set has its own).
         until_solved: stop at the first evaluation that meets the task's criterion.
         on_eval: called after each evaluation with the run so far and the metrics.
+        recipe: optimizer, chrono horizon and recurrent gain, when a paper preset sets them.
+        label: the run's name in tables (default: the cell).
 
     Returns:
         The RunResult; ``final`` holds the test metrics at the last step trained.
@@ -159,11 +208,31 @@ def train_run(
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = LongRangeNet(task, mc)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+        if recipe.chrono_t_max is not None and config.init == "chrono":
+            stretch_chrono(model.rnn, recipe.chrono_t_max)
+        if recipe.gain != 1.0:
+            with torch.no_grad():
+                for name, p in model.rnn.named_parameters():
+                    if name.startswith("weight_hh"):
+                        p.mul_(recipe.gain)
+    make = torch.optim.Adam if recipe.optimizer == "adam" else torch.optim.SGD
+    optimizer = make(model.parameters(), lr=config.learning_rate)
     g = torch.Generator().manual_seed(seed)
     test = test_set(task, length, config.test_size, seed)
     result = RunResult(
-        task.name, cell, length, seed, task.baseline(length), 0, {}, False, None, 0.0, []
+        task.name,
+        cell,
+        length,
+        seed,
+        task.baseline(length),
+        0,
+        {},
+        False,
+        None,
+        0.0,
+        [],
+        batch_size=config.batch_size,
+        label=label or cell,
     )
     t0 = time.perf_counter()
     grad_norm = float("nan")
@@ -191,6 +260,9 @@ def train_run(
             grad_norm = clip_gradients(params, config.clip, config.clip_value)
             if math.isfinite(loss.item()) and math.isfinite(grad_norm):
                 optimizer.step()  # a NaN or Inf step is skipped, the weights stay as they were
+                result.max_grad_norm = max(result.max_grad_norm, grad_norm)
+            else:
+                result.nonfinite_steps += 1
     result.wall_s = time.perf_counter() - t0
     return result
 
