@@ -608,7 +608,10 @@ def _longrange_paper(args: argparse.Namespace) -> int:
                 f" test loss {r.final.get('loss', math.nan):.4g} | {r.wall_s:.0f} s"
             )
 
-    result = lab.run_paper(args.paper, quick=args.quick, jobs=args.jobs, on_run=on_run)
+    if args.time_limit is not None and args.time_limit <= 0:
+        raise UsageError(f"--time-limit must be positive, got {args.time_limit}")
+    device = str(resolve_device(args.device))
+    result = lab.run_paper(args.paper, args.quick, args.jobs, on_run, device, args.time_limit)
     paths = lab.write_paper(result, out)
     if args.json:
         print(json.dumps({k: v for k, v in result.items() if k != "runs"} | {"out": str(out)}))
@@ -813,6 +816,19 @@ def build_parser() -> Parser:
     lr.add_argument("--quick", action="store_true", help="with --paper: the seconds-long form")
     lr.add_argument(
         "--jobs", type=int, default=1, help="with --paper: runs at a time, one core each"
+    )
+    lr.add_argument(
+        "--device",
+        default="cpu",
+        choices=("cpu", "cuda", "auto"),
+        help="with --paper: where the networks train",
+    )
+    lr.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        metavar="S",
+        help="with --paper: stop any run after S seconds (the table says which were stopped)",
     )
     lr.add_argument("--cells", default="rnn,lstm,gru", help="comma-separated cells to compare")
     lr.add_argument("--lengths", default="50,100,200", help="comma-separated sequence lengths T")

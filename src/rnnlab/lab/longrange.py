@@ -24,7 +24,7 @@ import torch.nn as nn
 
 from ..config import LongRangeConfig, ModelConfig
 from ..model import recurrent_stack
-from .tasks import TASKS, Task
+from .tasks import TASKS, Batch, Task
 
 TEST_BATCH = 256  # sequences per forward pass when testing
 CHRONO_T_MAX = 128  # the horizon model.initialize's chrono preset draws its biases for
@@ -169,6 +169,8 @@ class RunResult:
     nonfinite_steps: int = 0  # steps whose loss or gradient was NaN or Inf (skipped)
     max_grad_norm: float = 0.0  # largest gradient norm before clipping
     label: str = ""  # the (cell, init) name a preset gives the run; the cell otherwise
+    time_capped: bool = False  # stopped by time_limit_s before its step budget
+    device: str = "cpu"
 
     @property
     def diverged(self) -> bool:
@@ -187,6 +189,8 @@ def train_run(
     on_eval: Callable[[RunResult, dict[str, float]], None] | None = None,
     recipe: Recipe = Recipe(),
     label: str = "",
+    device: str = "cpu",
+    time_limit_s: float | None = None,
 ) -> RunResult:
     """Train one network on fresh batches of ``task`` at ``length`` with Adam (or SGD).
 
@@ -200,6 +204,8 @@ def train_run(
         on_eval: called after each evaluation with the run so far and the metrics.
         recipe: optimizer, chrono horizon and recurrent gain, when a paper preset sets them.
         label: the run's name in tables (default: the cell).
+        device: where the network trains ("cpu", "cuda"); batches are drawn on the CPU.
+        time_limit_s: stop (after one last evaluation) once the run has taken this long.
 
     Returns:
         The RunResult; ``final`` holds the test metrics at the last step trained.
@@ -215,10 +221,14 @@ def train_run(
                 for name, p in model.rnn.named_parameters():
                     if name.startswith("weight_hh"):
                         p.mul_(recipe.gain)
+    model.to(device)
     make = torch.optim.Adam if recipe.optimizer == "adam" else torch.optim.SGD
     optimizer = make(model.parameters(), lr=config.learning_rate)
     g = torch.Generator().manual_seed(seed)
-    test = test_set(task, length, config.test_size, seed)
+    test = [
+        Batch(b.inputs.to(device), b.targets.to(device))
+        for b in test_set(task, length, config.test_size, seed)
+    ]
     result = RunResult(
         task.name,
         cell,
@@ -239,7 +249,8 @@ def train_run(
     params = list(model.parameters())
     with flushed_denormals():
         for step in range(config.steps + 1):
-            if step % config.eval_every == 0 or step == config.steps:
+            late = time_limit_s is not None and time.perf_counter() - t0 > time_limit_s
+            if step % config.eval_every == 0 or step == config.steps or late:
                 metrics = evaluate(model, task, test)
                 result.curve.append({"step": step, **metrics, "grad_norm": grad_norm})
                 result.final, result.steps = metrics, step
@@ -251,10 +262,14 @@ def train_run(
                     on_eval(result, metrics)
                 if until_solved and result.solved:
                     break
+                if late:
+                    result.time_capped = True
+                    break
             if step == config.steps:
                 break
             batch = task.generate(config.batch_size, length, g)
-            loss = task.loss(model(batch.inputs), batch.targets)
+            inputs, targets = batch.inputs.to(device), batch.targets.to(device)
+            loss = task.loss(model(inputs), targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = clip_gradients(params, config.clip, config.clip_value)
