@@ -170,6 +170,7 @@ class RunResult:
     max_grad_norm: float = 0.0  # largest gradient norm before clipping
     label: str = ""  # the (cell, init) name a preset gives the run; the cell otherwise
     time_capped: bool = False  # stopped by time_limit_s before its step budget
+    budget_steps: int = 0  # the step budget it was given (config.steps)
     device: str = "cpu"
 
     @property

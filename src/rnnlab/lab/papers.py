@@ -491,7 +491,7 @@ def _row(runs: list[RunResult]) -> dict[str, Any]:
         "baseline": r0.baseline,
         "diverged_rate": sum(r.diverged for r in runs) / len(runs),
         "time_capped": sum(r.time_capped for r in runs),
-        "steps_budget": max(r.curve[-1]["step"] for r in runs),
+        "budget_sequences": max(r.budget_steps * r.batch_size for r in runs),
         "steps_per_s": sum(r.steps for r in runs) / max(sum(r.wall_s for r in runs), 1e-9),
         "wall_s": sum(r.wall_s for r in runs),
     }
@@ -578,8 +578,8 @@ def _measured_text(row: dict[str, Any] | None, quantity: str) -> str:
     ok = f"{row['success_rate'] * row['seeds']:.0f}/{row['seeds']} solved"
     if quantity == "sequences to solve":
         seqs = row["sequences_to_solve"]
-        med = f"median {seqs[len(seqs) // 2]:,}" if seqs else "none"
-        return f"{ok}; {med} (of {row['steps_budget'] * 64:,} max)"
+        med = f"median {seqs[len(seqs) // 2]:,}, mean {sum(seqs) / len(seqs):,.0f}" if seqs else "-"
+        return f"{ok} within {row['budget_sequences']:,} sequences; {med}"
     base = f"final loss {row['final_loss_mean']:.4g} (baseline {row['baseline']:.4g})"
     if row["diverged_rate"]:
         base += f"; {row['diverged_rate'] * row['seeds']:.0f}/{row['seeds']} diverged"
@@ -605,12 +605,13 @@ def paper_markdown(result: dict[str, Any]) -> str:
         "",
         "All measured runs (each stopped at its first solved evaluation):",
         "",
-        "| task | network | T | seeds | solved | sequences to solve | final loss | baseline |"
-        " diverged | steps/s | wall s |",
+        "| task | network | T | seeds | solved | sequences to solve (budget) | final loss |"
+        " baseline | diverged | steps/s | wall s |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         seqs = ", ".join(f"{s:,}" for s in r["sequences_to_solve"]) or "-"
+        seqs += f" ({r['budget_sequences']:,})"
         lines.append(
             f"| {r['task']} | {r['label']} | {r['length']} | {r['seeds']} |"
             f" {r['success_rate']:.2f} | {seqs} | {r['final_loss_mean']:.4g} |"

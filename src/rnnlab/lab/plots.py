@@ -123,6 +123,14 @@ def plot_gradflow(curves: list[dict[str, Any]], out: Path, quantity: str = "loss
     return save_png(fig, out)
 
 
+def _machine_line(result: dict[str, Any]) -> str:
+    where = result.get("device", "cpu")
+    return (
+        f"{result['seeds']} seed(s); {result.get('jobs', 1)} run(s) at a time, one CPU thread each,"
+        f" networks on {where}; the machine is named beside the command in docs/lab.md"
+    )
+
+
 def plot_paper(result: dict[str, Any], out: Path) -> Path:
     """One panel per experiment of a paper preset: test loss against training sequences seen,
     one line per (network, T, seed), the memoryless baseline dashed.
@@ -162,11 +170,7 @@ def plot_paper(result: dict[str, Any], out: Path) -> Path:
         ax.set_title(f"{result['paper']}: {task}", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(
-        f"{result['seeds']} seed(s); one thread per run; shared 2-core AMD EPYC unless the"
-        " docs say otherwise",
-        fontsize=8,
-    )
+    fig.suptitle(_machine_line(result), fontsize=8)
     return save_png(fig, out)
 
 
@@ -212,5 +216,5 @@ def plot_success(result: dict[str, Any], out: Path) -> Path:
         ax.set_title(f"{task}: budget {budget[task]:,} sequences", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("one thread per run; machine named beside the command in docs/lab.md", fontsize=8)
+    fig.suptitle(_machine_line(result), fontsize=8)
     return save_png(fig, out)
