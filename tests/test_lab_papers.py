@@ -58,6 +58,8 @@ def test_hochreiter1997_quick_end_to_end(tmp_path, capsys):
     assert rows[("temporal-order", "tanh RNN (orthogonal)")]["success_rate"] == 0.0
     sequences = rows[("temporal-order", "LSTM (chrono)")]["sequences_to_solve"]
     assert sequences and sequences[0] % 64 == 0  # counted as steps x batch
+    assert rows[("temporal-order", "tanh RNN (orthogonal)")]["budget_sequences"] == 200 * 64
+    assert all(r["device"] == "cpu" and r["budget_steps"] == 200 for r in result["runs"])
 
 
 @pytest.mark.parametrize("name", ["le2015", "arjovsky2016"])

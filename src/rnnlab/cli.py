@@ -562,6 +562,7 @@ def cmd_longrange(args: argparse.Namespace) -> int:
         on_eval=on_eval,
         on_run=on_run,
         first_seed=args.first_seed,
+        device=str(resolve_device(args.device)),
     )
     checkpoint.write_json(out / "longrange.json", result)
     png = lab.plot_longrange(result, Path(getattr(args, "plot", out / "longrange.png")))
@@ -611,7 +612,11 @@ def _longrange_paper(args: argparse.Namespace) -> int:
     if args.time_limit is not None and args.time_limit <= 0:
         raise UsageError(f"--time-limit must be positive, got {args.time_limit}")
     device = str(resolve_device(args.device))
-    result = lab.run_paper(args.paper, args.quick, args.jobs, on_run, device, args.time_limit)
+    seeds = args.seeds if args.seeds != 1 else None  # 1 is --seeds' default: the preset's
+    steps = getattr(args, "steps", None)
+    result = lab.run_paper(
+        args.paper, args.quick, args.jobs, on_run, device, args.time_limit, seeds, steps
+    )
     paths = lab.write_paper(result, out)
     if args.json:
         print(json.dumps({k: v for k, v in result.items() if k != "runs"} | {"out": str(out)}))
@@ -821,7 +826,7 @@ def build_parser() -> Parser:
         "--device",
         default="cpu",
         choices=("cpu", "cuda", "auto"),
-        help="with --paper: where the networks train",
+        help="where the networks train",
     )
     lr.add_argument(
         "--time-limit",
