@@ -653,6 +653,8 @@ def paper_markdown(result: dict[str, Any]) -> str:
             f" {r['baseline']:.4g} | {r['diverged_rate']:.2f} | {r['steps_per_s']:.1f} |"
             f" {r['wall_s']:.0f} |"
         )
+    if result.get("steps_override"):
+        lines += ["", f"Run with `--steps {result['steps_override']}`: every budget above is that."]
     lines += ["", "Scaled down or changed from the paper:", ""]
     lines += [f"- {s}" for s in result["scaled"]]
     capped = sum(r["time_capped"] for r in result["rows"])
