@@ -393,7 +393,7 @@ PAPERS: dict[str, Paper] = {
                     "IRNN, SGD, norm clipping 1",
                     100,
                     "outcome",
-                    "rescaling g to threshold * g / ||g|| keeps training stable",
+                    "rescaling g to threshold * g / norm(g) keeps training stable",
                     "section 3.2, algorithm 1",
                     "read",
                 ),
