@@ -612,6 +612,8 @@ def _measured_text(row: dict[str, Any] | None, quantity: str) -> str:
     if row is None:
         return "not run"
     ok = f"{row['success_rate'] * row['seeds']:.0f}/{row['seeds']} solved"
+    if row.get("time_capped"):
+        ok += f" ({row['time_capped']} stopped early by the time limit)"
     if quantity == "sequences to solve":
         seqs = row["sequences_to_solve"]
         med = f"median {seqs[len(seqs) // 2]:,}, mean {sum(seqs) / len(seqs):,.0f}" if seqs else "-"
