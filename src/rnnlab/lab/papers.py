@@ -1,6 +1,8 @@
 """Paper presets for `rnnlab longrange --paper NAME`: each reruns one paper's long-range
-experiment at a scale a 2-core CPU finishes, and writes a "paper vs measured" table (markdown and
-JSON) and the learning curves (PNG). Imports config, files and lab.longrange / lab.plots.
+experiment, scaled where a 2-core CPU forces it (each preset says how), and writes a "paper vs
+measured" table (markdown and JSON) and the learning curves (PNG); `point4` is the lab's own
+success-against-length sweep. `--quick` forms run in seconds, in the test suite. Imports config,
+files and lab.longrange / lab.plots.
 
 The published numbers live in PAPERS, one entry per paper, each with the section, table or
 figure it comes from and how sure we are of it: "read" (checked against the paper's text here)
@@ -16,6 +18,7 @@ paper before quoting it). Sources:
   adding T = 750; figures 3 and 4).
 - Pascanu, Mikolov & Bengio 2013, "On the difficulty of training recurrent neural networks",
   section 3.2 (algorithm 1, norm clipping) and section 4.
+Section, table and figure numbers are from memory unless the entry says "read".
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +83,9 @@ class Published:
 
 @dataclass(frozen=True)
 class Paper:
+    """One paper's preset: what it claims, the experiments that rerun it, its published numbers,
+    what we changed, and what its quick form must show."""
+
     name: str
     citation: str
     claim: str  # what the paper shows, in one sentence
@@ -687,7 +693,3 @@ def write_paper(result: dict[str, Any], out: Path) -> dict[str, Path]:
     if any(len(ex["lengths"]) >= 3 for ex in result["experiments"]):
         paths["success_png"] = plot_success(result, out / "success.png")
     return paths
-
-
-def paper_names() -> Sequence[str]:
-    return tuple(PAPERS)
