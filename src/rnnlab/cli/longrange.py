@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 
 from .. import lab
-from ..config import LAB_TASKS, LongRangeConfig
+from ..config import LongRangeConfig
+from ..errors import UsageError
 from ..files import write_json
+from ..model import resolve_device
 from ..options import SweepOptions
 from .flags import add_flags, check_output_dir, check_output_file, err, options
 
@@ -19,7 +22,28 @@ EXAMPLE = "example: rnnlab longrange adding --cells rnn,lstm,gru --lengths 50,10
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("task", choices=LAB_TASKS, help="the synthetic task")
+    parser.add_argument("task", nargs="?", choices=tuple(lab.TASKS), help="the synthetic task")
+    parser.add_argument(
+        "--paper",
+        choices=tuple(lab.PAPERS),
+        default=None,
+        help="rerun a paper's experiment (its own tasks, cells and budget) and write a table "
+        "paper vs measured (paper.md, paper.json) and curves (paper.png) into --out",
+    )
+    parser.add_argument("--quick", action="store_true", help="with --paper: the short form")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="with --paper: runs at a time, one core each"
+    )
+    parser.add_argument(
+        "--device", default="cpu", choices=("cpu", "cuda", "auto"), help="where the nets train"
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        metavar="S",
+        help="with --paper: stop any run after S seconds (the table says which were stopped)",
+    )
     add_flags(parser, SweepOptions)
     parser.add_argument(
         "--out", help="folder for longrange.json (default: runs/longrange-TASK-TIME)"
@@ -32,6 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.paper:
+        return run_paper(args)
+    if args.task is None:
+        raise UsageError("name a task (adding, copy, ...) or a preset with --paper NAME")
     sweep = options(args, SweepOptions)
     config = options(args, LongRangeConfig)
     cells, lengths = sweep.cell_list(), sweep.length_list()
@@ -65,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         on_eval=on_eval,
         on_run=on_run,
         first_seed=sweep.first_seed,
+        device=str(resolve_device(args.device)),
     )
     write_json(out / "longrange.json", result)
     png = lab.plot_longrange(result, plot or out / "longrange.png")
@@ -73,6 +102,40 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print_tables(result, args.task, cells, lengths, lab.TASKS[args.task].metric)
     print(f"\nwall time {result['wall_s']:.0f} s; {out / 'longrange.json'}; {png}")
+    return 0
+
+
+def run_paper(args: argparse.Namespace) -> int:
+    """`rnnlab longrange --paper NAME [--quick] [--jobs N] [--out DIR]`: lab/papers.py."""
+    if args.task is not None:
+        raise UsageError("--paper runs its own tasks: drop the task name, or drop --paper")
+    if not 1 <= args.jobs <= 256:
+        raise UsageError(f"--jobs must be between 1 and 256, got {args.jobs}")
+    if args.time_limit is not None and not 0 < args.time_limit < 1e9:
+        raise UsageError(f"--time-limit must be positive, got {args.time_limit}")
+    form = "-quick" if args.quick else ""
+    out = check_output_dir(Path(args.out or f"runs/paper-{args.paper}{form}"), "--out")
+
+    def on_run(r: lab.RunResult) -> None:
+        if not args.quiet:
+            at = f"solved at step {r.steps_to_solve}" if r.solved else f"not solved in {r.steps}"
+            err(
+                f"{args.paper} {r.task} {r.label} T={r.length} seed {r.seed}: {at},"
+                f" test loss {r.final.get('loss', math.nan):.4g} | {r.wall_s:.0f} s"
+            )
+
+    device = str(resolve_device(args.device))
+    seeds = getattr(args, "seeds", None)  # not given: the preset's own count
+    steps = getattr(args, "steps", None)
+    result = lab.run_paper(
+        args.paper, args.quick, args.jobs, on_run, device, args.time_limit, seeds, steps
+    )
+    paths = lab.write_paper(result, out)
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "runs"} | {"out": str(out)}))
+        return 0
+    print(lab.paper_markdown(result))
+    print(f"{paths['md']}; {paths['json']}; {paths['png']}")
     return 0
 
 
