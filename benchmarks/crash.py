@@ -2,9 +2,10 @@
 resumed; every resumed run must end bit-identical to the run never interrupted.
 
 Each trial starts a small run (one thread, validation and checkpoint several times a second, so
-many kills land inside a save), waits a random time between 0 and the uninterrupted run's wall
-time (so some land during start-up, before the first checkpoint), and sends SIGKILL, SIGTERM or
-SIGINT. Then:
+many kills land inside a save) and sends SIGKILL, SIGTERM or SIGINT at a random instant: for a
+third of the trials during start-up (between launch and the first checkpoint, as long as the
+uninterrupted run took for it), for the rest during training (after the trial's own first
+checkpoint, within the uninterrupted run's training time). Then:
   - `rnnlab sample RUN` must work if best weights exist, else fail with one line (exit 2);
   - `rnnlab train --resume RUN` must finish (a run stopped before its first checkpoint starts
     over; a folder with nothing in it takes `train --out` again);
@@ -64,12 +65,29 @@ def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def trial(i: int, kind: str, delay: float, corpus: Path, steps: int, work: Path, ref):
-    run = work / f"trial{i}"
+def launch(corpus: Path, steps: int, run: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "rnnlab", "train", str(corpus), *RUN_FLAGS]
     cmd += ["--max-steps", str(steps), "--out", str(run)]
     env = os.environ | {"OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+
+
+def wait_for_checkpoint(proc: subprocess.Popen, run: Path) -> bool:
+    """Until the run's first checkpoint exists (True) or the process ended (False)."""
+    while not (run / "last.safetensors").exists():
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def trial(i: int, kind: str, phase: str, delay: float, corpus: Path, steps: int, work: Path, ref):
+    """One run, signalled ``delay`` seconds after it started (phase "startup") or after its
+    first checkpoint appeared (phase "training"), then sampled and resumed."""
+    run = work / f"trial{i}"
+    proc = launch(corpus, steps, run)
+    if phase == "training":
+        wait_for_checkpoint(proc, run)
     time.sleep(delay)
     finished_first = proc.poll() is not None
     if not finished_first:
@@ -104,6 +122,7 @@ def trial(i: int, kind: str, delay: float, corpus: Path, steps: int, work: Path,
     return {
         "trial": i,
         "signal": kind,
+        "phase": phase,
         "delay_s": round(delay, 3),
         "finished_before_signal": finished_first,
         "exit_code": rc,
@@ -142,31 +161,34 @@ def main() -> None:
         os.environ["XDG_CACHE_HOME"] = str(work / "cache")  # token files: not the user's cache
         corpus = work / "words.txt"
         corpus.write_text(words(600))
+        # the uninterrupted run, timed: start-up (launch to first checkpoint) and training
         t0 = time.perf_counter()
-        done = rnnlab(
-            "train",
-            str(corpus),
-            *RUN_FLAGS,
-            "--max-steps",
-            str(args.steps),
-            "--out",
-            str(work / "ref"),
-        )
-        wall_s = time.perf_counter() - t0
-        assert done.returncode == 0, done.stderr
+        proc = launch(corpus, args.steps, work / "ref")
+        wait_for_checkpoint(proc, work / "ref")
+        startup_s = time.perf_counter() - t0
+        _, stderr = proc.communicate(timeout=600)
+        train_s = time.perf_counter() - t0 - startup_s
+        assert proc.returncode == 0, stderr
+        wall_s = startup_s + train_s
         ref = final_tensors(work / "ref")
-        # every trial's signal and instant drawn up front, so --jobs does not change them
-        plan = [
-            (rng.choices([k for k, _ in KINDS], [w for _, w in KINDS])[0], rng.uniform(0, wall_s))
-            for _ in range(args.trials)
-        ]
+        # every trial's signal and instant drawn up front, so --jobs does not change them: a
+        # third during start-up (before the first checkpoint), the rest during training, timed
+        # from the trial's own first checkpoint so that a loaded machine still lands them there
+        kinds = [k for k, _ in KINDS]
+        plan = []
+        for _ in range(args.trials):
+            kind = rng.choices(kinds, [w for _, w in KINDS])[0]
+            if rng.random() < 1 / 3:
+                plan.append((kind, "startup", rng.uniform(0, startup_s)))
+            else:
+                plan.append((kind, "training", rng.uniform(0, train_s)))
 
         def one(i: int) -> dict:
             row = trial(i, *plan[i], corpus, args.steps, work, ref)
             flag = "ok" if row["identical"] else "FAIL"
             print(
-                f"trial {i:3d} {row['signal']:7s} at {row['delay_s']:5.2f} s -> exit "
-                f"{row['exit_code']}, checkpoint {row['checkpoint_step_after_signal']}, "
+                f"trial {i:3d} {row['signal']:7s} {row['phase']:8s} +{row['delay_s']:5.2f} s"
+                f" -> exit {row['exit_code']}, checkpoint {row['checkpoint_step_after_signal']}, "
                 f"resumed {flag}",
                 file=sys.stderr,
                 flush=True,
@@ -204,6 +226,7 @@ def main() -> None:
         "corrupt": sum(r["corrupt"] for r in rows),
         "identical": sum(r["identical"] for r in rows),
         "uninterrupted_wall_s": round(wall_s, 2),
+        "uninterrupted_startup_s": round(startup_s, 2),
         "steps": args.steps,
         "by_signal": dict(by_kind),
     }

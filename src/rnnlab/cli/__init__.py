@@ -113,6 +113,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (``python -m rnnlab`` passes it to sys.exit)."""
+    whole_process = argv is None  # the rnnlab command itself, not a caller in Python
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     previous = None
@@ -153,5 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     finally:
-        if previous is not None:
+        if whole_process and previous is not None:
+            # the work is done (and saved): a SIGTERM while the interpreter shuts down is 143 too
+            signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(143))
+        elif previous is not None:
             signal.signal(signal.SIGTERM, previous)
