@@ -11,7 +11,8 @@ LAYERS = [
     {"errors"},
     {"files", "config", "vocab"},
     {"corpus", "data", "model", "cells", "distributed"},
-    {"checkpoint", "sampling", "evaluation"},
+    {"checkpoint", "sampling", "evaluation", "dynamic"},
+    {"compression"},  # range coding driven by a model, with or without dynamic evaluation
     {"training"},
     {"viz", "lab"},
     {"cli", "__init__", "__main__"},

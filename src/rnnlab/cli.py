@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import checkpoint, corpus, evaluation, lab, sampling, training
+from . import checkpoint, compression, corpus, dynamic, evaluation, files, lab, sampling, training
 from .config import (
     CELLS,
     INITS,
@@ -298,6 +298,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         eval_ids, name = val_ids, "validation split"
     if len(eval_ids) < 2:
         raise UsageError(f"{name} has fewer than 2 characters to evaluate")
+    if args.dynamic or args.dynamic_tune:
+        return _eval_dynamic(args, model, train_ids, eval_ids, name)
     V = len(vocab)
     symbols = [chr(i) for i in range(256)] if vocab.mode == "byte" else vocab.symbols
 
@@ -359,6 +361,165 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for b in wins["closing_by_distance"]:
             span = f"{b['from']}-{b['to'] - 1}" if b["to"] else f"{b['from']}+"
             print(f"{span:32s} {b['count']:7,d} {b['model_bpc']:7.3f} {b['ngram_bpc']:7.3f}")
+    return 0
+
+
+# --- dynamic evaluation, compress, decompress (issue 15) ----------------------------------------
+
+
+def _dynamic_config(args: argparse.Namespace) -> dynamic.DynamicConfig:
+    return dynamic.DynamicConfig(**_given(args, dynamic.DynamicConfig))
+
+
+def _training_split(config: checkpoint.RunConfig, why: str) -> np.ndarray:
+    try:
+        tokens = training.load_tokens(config.corpus, config.corpus.sha256)
+    except corpus.CorpusError as e:
+        raise corpus.CorpusError(
+            f"{why} needs the run's training text, not available here ({e})"
+        ) from None
+    return split(tokens.open(), config.train.val_fraction)[0]
+
+
+def _dynamic_stats(
+    model, config: checkpoint.RunConfig, settings: dynamic.DynamicConfig
+) -> tuple[dict | None, str | None]:
+    """The rms rule's statistics of the training split (pinned to one thread, so the compressor
+    and the decompressor compute the same bits), or (None, None) for sgd."""
+    if settings.rule != "rms":
+        return None, None
+    train_ids = _training_split(config, "the rms rule (--dynamic-rule rms)")
+    with compression.pinned_threads(1):
+        stats = dynamic.gradient_stats(model, train_ids, settings.segment_len)
+    return stats, dynamic.stats_digest(stats)
+
+
+def _eval_dynamic(args, model, train_ids, eval_ids, name: str) -> int:
+    if train_ids is None and (args.dynamic_tune or _dynamic_config(args).rule == "rms"):
+        raise corpus.CorpusError("--dynamic needs the run's training text, not available here")
+    settings = _dynamic_config(args)
+    stats = (
+        dynamic.gradient_stats(model, train_ids, settings.segment_len)
+        if train_ids is not None
+        else None
+    )
+    trials = None
+    if args.dynamic_tune:  # on the training split just before the statistics' slice
+        piece = train_ids[-(20_000 + args.dynamic_tune) : -20_000]
+        settings, trials = dynamic.tune(
+            model, piece, stats, settings.rule, segment_lens=(settings.segment_len,)
+        )
+    started = time.perf_counter()
+    static_bpc = evaluation.bits_per_char(model, eval_ids, args.chunk_len)
+    static_s = time.perf_counter() - started
+    result = dynamic.dynamic_bits_per_char(model, eval_ids, settings, stats)
+    report = {
+        "text": name,
+        "num_chars": len(eval_ids) - 1,
+        "static_bpc": static_bpc,
+        "static_seconds": static_s,
+        "dynamic_bpc": result.bpc,
+        "dynamic_seconds": result.seconds,
+        "dynamic": result.config,
+        "tuning": trials,
+    }
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    for t in trials or []:
+        print(
+            f"tune (training split): lr {t['learning_rate']:g} decay {t['decay']:g} "
+            f"-> {t['bpc']:.4f} bpc"
+        )
+    print(f"{name}: {len(eval_ids) - 1:,} characters")
+    print(f"static   {static_bpc:.4f} bpc  {static_s:7.1f} s")
+    c = result.config
+    print(
+        f"dynamic  {result.bpc:.4f} bpc  {result.seconds:7.1f} s  ({c['rule']}, lr "
+        f"{c['learning_rate']:g}, decay {c['decay']:g}, segment {c['segment_len']})"
+    )
+    return 0
+
+
+def _read_input(path: Path) -> bytes:
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    return path.read_bytes()
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    run, src = Path(args.run), Path(args.file)
+    out = files.check_writable(Path(args.output or f"{src}.rz"))
+    if out.resolve() == src.resolve():
+        raise UsageError(f"-o {out} is the input file; give another name")
+    weights = {"best": checkpoint.BEST, "last": checkpoint.LAST}[args.weights]
+    model, vocab, config = checkpoint.load_model(run, weights, "cpu")
+    data = _read_input(src)
+    settings = _dynamic_config(args) if args.dynamic else None
+    stats, digest = _dynamic_stats(model, config, settings) if settings else (None, None)
+    started = time.perf_counter()
+    blob = compression.compress(data, model, vocab, args.segments, settings, stats, digest)
+    seconds = time.perf_counter() - started
+    files.atomic_write(out, blob)
+    header, _ = compression.read_header(blob)
+    result = {
+        "input": str(src),
+        "output": str(out),
+        "original_bytes": len(data),
+        "compressed_bytes": len(blob),
+        "symbols": header.length,
+        "bits_per_symbol": 8 * len(blob) / max(1, header.length),
+        "segments": header.segments,
+        "dynamic": header.dynamic,
+        "seconds": seconds,
+        "kB_per_s": len(data) / 1000 / max(seconds, 1e-9),
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"{src} -> {out}: {len(data):,} -> {len(blob):,} bytes, "
+            f"{result['bits_per_symbol']:.4f} bits per {header.mode}, "
+            f"{header.segments} segments, {result['kB_per_s']:.1f} kB/s"
+        )
+    return 0
+
+
+def cmd_decompress(args: argparse.Namespace) -> int:
+    run, src = Path(args.run), Path(args.file)
+    if args.output is None and src.suffix != ".rz":
+        raise UsageError(f"{src} does not end in .rz; name the output with -o FILE")
+    out = files.check_writable(Path(args.output or src.with_suffix("")))
+    if out.resolve() == src.resolve():
+        raise UsageError(f"-o {out} is the input file; give another name")
+    blob = _read_input(src)
+    header, _ = compression.read_header(blob)
+    weights = {"best": checkpoint.BEST, "last": checkpoint.LAST}[args.weights]
+    model, vocab, config = checkpoint.load_model(run, weights, "cpu")
+    compression.check_model(header, model, vocab)  # before any long computation
+    stats, digest = None, None
+    if header.dynamic is not None:
+        settings = dynamic.DynamicConfig.from_dict(header.dynamic)
+        stats, digest = _dynamic_stats(model, config, settings)
+    started = time.perf_counter()
+    data = compression.decompress(blob, model, vocab, stats, digest)
+    seconds = time.perf_counter() - started
+    files.atomic_write(out, data)
+    kb_s = len(data) / 1000 / max(seconds, 1e-9)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "input": str(src),
+                    "output": str(out),
+                    "bytes": len(data),
+                    "seconds": seconds,
+                    "kB_per_s": kb_s,
+                }
+            )
+        )
+    else:
+        print(f"{src} -> {out}: {len(data):,} bytes, checksum verified, {kb_s:.1f} kB/s")
     return 0
 
 
@@ -640,6 +801,16 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, str]] = {
         "bits per character on the validation split or a file",
         "example: rnnlab eval runs/mine held_out.txt",
     ),
+    "compress": (
+        cmd_compress,
+        "compress a file with a trained model (range coding of its predictions)",
+        "example: rnnlab compress runs/mine notes.txt -o notes.txt.rz",
+    ),
+    "decompress": (
+        cmd_decompress,
+        "restore a file compressed by `rnnlab compress`, with the same run",
+        "example: rnnlab decompress runs/mine notes.txt.rz -o notes.txt",
+    ),
     "plot": (
         cmd_plot,
         "training curves of one or more runs as a PNG",
@@ -739,6 +910,49 @@ def build_parser() -> Parser:
         action="store_true",
         help="only the uniform and unigram rungs (no n-grams, no compressors)",
     )
+
+    e.add_argument(
+        "--dynamic",
+        action="store_true",
+        help="dynamic evaluation: a gradient step after each segment (Krause et al. 2018); "
+        "prints static and dynamic bpc",
+    )
+    e.add_argument(
+        "--dynamic-tune",
+        type=int,
+        default=0,
+        metavar="N",
+        help="choose --dynamic-lr and --dynamic-decay on N characters of the training split "
+        "(never the evaluated text) before evaluating; 0: use the flags",
+    )
+    _add_config_flags(e, dynamic.DynamicConfig, "dynamic evaluation")
+
+    for name in ("compress", "decompress"):
+        c = p[name]
+        c.add_argument("run", help="run directory (the same one for both directions)")
+        c.add_argument("file", help="file to compress" if name == "compress" else ".rz file")
+        c.add_argument(
+            "-o",
+            "--output",
+            help="file to write (default: FILE.rz; for decompress FILE without .rz)",
+        )
+        c.add_argument(
+            "--weights",
+            choices=("best", "last"),
+            default="best",
+            help="best-validation weights or those of the last step",
+        )
+    c = p["compress"]
+    c.add_argument(
+        "--segments",
+        type=int,
+        default=compression.DEFAULT_SEGMENTS,
+        help="pieces coded side by side as one batch (speed; each costs about log2 V bits)",
+    )
+    c.add_argument(
+        "--dynamic", action="store_true", help="adapt the weights while coding (both directions)"
+    )
+    _add_config_flags(c, dynamic.DynamicConfig, "dynamic evaluation (with --dynamic)")
 
     v = p["viz"]
     v.add_argument("run", help="run directory")
