@@ -6,7 +6,6 @@ import hashlib
 import json
 import math
 import os
-import struct
 import subprocess
 import sys
 
@@ -148,7 +147,7 @@ def test_corrupt_truncated_foreign_and_other_version_files_are_refused():
         (blob[:-40] + bytes([blob[-40] ^ 0x10]) + blob[-39:], "corrupt"),
         (rewrite(blob, format_version=2), "format version 2"),
         (rewrite(blob, length=10**15), "header is invalid"),
-        (rewrite(blob, probe_sha256="0" * 64), "computes the model's probabilities differently"),
+        (rewrite(blob, probe_sha256="0" * 16), "computes the model's probabilities differently"),
         (rewrite(blob, original_sha256="0" * 64), "checksum mismatch"),
     ]
     for data, needle in bad:
@@ -260,9 +259,13 @@ def test_eval_dynamic_reports_static_and_dynamic(runs, capsys):
     assert math.isfinite(report["dynamic_bpc"]) and report["dynamic"]["segment_len"] == 16
 
 
-def test_header_is_json_after_the_magic():
-    blob = C.compress(b"", MODEL, VOCAB)
-    (n,) = struct.unpack_from("<I", blob, 8)
-    header = json.loads(blob[12 : 12 + n])
-    assert header["length"] == 0 and header["weights_sha256"] == C.weights_digest(MODEL)
-    assert hashlib.sha256(blob[:-32]).digest() == blob[-32:]
+def test_the_header_describes_the_file_and_costs_few_bytes():
+    data = TEXT[:500].encode()
+    blob = C.compress(data, MODEL, VOCAB, segments=4)
+    header, payload = C.read_header(blob)
+    assert header.model_sha256 == C.model_digest(MODEL, VOCAB)
+    assert header.original_sha256 == hashlib.sha256(data).hexdigest()
+    assert header.versions["torch"] == torch.__version__ and header.dynamic is None
+    assert (header.segments, header.segment_len) == (4, 125)
+    assert hashlib.sha256(blob[:-8]).digest()[:8] == blob[-8:]
+    assert len(blob) - 4 * len(payload) < 256  # the fixed cost of a file

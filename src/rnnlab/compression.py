@@ -7,8 +7,9 @@ Imports errors, vocab, model and dynamic from rnnlab; ``constriction`` only insi
 
 Layout of a ``.rz`` file::
 
-    b"RNNLABZ\\0" | u32 header length | header (UTF-8 JSON) | payload (u32 words) | sha256
-                                                                 of everything before it
+    b"RNNLABZ\\0" | fixed fields: version, mode, precision, threads, segments, length,
+    original bytes, SHA-256 of the original, SHA-256 of the model, probe digest | compact JSON:
+    versions, dynamic settings | payload (u32 words) | 8-byte SHA-256 of everything before it
 
 The text is cut into ``segments`` contiguous pieces coded side by side as one batch, each from a
 zero state (its first symbol uniform), so the model runs at batch S rather than batch 1::
@@ -49,7 +50,6 @@ MAGIC = b"RNNLABZ\0"
 FORMAT_VERSION = 1
 PRECISION_BITS = 20  # frequencies sum to 2**20; the coder itself works at 24 bits
 DEFAULT_SEGMENTS = 64
-MAX_HEADER_BYTES = 1 << 16
 MAX_LENGTH = 1 << 40  # symbols; a header claiming more is corrupt
 PROBE_STEPS = 16
 
@@ -120,91 +120,121 @@ def weights_digest(model: torch.nn.Module) -> str:
 
 # --- the header ---------------------------------------------------------------------------------
 
+# magic | version, mode, precision bits, threads (u8 each) | segments (u32) | length, original
+# bytes (u64 each) | SHA-256 of the original | SHA-256 of weights + vocabulary | probe (8 bytes)
+# | u16 length + compact JSON (versions, dynamic settings) | payload (u32 words) | checksum
+_FIXED = struct.Struct("<BBBBIQQ32s32s8sH")
+CHECKSUM_BYTES = 8  # truncated SHA-256 of everything before it: corruption, caught up front
+MODES = ("char", "byte")
+
 
 @dataclass(frozen=True)
 class Header:
-    """What a ``.rz`` file says about itself; decoding refuses any mismatch."""
+    """What a ``.rz`` file says about itself; decoding refuses any mismatch. The segment
+    boundaries follow from ``length`` and ``segments`` (``segment_layout``). Digests are hex."""
 
     format_version: int
-    rnnlab: str
-    torch: str
-    constriction: str
     mode: str  # "char" or "byte": what the symbols are
+    precision_bits: int
+    threads: int
+    segments: int
     length: int  # symbols (characters or bytes)
     original_bytes: int
     original_sha256: str
-    weights_sha256: str
-    vocab_sha256: str
-    segments: int
-    segment_len: int
-    precision_bits: int
-    threads: int
-    probe_sha256: str
+    model_sha256: str  # weights and vocabulary (``model_digest``)
+    probe_sha256: str  # first 8 bytes of ``probe_digest``
+    versions: dict  # rnnlab, torch and constriction versions that wrote the file
     dynamic: dict | None  # DynamicConfig fields and the statistics' SHA-256, or None
 
+    @property
+    def segment_len(self) -> int:
+        return segment_layout(self.length, self.segments)[1]
+
     def to_bytes(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True).encode("utf-8")
+        extra = {"versions": self.versions, "dynamic": self.dynamic}
+        text = json.dumps(extra, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        fixed = _FIXED.pack(
+            self.format_version,
+            MODES.index(self.mode),
+            self.precision_bits,
+            self.threads,
+            self.segments,
+            self.length,
+            self.original_bytes,
+            bytes.fromhex(self.original_sha256),
+            bytes.fromhex(self.model_sha256),
+            bytes.fromhex(self.probe_sha256),
+            len(text),
+        )
+        return fixed + text
 
 
-def vocab_digest(vocab: Vocab) -> str:
-    return hashlib.sha256(json.dumps(vocab.to_json(), sort_keys=True).encode()).hexdigest()
+def model_digest(model: torch.nn.Module, vocab: Vocab) -> str:
+    """SHA-256 of the weights (``weights_digest``) and the vocabulary together."""
+    vocab_json = json.dumps(vocab.to_json(), sort_keys=True).encode()
+    return hashlib.sha256(weights_digest(model).encode() + vocab_json).hexdigest()
 
 
 def read_header(blob: bytes) -> tuple[Header, np.ndarray]:
     """The header and payload of a ``.rz`` file, after checking its magic, version and
-    integrity (a trailing SHA-256 over everything before it).
+    integrity (a trailing checksum over everything before it).
 
     Raises:
         CompressedFileError: not an rnnlab file, truncated, corrupt, or another format version.
     """
     if len(blob) < len(MAGIC) or blob[: len(MAGIC)] != MAGIC:
         raise CompressedFileError("not an rnnlab compressed file (bad magic number)")
+    start = len(MAGIC)
+    if len(blob) > start and blob[start] != FORMAT_VERSION:
+        raise CompressedFileError(
+            f"the compressed file has format version {blob[start]}; this rnnlab "
+            f"({__version__}) reads version {FORMAT_VERSION}: decompress it with the rnnlab "
+            "that wrote it"
+        )
     truncated = CompressedFileError("the compressed file is truncated; use a complete copy")
-    if len(blob) < len(MAGIC) + 4 + 32:
+    if len(blob) < start + _FIXED.size + CHECKSUM_BYTES:
         raise truncated
-    (n,) = struct.unpack_from("<I", blob, len(MAGIC))
-    start = len(MAGIC) + 4
-    if n > MAX_HEADER_BYTES or start + n + 32 > len(blob):
+    fields = _FIXED.unpack_from(blob, start)
+    n = fields[-1]
+    payload_start = start + _FIXED.size + n
+    if payload_start + CHECKSUM_BYTES > len(blob):
         raise truncated
-    body, digest = blob[:-32], blob[-32:]
-    if hashlib.sha256(body).digest() != digest:
+    body, digest = blob[:-CHECKSUM_BYTES], blob[-CHECKSUM_BYTES:]
+    if hashlib.sha256(body).digest()[:CHECKSUM_BYTES] != digest:
         raise CompressedFileError(
             "the compressed file is corrupt or truncated (checksum mismatch); use a good copy"
         )
+    version, mode, bits, threads, segments, length, nbytes, orig, model, probe, _ = fields
     try:
-        raw = json.loads(blob[start : start + n].decode("utf-8"))
-        if not isinstance(raw, dict):
-            raise TypeError("not an object")
-        version = raw.get("format_version")
-        if version != FORMAT_VERSION:
-            raise CompressedFileError(
-                f"the compressed file has format version {version!r}; this rnnlab "
-                f"({__version__}) reads version {FORMAT_VERSION}: decompress it with the rnnlab "
-                f"{raw.get('rnnlab', '?')} that wrote it"
-            )
-        header = Header(**raw)
-    except CompressedFileError:
-        raise
-    except (ValueError, TypeError, UnicodeDecodeError, RecursionError):
+        extra = json.loads(blob[start + _FIXED.size : payload_start].decode("utf-8"))
+        header = Header(
+            version,
+            MODES[mode],
+            bits,
+            threads,
+            segments,
+            length,
+            nbytes,
+            orig.hex(),
+            model.hex(),
+            probe.hex(),
+            dict(extra["versions"]),
+            extra["dynamic"],
+        )
+    except (ValueError, TypeError, KeyError, IndexError, UnicodeDecodeError, RecursionError):
         raise CompressedFileError("the compressed file's header is corrupt") from None
     _check_header(header)
-    payload_bytes = len(body) - start - n
-    if payload_bytes % 4:
+    if (len(body) - payload_start) % 4:
         raise CompressedFileError("the compressed file is corrupt (payload length)")
-    payload = np.frombuffer(body, dtype="<u4", offset=start + n).astype(np.uint32)
+    payload = np.frombuffer(body, dtype="<u4", offset=payload_start).astype(np.uint32)
     return header, payload
 
 
 def _check_header(h: Header) -> None:
-    ints = (h.length, h.original_bytes, h.segments, h.segment_len, h.precision_bits, h.threads)
     ok = (
-        all(isinstance(v, int) and not isinstance(v, bool) for v in ints)
-        and h.mode in ("char", "byte")
-        and 0 <= h.length <= MAX_LENGTH
+        0 <= h.length <= MAX_LENGTH
         and 0 <= h.original_bytes <= 4 * MAX_LENGTH
-        and 1 <= h.segments <= 1 << 16
-        and 1 <= h.segment_len <= MAX_LENGTH
-        and h.segments * h.segment_len >= h.length
+        and 1 <= h.segments <= max(1, h.length)
         and 8 <= h.precision_bits <= 24
         and h.threads == 1
         and (h.dynamic is None or isinstance(h.dynamic, dict))
@@ -359,20 +389,20 @@ def compress(
         m = _prepare(model)
         header = Header(
             format_version=FORMAT_VERSION,
-            rnnlab=__version__,
-            torch=torch.__version__,
-            constriction=_version("constriction"),
             mode=vocab.mode,
+            precision_bits=PRECISION_BITS,
+            threads=1,
+            segments=S,
             length=n,
             original_bytes=len(data),
             original_sha256=hashlib.sha256(data).hexdigest(),
-            weights_sha256=weights_digest(m),
-            vocab_sha256=vocab_digest(vocab),
-            segments=S,
-            segment_len=L,
-            precision_bits=PRECISION_BITS,
-            threads=1,
-            probe_sha256=probe_digest(m, S, PRECISION_BITS),
+            model_sha256=model_digest(m, vocab),
+            probe_sha256=probe_digest(m, S, PRECISION_BITS)[:16],
+            versions={
+                "rnnlab": __version__,
+                "torch": torch.__version__,
+                "constriction": _version("constriction"),
+            },
             dynamic=_dynamic_field(dynamic, stats_sha256),
         )
         grid = np.zeros(S * L, dtype=np.int64)
@@ -419,11 +449,11 @@ def decompress(
         n, S, L = header.length, header.segments, header.segment_len
         if segment_layout(n, S) != (S, L):
             raise CompressedFileError("the compressed file's header is invalid (segments)")
-        if header.probe_sha256 != probe_digest(m, S, header.precision_bits):
+        if header.probe_sha256 != probe_digest(m, S, header.precision_bits)[:16]:
             raise CompressedFileError(
                 "this machine computes the model's probabilities differently from the one "
-                f"that compressed the file (torch {header.torch} there, {torch.__version__} "
-                "here, or another CPU); decompress it where it was compressed"
+                f"that compressed the file (torch {header.versions.get('torch')} there, "
+                f"{torch.__version__} here, or another CPU); decompress it where it was compressed"
             )
         grid = np.zeros((S, L), dtype=np.int64)
         active = _active_counts(n, S, L)
@@ -455,7 +485,7 @@ def decompress(
 
 def check_model(header: Header, model: CharLM, vocab: Vocab) -> None:
     """Refuse a file compressed with other weights or another vocabulary."""
-    if header.weights_sha256 != weights_digest(model) or header.vocab_sha256 != vocab_digest(vocab):
+    if header.model_sha256 != model_digest(model, vocab):
         raise CompressedFileError(
             "the file was compressed with another model (weights differ); "
             "decompress it with the run that compressed it"
@@ -474,9 +504,8 @@ def _dynamic_field(dynamic: DynamicConfig | None, stats_sha256: str | None) -> d
 
 
 def _assemble(header: Header, payload: bytes) -> bytes:
-    h = header.to_bytes()
-    body = MAGIC + struct.pack("<I", len(h)) + h + payload
-    return body + hashlib.sha256(body).digest()
+    body = MAGIC + header.to_bytes() + payload
+    return body + hashlib.sha256(body).digest()[:CHECKSUM_BYTES]
 
 
 def _version(package: str) -> str:
