@@ -38,8 +38,9 @@ def _flag(default: Any, flag: str, help: str, choices: tuple[str, ...] | None = 
 class DynamicConfig:
     """How the weights adapt while reading.
 
-    ``learning_rate`` and ``decay`` defaults were chosen by ``tune`` on the training split of a
-    tiny-Shakespeare model (never on evaluated text); tune again for another model.
+    The defaults are a starting point, not a measurement for your model: ``tune`` (``rnnlab eval
+    --dynamic-tune N``) chooses ``learning_rate`` and ``decay`` on the run's training split,
+    never on the evaluated text; benchmarks/compress.py records what it chose.
     """
 
     rule: str = _flag(
