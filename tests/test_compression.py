@@ -102,6 +102,8 @@ def test_unknown_characters_are_listed_and_non_utf8_points_to_byte_mode():
         C.compress("hello! é".encode(), MODEL, VOCAB)
     with pytest.raises(UsageError, match="--bytes"):
         C.compress(b"the \xff dog", MODEL, VOCAB)
+    with pytest.raises(UsageError, match="--segments"):
+        C.compress(b"the", MODEL, VOCAB, segments=0)
 
 
 def test_the_caller_model_is_untouched_and_repeat_runs_give_the_same_bytes():

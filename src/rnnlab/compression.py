@@ -50,6 +50,7 @@ MAGIC = b"RNNLABZ\0"
 FORMAT_VERSION = 1
 PRECISION_BITS = 20  # frequencies sum to 2**20; the coder itself works at 24 bits
 DEFAULT_SEGMENTS = 64
+MAX_SEGMENTS = 1 << 16  # the batch the decoder will allocate: bounded for untrusted files
 MAX_LENGTH = 1 << 40  # symbols; a header claiming more is corrupt
 PROBE_STEPS = 16
 
@@ -234,7 +235,7 @@ def _check_header(h: Header) -> None:
     ok = (
         0 <= h.length <= MAX_LENGTH
         and 0 <= h.original_bytes <= 4 * MAX_LENGTH
-        and 1 <= h.segments <= max(1, h.length)
+        and 1 <= h.segments <= min(MAX_SEGMENTS, max(1, h.length))
         and 8 <= h.precision_bits <= 24
         and h.threads == 1
         and (h.dynamic is None or isinstance(h.dynamic, dict))
@@ -381,6 +382,8 @@ def compress(
         UnknownCharacterError: characters outside the vocabulary (all listed).
         UsageError: not UTF-8 for a char-mode model.
     """
+    if not 1 <= segments <= MAX_SEGMENTS:
+        raise UsageError(f"--segments must be in [1, {MAX_SEGMENTS}], got {segments}")
     constriction = _constriction()
     ids = _symbols(data, vocab)
     n = len(ids)
