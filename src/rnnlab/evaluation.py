@@ -17,6 +17,7 @@ import numpy as np
 
 from . import checkpoint
 from .bpc import LN2, bits_per_char, iter_char_nats, iter_char_nats_batched, loss_nats
+from .dynamic import DynamicConfig, dynamic_bits_per_char, gradient_stats, tune
 from .errors import UsageError
 from .ladder import (
     COMPRESSORS,
@@ -49,6 +50,7 @@ __all__ = [  # the scoring names are re-exported for callers of the older, singl
     "LN2",
     "ClosingScanner",
     "Comparison",
+    "DynamicReport",
     "EvalReport",
     "KneserNey",
     "Ladder",
@@ -60,6 +62,7 @@ __all__ = [  # the scoring names are re-exported for callers of the older, singl
     "compare",
     "compressor_bpc",
     "evaluate",
+    "evaluate_dynamic",
     "iter_char_nats",
     "loss_nats",
     "uniform_bpc",
@@ -231,3 +234,80 @@ def evaluate(
         below_best_baseline_bpc=baselines[best] - bpc,
         where_the_model_wins=wins,
     )
+
+
+@dataclass(frozen=True)
+class DynamicReport:
+    """What ``evaluate_dynamic`` found: the static and the dynamic score of the same text."""
+
+    text: str
+    num_chars: int
+    static_bpc: float
+    static_seconds: float
+    dynamic_bpc: float
+    dynamic_seconds: float
+    dynamic: dict[str, Any]  # the settings used (rule, learning rate, decay, segment length)
+    tuning: list[dict[str, Any]] | None  # the grid tried on the training split, if tuned
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def evaluate_dynamic(
+    run: str | Path,
+    text_or_path: str | Path | None = None,
+    *,
+    settings: DynamicConfig | None = None,
+    tune_chars: int = 0,
+    weights: str = "best",
+    device: str = "cpu",
+    chunk_len: int = 8192,
+    unknown: str = "error",
+) -> DynamicReport:
+    """Bits per character with dynamic evaluation (Krause et al. 2018): each segment is scored,
+    then the weights take a gradient step on it, so every character is still predicted before
+    the model has seen it.
+
+    Args:
+        run: the run directory; its training split gives the rms rule's statistics.
+        text_or_path: None (the validation split), a ``Path`` or the text itself.
+        settings: the update rule and its settings (DynamicConfig's defaults if None).
+        tune_chars: choose learning rate and decay on this many characters of the training
+            split (never the evaluated text) first; 0 keeps ``settings``.
+        weights, device, chunk_len, unknown: as in ``evaluate``.
+
+    Returns:
+        A DynamicReport with the static score of the same text beside the dynamic one.
+    """
+    settings = settings or DynamicConfig()
+    opts = EvalOptions(weights=weights, device=device, chunk_len=chunk_len, unknown=unknown)
+    if not 0 <= tune_chars <= 10_000_000:
+        raise UsageError(f"--dynamic-tune must be between 0 and 10,000,000, got {tune_chars}")
+    run = Path(run)
+    model, vocab, config = checkpoint.load_model(
+        run, checkpoint.WEIGHTS[opts.weights], resolve_device(opts.device)
+    )
+    hint = "dynamic evaluation needs the run's training text on this machine"
+    train_ids, val_ids = corpus_splits(config.corpus, config.train.val_fraction, hint)
+    with tempfile.TemporaryDirectory(prefix="rnnlab-eval-") as scratch:
+        if text_or_path is None:
+            eval_ids, name = val_ids, "validation split"
+        else:
+            eval_ids, name = encode_text(vocab, text_or_path, Path(scratch), opts.unknown)
+        if len(eval_ids) < 2:
+            raise UsageError(f"{name} has fewer than 2 characters to evaluate")
+        stats = gradient_stats(model, train_ids, settings.segment_len)
+        trials = None
+        if tune_chars:  # on the training split just before the statistics' slice
+            piece = train_ids[-(20_000 + tune_chars) : -20_000]
+            settings, trials = tune(
+                model, piece, stats, settings.rule, segment_lens=(settings.segment_len,)
+            )
+        started = time.perf_counter()
+        static_bpc = bits_per_char(model, eval_ids, opts.chunk_len)
+        static_s = time.perf_counter() - started
+        result = dynamic_bits_per_char(model, eval_ids, settings, stats)
+    return DynamicReport(
+        name, len(eval_ids) - 1, static_bpc, static_s, result.bpc, result.seconds,
+        result.config, trials,
+    )  # fmt: skip

@@ -35,6 +35,8 @@ COMMANDS = {
     "longrange": "longrange",
     "serve": "serve",
     "export": "export",
+    "compress": "compress",
+    "decompress": "decompress",
     "corpora": "corpora",
 }
 MAX_MESSAGE_CHARS = 2000

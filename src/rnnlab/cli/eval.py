@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 
 from ..bpc import LN2
-from ..evaluation import EvalReport, evaluate
+from ..dynamic import DynamicConfig
+from ..evaluation import EvalReport, evaluate, evaluate_dynamic
 from ..options import EvalOptions
 from ..viz import plot_wins
 from .flags import add_flags, check_output_file, options
@@ -24,9 +25,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--plot", metavar="PNG", help="also draw where the model beats the n-gram")
     add_flags(parser, EvalOptions)
+    parser.add_argument(
+        "--dynamic",
+        action="store_true",
+        help="dynamic evaluation: a gradient step after each segment (Krause et al. 2018); "
+        "prints static and dynamic bpc",
+    )
+    parser.add_argument(
+        "--dynamic-tune",
+        type=int,
+        default=0,
+        metavar="N",
+        help="choose --dynamic-lr and --dynamic-decay on N characters of the training split "
+        "(never the evaluated text) before evaluating; 0: use the flags",
+    )
+    add_flags(parser, DynamicConfig, "dynamic evaluation")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.dynamic or args.dynamic_tune:
+        return run_dynamic(args)
     opts = options(args, EvalOptions)
     plot = check_output_file(args.plot, "--plot") if args.plot else None
     report = evaluate(
@@ -45,6 +63,37 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_json()))
     else:
         print_report(report, Path(args.run).name)
+    return 0
+
+
+def run_dynamic(args: argparse.Namespace) -> int:
+    """`rnnlab eval RUN [FILE] --dynamic`: static and dynamic bpc of the same text."""
+    opts = options(args, EvalOptions)
+    report = evaluate_dynamic(
+        args.run,
+        Path(args.file) if args.file else None,
+        settings=options(args, DynamicConfig),
+        tune_chars=args.dynamic_tune,
+        weights=opts.weights,
+        device=opts.device,
+        chunk_len=opts.chunk_len,
+        unknown=opts.unknown,
+    )
+    if args.json:
+        print(json.dumps(report.to_json()))
+        return 0
+    for t in report.tuning or []:
+        print(
+            f"tune (training split): lr {t['learning_rate']:g} decay {t['decay']:g} "
+            f"-> {t['bpc']:.4f} bpc"
+        )
+    print(f"{report.text}: {report.num_chars:,} characters")
+    print(f"static   {report.static_bpc:.4f} bpc  {report.static_seconds:7.1f} s")
+    c = report.dynamic
+    print(
+        f"dynamic  {report.dynamic_bpc:.4f} bpc  {report.dynamic_seconds:7.1f} s  ({c['rule']}, "
+        f"lr {c['learning_rate']:g}, decay {c['decay']:g}, segment {c['segment_len']})"
+    )
     return 0
 
 

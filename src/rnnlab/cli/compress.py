@@ -1,0 +1,110 @@
+"""rnnlab compress / decompress: a file coded by a trained model's predictions (range coding,
+compression.py), static or with dynamic evaluation; the optional extra `compress`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from .. import checkpoint, compression, dynamic, files
+from ..checkpoint import RunConfig
+from ..errors import UsageError
+from ..tokens import corpus_splits
+from .flags import add_flags, options
+
+SUMMARY = "compress a file with a trained model (range coding of its predictions)"
+EXAMPLE = "example: rnnlab compress runs/mine notes.txt -o notes.txt.rz"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common(parser, "file to compress")
+    parser.add_argument(
+        "--segments",
+        type=int,
+        default=compression.DEFAULT_SEGMENTS,
+        help="pieces coded side by side as one batch (speed; each costs about log2 V bits)",
+    )
+    parser.add_argument(
+        "--dynamic", action="store_true", help="adapt the weights while coding (both directions)"
+    )
+    add_flags(parser, dynamic.DynamicConfig, "dynamic evaluation (with --dynamic)")
+
+
+def add_common(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("run", help="run directory (the same one for both directions)")
+    parser.add_argument("file", help=what)
+    parser.add_argument(
+        "-o", "--output", help="file to write (default: FILE.rz; for decompress FILE without .rz)"
+    )
+    parser.add_argument(
+        "--weights",
+        choices=tuple(checkpoint.WEIGHTS),
+        default="best",
+        help="best-validation weights or those of the last step",
+    )
+
+
+def dynamic_stats(
+    model, config: RunConfig, settings: dynamic.DynamicConfig
+) -> tuple[dict | None, str | None]:
+    """The rms rule's statistics of the training split (pinned to one thread, so the compressor
+    and the decompressor compute the same bits), or (None, None) for sgd."""
+    if settings.rule != "rms":
+        return None, None
+    hint = "the rms rule (--dynamic-rule rms) needs the run's training text on this machine"
+    train_ids, _ = corpus_splits(config.corpus, config.train.val_fraction, hint)
+    with compression.pinned_threads(1):
+        stats = dynamic.gradient_stats(model, train_ids, settings.segment_len)
+    return stats, dynamic.stats_digest(stats)
+
+
+def read_input(path: Path) -> bytes:
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    return files.read_regular(path, max_bytes=1 << 32)
+
+
+def check_output(src: Path, output: str | None, default: Path) -> Path:
+    out = files.check_writable(Path(output) if output else default, "-o")
+    if out.exists() and out.resolve() == src.resolve():
+        raise UsageError(f"-o {out} is the input file; give another name")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    run_dir, src = Path(args.run), Path(args.file)
+    out = check_output(src, args.output, Path(f"{src}.rz"))
+    if not 1 <= args.segments <= 65536:
+        raise UsageError(f"--segments must be between 1 and 65,536, got {args.segments}")
+    settings = options(args, dynamic.DynamicConfig) if args.dynamic else None
+    model, vocab, config = checkpoint.load_model(run_dir, checkpoint.WEIGHTS[args.weights], "cpu")
+    data = read_input(src)
+    stats, digest = dynamic_stats(model, config, settings) if settings else (None, None)
+    started = time.perf_counter()
+    blob = compression.compress(data, model, vocab, args.segments, settings, stats, digest)
+    seconds = time.perf_counter() - started
+    files.atomic_write(out, blob)
+    header, _ = compression.read_header(blob)
+    result = {
+        "input": str(src),
+        "output": str(out),
+        "original_bytes": len(data),
+        "compressed_bytes": len(blob),
+        "symbols": header.length,
+        "bits_per_symbol": 8 * len(blob) / max(1, header.length),
+        "segments": header.segments,
+        "dynamic": header.dynamic,
+        "seconds": seconds,
+        "kB_per_s": len(data) / 1000 / max(seconds, 1e-9),
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"{src} -> {out}: {len(data):,} -> {len(blob):,} bytes, "
+            f"{result['bits_per_symbol']:.4f} bits per {header.mode}, "
+            f"{header.segments} segments, {result['kB_per_s']:.1f} kB/s"
+        )
+    return 0

@@ -1,0 +1,520 @@
+"""Lossless compression with a trained model: range coding (``constriction``) driven by the
+model's next-character probabilities, quantized to integers the same way on both sides.
+
+The model predicts, an arithmetic coder spends -log2 p bits on what actually came (Rissanen &
+Langdon 1979; Witten, Neal & Cleary 1987), so a file costs about its bits per character.
+Imports errors, vocab, model and dynamic from rnnlab; ``constriction`` only inside the coder.
+
+Layout of a ``.rz`` file::
+
+    b"RNNLABZ\\0" | fixed fields: version, mode, precision, threads, segments, length,
+    original bytes, SHA-256 of the original, SHA-256 of the model, probe digest | compact JSON:
+    versions, dynamic settings | payload (u32 words) | 8-byte SHA-256 of everything before it
+
+The text is cut into ``segments`` contiguous pieces coded side by side as one batch, each from a
+zero state (its first symbol uniform), so the model runs at batch S rather than batch 1::
+
+    text:  [ seg 0 (L chars) | seg 1 (L) | ... | seg S-1 (<= L) ]
+    step t codes symbol t of every segment still that long: S symbols per model call
+
+Determinism: encoder and decoder call the very same step function (batch S, one character,
+float32, CPU, one thread), turn logits into integer frequencies with a float64 softmax and a
+fixed-point floor (every symbol at least 1), and hand the coder those integers as exact
+float64 ratios. What could still differ between two machines (another CPU's kernels, another
+torch) is caught before decoding by a probe digest of the quantized probabilities on a fixed
+input, and after decoding by the original's SHA-256; either way the result is an error, never
+wrong output.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from .config import __version__
+from .dynamic import DynamicConfig, DynamicUpdater
+from .errors import UsageError
+from .model import CharLM
+from .vocab import Vocab, unknown_characters
+
+MAGIC = b"RNNLABZ\0"
+FORMAT_VERSION = 1
+PRECISION_BITS = 20  # frequencies sum to 2**20; the coder itself works at 24 bits
+DEFAULT_SEGMENTS = 64
+MAX_SEGMENTS = 1 << 16  # the batch the decoder will allocate: bounded for untrusted files
+MAX_LENGTH = 1 << 40  # symbols; a header claiming more is corrupt
+PROBE_STEPS = 16
+
+
+class CompressedFileError(UsageError):
+    """A compressed file is truncated, corrupt, of another version, or of another model."""
+
+
+def _constriction():
+    try:
+        import constriction
+    except ImportError:  # the optional extra
+        raise UsageError(
+            "compression needs the constriction package: pip install 'rnnlab[compress]'"
+        ) from None
+    return constriction
+
+
+# --- the model's distribution as integers --------------------------------------------------------
+
+
+def quantize(logits: torch.Tensor, precision_bits: int = PRECISION_BITS) -> np.ndarray:
+    """Integer frequencies of the next symbol, the same bits wherever the logits are the same.
+
+    Args:
+        logits: (B, V) float32 logits.
+        precision_bits: the frequencies of each row sum to exactly 2**precision_bits.
+
+    Returns:
+        (B, V) int64 frequencies, each at least 1: softmax in float64, scaled to the mass left
+        after one count per symbol, floored; the rounding remainder goes to the row's most
+        likely symbol (the first one on ties), so each row sums to 2**precision_bits.
+    """
+    B, V = logits.shape
+    total = 1 << precision_bits
+    if total // 2 < V:
+        raise ValueError(f"{V} symbols do not fit {precision_bits}-bit frequencies")
+    x = logits.detach().to("cpu", torch.float64).numpy()
+    x = x - x.max(axis=1, keepdims=True)
+    p = np.exp(x)
+    p /= p.sum(axis=1, keepdims=True)
+    freq = np.floor(p * (total - V)).astype(np.int64) + 1  # (B, V)
+    rows = np.arange(B)
+    freq[rows, freq.argmax(axis=1)] += total - freq.sum(axis=1)
+    return freq
+
+
+@contextmanager
+def pinned_threads(n: int = 1) -> Iterator[None]:
+    """Run torch with ``n`` intra-op threads (a GEMM's summation order can depend on them)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of the weights: every tensor's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+# --- the header ---------------------------------------------------------------------------------
+
+# magic | version, mode, precision bits, threads (u8 each) | segments (u32) | length, original
+# bytes (u64 each) | SHA-256 of the original | SHA-256 of weights + vocabulary | probe (8 bytes)
+# | u16 length + compact JSON (versions, dynamic settings) | payload (u32 words) | checksum
+_FIXED = struct.Struct("<BBBBIQQ32s32s8sH")
+CHECKSUM_BYTES = 8  # truncated SHA-256 of everything before it: corruption, caught up front
+MODES = ("char", "byte")
+
+
+@dataclass(frozen=True)
+class Header:
+    """What a ``.rz`` file says about itself; decoding refuses any mismatch. The segment
+    boundaries follow from ``length`` and ``segments`` (``segment_layout``). Digests are hex."""
+
+    format_version: int
+    mode: str  # "char" or "byte": what the symbols are
+    precision_bits: int
+    threads: int
+    segments: int
+    length: int  # symbols (characters or bytes)
+    original_bytes: int
+    original_sha256: str
+    model_sha256: str  # weights and vocabulary (``model_digest``)
+    probe_sha256: str  # first 8 bytes of ``probe_digest``
+    versions: dict  # rnnlab, torch and constriction versions that wrote the file
+    dynamic: dict | None  # DynamicConfig fields and the statistics' SHA-256, or None
+
+    @property
+    def segment_len(self) -> int:
+        return segment_layout(self.length, self.segments)[1]
+
+    def to_bytes(self) -> bytes:
+        extra = {"versions": self.versions, "dynamic": self.dynamic}
+        text = json.dumps(extra, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        fixed = _FIXED.pack(
+            self.format_version,
+            MODES.index(self.mode),
+            self.precision_bits,
+            self.threads,
+            self.segments,
+            self.length,
+            self.original_bytes,
+            bytes.fromhex(self.original_sha256),
+            bytes.fromhex(self.model_sha256),
+            bytes.fromhex(self.probe_sha256),
+            len(text),
+        )
+        return fixed + text
+
+
+def model_digest(model: torch.nn.Module, vocab: Vocab) -> str:
+    """SHA-256 of the weights (``weights_digest``) and the vocabulary together."""
+    vocab_json = json.dumps(vocab.to_json(), sort_keys=True).encode()
+    return hashlib.sha256(weights_digest(model).encode() + vocab_json).hexdigest()
+
+
+def read_header(blob: bytes) -> tuple[Header, np.ndarray]:
+    """The header and payload of a ``.rz`` file, after checking its magic, version and
+    integrity (a trailing checksum over everything before it).
+
+    Raises:
+        CompressedFileError: not an rnnlab file, truncated, corrupt, or another format version.
+    """
+    if len(blob) < len(MAGIC) or blob[: len(MAGIC)] != MAGIC:
+        raise CompressedFileError("not an rnnlab compressed file (bad magic number)")
+    start = len(MAGIC)
+    if len(blob) > start and blob[start] != FORMAT_VERSION:
+        raise CompressedFileError(
+            f"the compressed file has format version {blob[start]}; this rnnlab "
+            f"({__version__}) reads version {FORMAT_VERSION}: decompress it with the rnnlab "
+            "that wrote it"
+        )
+    truncated = CompressedFileError("the compressed file is truncated; use a complete copy")
+    if len(blob) < start + _FIXED.size + CHECKSUM_BYTES:
+        raise truncated
+    fields = _FIXED.unpack_from(blob, start)
+    n = fields[-1]
+    payload_start = start + _FIXED.size + n
+    if payload_start + CHECKSUM_BYTES > len(blob):
+        raise truncated
+    body, digest = blob[:-CHECKSUM_BYTES], blob[-CHECKSUM_BYTES:]
+    if hashlib.sha256(body).digest()[:CHECKSUM_BYTES] != digest:
+        raise CompressedFileError(
+            "the compressed file is corrupt or truncated (checksum mismatch); use a good copy"
+        )
+    version, mode, bits, threads, segments, length, nbytes, orig, model, probe, _ = fields
+    try:
+        extra = json.loads(blob[start + _FIXED.size : payload_start].decode("utf-8"))
+        header = Header(
+            version,
+            MODES[mode],
+            bits,
+            threads,
+            segments,
+            length,
+            nbytes,
+            orig.hex(),
+            model.hex(),
+            probe.hex(),
+            dict(extra["versions"]),
+            extra["dynamic"],
+        )
+    except (ValueError, TypeError, KeyError, IndexError, UnicodeDecodeError, RecursionError):
+        raise CompressedFileError("the compressed file's header is corrupt") from None
+    _check_header(header)
+    if (len(body) - payload_start) % 4:
+        raise CompressedFileError("the compressed file is corrupt (payload length)")
+    payload = np.frombuffer(body, dtype="<u4", offset=payload_start).astype(np.uint32)
+    return header, payload
+
+
+def _check_header(h: Header) -> None:
+    ok = (
+        0 <= h.length <= MAX_LENGTH
+        and 0 <= h.original_bytes <= 4 * MAX_LENGTH
+        and 1 <= h.segments <= min(MAX_SEGMENTS, max(1, h.length))
+        and 8 <= h.precision_bits <= 24
+        and h.threads == 1
+        and (h.dynamic is None or isinstance(h.dynamic, dict))
+    )
+    if not ok:
+        raise CompressedFileError("the compressed file's header is invalid")
+
+
+# --- the coder ------------------------------------------------------------------------------
+
+
+def segment_layout(length: int, segments: int) -> tuple[int, int]:
+    """(segments actually used, symbols per segment): S pieces of L = ceil(n / S) symbols, the
+    last ones shorter; no segment is empty."""
+    if length == 0:
+        return 1, 1
+    L = math.ceil(length / max(1, min(segments, length)))
+    return math.ceil(length / L), L
+
+
+class _Stepper:
+    """The one function both directions call: the next symbol's integer frequencies for every
+    segment, given the symbols before it; plus the dynamic-evaluation updates, if any."""
+
+    def __init__(
+        self,
+        model: CharLM,
+        segments: int,
+        precision_bits: int,
+        dynamic: DynamicConfig | None = None,
+        stats: dict[str, torch.Tensor] | None = None,
+    ) -> None:
+        self.model = model
+        self.S = segments
+        self.bits = precision_bits
+        self.state = model.init_state(segments, "cpu")
+        V = model.config.vocab_size
+        self.uniform = quantize(torch.zeros(segments, V), precision_bits)
+        self.updater = DynamicUpdater(model, dynamic, stats) if dynamic else None
+        self.inputs: list[torch.Tensor] = []  # (S,) ids fed since the last update
+        self.targets: list[torch.Tensor] = []
+        self.masks: list[torch.Tensor] = []
+        self.chunk_state = self.state
+
+    @torch.no_grad()
+    def first(self) -> np.ndarray:
+        return self.uniform
+
+    @torch.no_grad()
+    def next(self, prev: np.ndarray) -> np.ndarray:
+        """Frequencies (S, V) of the next symbols, after feeding ``prev`` (S,)."""
+        ids = torch.as_tensor(prev, dtype=torch.int64)
+        if self.updater is not None and not self.inputs:
+            self.chunk_state = self.state
+        logits, self.state = self.model(ids[:, None], self.state)  # (S, 1, V)
+        if self.updater is not None:
+            self.inputs.append(ids)
+        return quantize(logits[:, 0], self.bits)
+
+    def observed(self, symbols: np.ndarray, active: int) -> None:
+        """The symbols just coded (S,), of which the first ``active`` segments are real."""
+        if self.updater is None or not self.inputs:
+            return
+        self.targets.append(torch.as_tensor(symbols, dtype=torch.int64))
+        mask = torch.zeros(self.S, dtype=torch.bool)
+        mask[:active] = True
+        self.masks.append(mask)
+        if len(self.inputs) == self.updater.config.segment_len:
+            self.updater.update(
+                torch.stack(self.inputs, 1),  # (S, K)
+                torch.stack(self.targets, 1),
+                torch.stack(self.masks, 1),
+                self.chunk_state,
+            )
+            self.inputs, self.targets, self.masks = [], [], []
+
+
+def _prepare(model: CharLM) -> CharLM:
+    """A float32 CPU copy in eval mode (the caller's model is never modified)."""
+    m = copy.deepcopy(model).to("cpu", torch.float32).eval()
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m
+
+
+def probe_digest(model: CharLM, segments: int, precision_bits: int) -> str:
+    """SHA-256 of the quantized probabilities on a fixed input, computed by the coder's own step
+    function: equal on two machines only if their kernels agree on these bits."""
+    V = model.config.vocab_size
+    stepper = _Stepper(model, segments, precision_bits)
+    h = hashlib.sha256()
+    g = np.random.default_rng(0)
+    for _ in range(PROBE_STEPS):
+        h.update(stepper.next(g.integers(0, V, segments)).tobytes())
+    return h.hexdigest()
+
+
+def _symbols(data: bytes, vocab: Vocab) -> np.ndarray:
+    if vocab.mode == "byte":
+        return np.frombuffer(data, dtype=np.uint8).astype(np.int64)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(
+            f"the file is not UTF-8 text (byte {e.start}); compress it with a byte-mode run "
+            "(rnnlab train --bytes)"
+        ) from None
+    missing = vocab.unknown(text)
+    if missing:
+        raise unknown_characters(missing)
+    return np.asarray(vocab.encode(text), dtype=np.int64)
+
+
+def _unsymbols(ids: np.ndarray, vocab: Vocab) -> bytes:
+    if vocab.mode == "byte":
+        return ids.astype(np.uint8).tobytes()
+    return vocab.decode(ids.tolist()).encode("utf-8")
+
+
+def compress(
+    data: bytes,
+    model: CharLM,
+    vocab: Vocab,
+    segments: int = DEFAULT_SEGMENTS,
+    dynamic: DynamicConfig | None = None,
+    stats: dict[str, torch.Tensor] | None = None,
+    stats_sha256: str | None = None,
+) -> bytes:
+    """Compress ``data`` with ``model``; ``decompress`` with the same model gives it back.
+
+    Args:
+        data: the original bytes (UTF-8 text for a char-mode model, anything in byte mode).
+        model: a CharLM; it is copied to float32 on the CPU and left unchanged.
+        vocab: the model's vocabulary.
+        segments: pieces coded side by side (speed); each costs about log2 V bits more.
+        dynamic: adapt the weights while coding (Krause et al. 2018), or None (static).
+        stats: the RMS statistics the "rms" rule needs (``dynamic.gradient_stats``).
+        stats_sha256: their digest, recorded so the decoder can check its own copy.
+
+    Returns:
+        The ``.rz`` file's bytes.
+
+    Raises:
+        UnknownCharacterError: characters outside the vocabulary (all listed).
+        UsageError: not UTF-8 for a char-mode model.
+    """
+    if not 1 <= segments <= MAX_SEGMENTS:
+        raise UsageError(f"--segments must be in [1, {MAX_SEGMENTS}], got {segments}")
+    constriction = _constriction()
+    ids = _symbols(data, vocab)
+    n = len(ids)
+    S, L = segment_layout(n, segments)
+    with pinned_threads(1):
+        m = _prepare(model)
+        header = Header(
+            format_version=FORMAT_VERSION,
+            mode=vocab.mode,
+            precision_bits=PRECISION_BITS,
+            threads=1,
+            segments=S,
+            length=n,
+            original_bytes=len(data),
+            original_sha256=hashlib.sha256(data).hexdigest(),
+            model_sha256=model_digest(m, vocab),
+            probe_sha256=probe_digest(m, S, PRECISION_BITS)[:16],
+            versions={
+                "rnnlab": __version__,
+                "torch": torch.__version__,
+                "constriction": _version("constriction"),
+            },
+            dynamic=_dynamic_field(dynamic, stats_sha256),
+        )
+        grid = np.zeros(S * L, dtype=np.int64)
+        grid[:n] = ids
+        grid = grid.reshape(S, L)  # (S, L): row s is segment s
+        active = _active_counts(n, S, L)
+        encoder = constriction.stream.queue.RangeEncoder()
+        family = constriction.stream.model.Categorical(perfect=False)
+        stepper = _Stepper(m, S, PRECISION_BITS, dynamic, stats)
+        total = float(1 << PRECISION_BITS)
+        for t in range(L if n else 0):
+            freq = stepper.first() if t == 0 else stepper.next(grid[:, t - 1])
+            a = active[t]
+            encoder.encode(grid[:a, t].astype(np.int32), family, freq[:a] / total)
+            stepper.observed(grid[:, t], a)
+        payload = encoder.get_compressed().astype("<u4").tobytes()
+    return _assemble(header, payload)
+
+
+def decompress(
+    blob: bytes,
+    model: CharLM,
+    vocab: Vocab,
+    stats: dict[str, torch.Tensor] | None = None,
+    stats_sha256: str | None = None,
+) -> bytes:
+    """The original bytes of a ``.rz`` file, checked against its SHA-256.
+
+    Raises:
+        CompressedFileError: truncated, corrupt, another version, another model, settings this
+            machine cannot reproduce, or a decoded result whose checksum differs.
+    """
+    constriction = _constriction()
+    header, payload = read_header(blob)
+    with pinned_threads(1):
+        m = _prepare(model)
+        check_model(header, m, vocab)
+        if header.dynamic is not None and stats_sha256 != header.dynamic.get("stats_sha256"):
+            raise CompressedFileError(
+                "the file was compressed with --dynamic and statistics this run does not have; "
+                "decompress it with the same run directory"
+            )
+        dynamic = DynamicConfig.from_dict(header.dynamic) if header.dynamic is not None else None
+        n, S, L = header.length, header.segments, header.segment_len
+        if segment_layout(n, S) != (S, L):
+            raise CompressedFileError("the compressed file's header is invalid (segments)")
+        if header.probe_sha256 != probe_digest(m, S, header.precision_bits)[:16]:
+            raise CompressedFileError(
+                "this machine computes the model's probabilities differently from the one "
+                f"that compressed the file (torch {header.versions.get('torch')} there, "
+                f"{torch.__version__} here, or another CPU); decompress it where it was compressed"
+            )
+        grid = np.zeros((S, L), dtype=np.int64)
+        active = _active_counts(n, S, L)
+        try:
+            decoder = constriction.stream.queue.RangeDecoder(payload)
+        except Exception:
+            raise CompressedFileError("the compressed file's payload is corrupt") from None
+        family = constriction.stream.model.Categorical(perfect=False)
+        stepper = _Stepper(m, S, header.precision_bits, dynamic, stats)
+        total = float(1 << header.precision_bits)
+        for t in range(L if n else 0):
+            freq = stepper.first() if t == 0 else stepper.next(grid[:, t - 1])
+            a = active[t]
+            try:
+                grid[:a, t] = decoder.decode(family, freq[:a] / total)
+            except Exception:
+                raise CompressedFileError("the compressed file's payload is corrupt") from None
+            stepper.observed(grid[:, t], a)
+    data = _unsymbols(grid.reshape(-1)[:n], vocab)
+    if len(data) != header.original_bytes or (
+        hashlib.sha256(data).hexdigest() != header.original_sha256
+    ):
+        raise CompressedFileError(
+            "decoding did not reproduce the original (checksum mismatch): this machine or "
+            "library differs from the one that compressed it; nothing was written"
+        )
+    return data
+
+
+def check_model(header: Header, model: CharLM, vocab: Vocab) -> None:
+    """Refuse a file compressed with other weights or another vocabulary."""
+    if header.model_sha256 != model_digest(model, vocab):
+        raise CompressedFileError(
+            "the file was compressed with another model (weights differ); "
+            "decompress it with the run that compressed it"
+        )
+
+
+def _active_counts(n: int, S: int, L: int) -> list[int]:
+    """For each step t, how many segments (a prefix) are longer than t."""
+    return [min(S, max(0, math.ceil((n - t) / L))) for t in range(L)]
+
+
+def _dynamic_field(dynamic: DynamicConfig | None, stats_sha256: str | None) -> dict | None:
+    if dynamic is None:
+        return None
+    return {**asdict(dynamic), "stats_sha256": stats_sha256}
+
+
+def _assemble(header: Header, payload: bytes) -> bytes:
+    body = MAGIC + header.to_bytes() + payload
+    return body + hashlib.sha256(body).digest()[:CHECKSUM_BYTES]
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "unknown"
