@@ -1,7 +1,7 @@
 """What a trained model does on a text, character by character: every gate and state of every
 cell (cells.ReferenceRNN, the step-by-step twin of the fused stack) and the model's own next-
-character distribution (the fused CharLM, eval mode, float32), with the state carried over the
-whole text. Imports model and cells from rnnlab.
+character distribution (its head on that twin's top layer: CharLM in eval mode, float32), with
+the state carried over the whole text. Imports model and cells from rnnlab.
 """
 
 from __future__ import annotations
@@ -71,8 +71,9 @@ def iter_record(
 ) -> Iterator[Chunk]:
     """Run the model over ``ids`` one chunk at a time, state carried, and yield what it did.
 
-    The distribution comes from the fused model (what ``rnnlab sample`` and ``eval`` use); the
-    gates from ReferenceRNN loaded with the same weights, so both see the same text and state.
+    Gates, states and the distribution all come from one pass of the reference twin
+    (cells.reference_of: ReferenceRNN with the fused stack's weights, or a MinRNNStack itself)
+    and the model's head: the same equations as the fused model, held equal by the tests.
 
     Args:
         model: a CharLM (any device; the record is made on CPU in float32, in eval mode).
@@ -87,12 +88,14 @@ def iter_record(
     cell = model.config.cell
     ref = reference_of(model.rnn).eval()
     names = QUANTITIES[cell]
-    fused_state = ref_state = None
+    ref_state = None
     ids = torch.as_tensor(np.asarray(ids, dtype=np.int64))
     for start in range(0, len(ids), chunk_len):
         window = ids[start : start + chunk_len].unsqueeze(0)  # (1, T)
-        logits, fused_state = model(window, fused_state)  # (1, T, V)
-        _, ref_state, trace = ref(model.embedding(window), ref_state, record=True)
+        out, ref_state, trace = ref(model.embedding(window), ref_state, record=True)
+        # the head on the reference's top layer is CharLM.forward in eval mode; a second,
+        # fused pass at batch 1 cost more than the recording itself (oneDNN, 2 cores)
+        logits = model.head(out)  # (1, T, V)
         if "c" in trace:
             trace["c"] = trace["c"].tanh()
         values = torch.stack([trace[n][:, 0] for n in names], 1)  # (L, Q, T, H)
