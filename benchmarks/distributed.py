@@ -25,7 +25,7 @@ DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "tiny
 
 def run(corpus: str, nproc: int, threads: int, steps: int, out: Path, extra: list[str]) -> dict:
     args = [corpus, "--max-steps", str(steps), "--quiet", "--final-sample", "0", "--out", str(out)]
-    args += ["--preview-chars", "0", "--eval-chars", "20000", *extra]
+    args += ["--sample-chars", "0", "--eval-chars", "20000", *extra]
     if nproc == 1:
         cmd = [sys.executable, "-m", "rnnlab", "train", *args]
     else:

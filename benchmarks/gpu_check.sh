@@ -22,5 +22,5 @@ for spec in "lstm 2" "mingru 4" "minlstm 3"; do
     set -- $spec
     $PY benchmarks/quality.py "$CORPUS" --minutes "$MINUTES" --out "/tmp/q_$1" \
         --json "$OUT/quality_$1.json" --device cuda --cell "$1" --layers "$2" \
-        --eval-every 10 --quiet 2>&1 | tail -4 | tee -a "$OUT/quality.txt"
+        --eval-every-s 10 --quiet 2>&1 | tail -4 | tee -a "$OUT/quality.txt"
 done

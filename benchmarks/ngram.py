@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnlab.evaluation import KneserNey
+from rnnlab.ladder import KneserNey
 
 ORDERS = (2, 3, 4, 5, 6, 7, 8)
 

@@ -56,7 +56,16 @@ def main() -> None:
     model = CharLM(ModelConfig(hidden_size=a.hidden, num_layers=2, vocab_size=len(vocab))).eval()
 
     def ours(batch, length, dtype=None):
-        generate(model, vocab, "", length, temperature=0.8, seed=0, num_samples=batch, dtype=dtype)
+        generate(
+            model,
+            vocab,
+            "",
+            length=length,
+            temperature=0.8,
+            seed=0,
+            num_samples=batch,
+            weights_dtype=dtype,
+        )
 
     def ours_bf16(batch, length):
         ours(batch, length, torch.bfloat16)

@@ -1,9 +1,22 @@
-"""Shared helpers: every test makes its own small text; nothing touches the network."""
+"""Shared helpers: every test makes its own small text; nothing touches the network.
+
+``shared_run`` trains one tiny model once per session (2x16 LSTM, 30 steps on ``words_text``);
+tests read it, or take ``trained``, a private copy they may change.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+
 import pytest
 import torch
+
+SHARED_RUN_FLAGS = (
+    "--hidden 16 --layers 2 --embedding 8 --batch-size 4 --seq-len 16 --lr 1e-2 "
+    "--autocast-dtype float32 --device cpu --quiet --max-steps 30 --final-sample 0"
+).split()
 
 
 @pytest.fixture(autouse=True)
@@ -36,3 +49,42 @@ def words_text(lines: int = 300, seed: int = 0) -> str:
         "sleeps",
     ]
     return "\n".join(" ".join(rng.choice(words) for _ in range(8)) for _ in range(lines)) + "\n"
+
+
+@pytest.fixture(scope="session")
+def chromium_executable() -> str:
+    """Debian's chromium for the browser tests, installed through the system package manager
+    when it is missing (as .ci/run does), so the README's test command needs no extra step.
+    Fails, never skips, when it cannot be had."""
+    found = shutil.which("chromium")
+    if found is None and hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
+        for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]):
+            subprocess.run(cmd, env=env, capture_output=True, timeout=900)
+        found = shutil.which("chromium")
+    if found is None:
+        pytest.fail(
+            "chromium is missing and could not be installed here: sudo apt-get install chromium"
+        )
+    return found
+
+
+@pytest.fixture(scope="session")
+def shared_run(tmp_path_factory):
+    """A trained run directory shared by the whole session: never write into it."""
+    from rnnlab.cli import main
+
+    root = tmp_path_factory.mktemp("shared")
+    corpus = root / "words.txt"
+    corpus.write_text(words_text())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(root / "cache"))
+        torch.set_num_threads(1)
+        assert main(["train", str(corpus), "--out", str(root / "run"), *SHARED_RUN_FLAGS]) == 0
+    return root / "run"
+
+
+@pytest.fixture
+def trained(shared_run, tmp_path):
+    """A private copy of ``shared_run``, free to resume, corrupt or delete."""
+    return shutil.copytree(shared_run, tmp_path / "run")

@@ -75,5 +75,45 @@ def test_temporal_order_is_hochreiter_schmidhuber_6a_at_t100():
 
 def test_same_generator_seed_same_batch():
     for task in TASKS.values():
-        a, b = task.generate(4, 20, gen(7)), task.generate(4, 20, gen(7))
+        a, b = task.generate(4, 30, gen(7)), task.generate(4, 30, gen(7))
         assert torch.equal(a.inputs, b.inputs) and torch.equal(a.targets, b.targets)
+
+
+def test_temporal_order_3_is_experiment_6b():
+    task = TASKS["temporal-order-3"]
+    b = task.generate(256, 100, gen(4))
+    ids = b.inputs.argmax(-1)  # (B, L)
+    relevant = (ids == task.x) | (ids == task.y)
+    assert (relevant.sum(1) == 3).all()
+    pos = relevant.nonzero()[:, 1].view(256, 3)
+    for j, (lo, hi) in enumerate([(10, 20), (33, 43), (66, 76)]):
+        assert (pos[:, j] >= lo).all() and (pos[:, j] <= hi).all()
+    bits = [ids.gather(1, pos[:, j : j + 1])[:, 0] - task.x for j in range(3)]
+    assert torch.equal(b.targets, 4 * bits[0] + 2 * bits[1] + bits[2])
+    assert set(b.targets.tolist()) == set(range(8))
+    assert task.baseline(100) == pytest.approx(math.log(8))
+
+
+def test_adding_1997_is_experiment_4():
+    task = TASKS["adding-1997"]
+    T, B = 100, 4000
+    b = task.generate(B, T, gen(5))
+    values, markers = b.inputs[..., 0], b.inputs[..., 1]  # (B, L)
+    L = values.size(1)
+    assert T <= L <= T + T // 10 and values.min() >= -1 and values.max() <= 1
+    marked = markers == 1
+    assert (marked.sum(1) == 2).all()
+    pos = marked.nonzero()[:, 1].view(B, 2)
+    assert (pos[:, 0] < 10).all() and (pos[:, 1] < T // 2 - 1).all()
+    # -1 on the first pair (unless marked) and the last; nothing else
+    assert (markers[:, -1] == -1).all() and (markers[pos[:, 0] > 0, 0] == -1).all()
+    assert ((markers == -1).sum(1) == 2 - (pos[:, 0] == 0).long()).all()
+    x1 = values.gather(1, pos[:, :1])[:, 0]
+    x2 = values.gather(1, pos[:, 1:])[:, 0]
+    assert (x1[pos[:, 0] == 0] == 0).all()  # the rare case: a marked first pair counts 0
+    assert torch.allclose(b.targets, 0.5 + (x1 + x2) / 4)
+    mse = float(task.loss(torch.full((B, 1), 0.5), b.targets))
+    assert mse == pytest.approx(task.baseline(T), rel=0.05)
+    close = b.targets.unsqueeze(-1) + 0.03
+    assert task.solved(task.measure(close, b.targets))
+    assert not task.solved(task.measure(close + 0.02, b.targets))

@@ -10,16 +10,11 @@ import numpy as np
 import pytest
 from conftest import words_text
 
+from rnnlab.bpc import iter_char_nats
 from rnnlab.config import ModelConfig
-from rnnlab.evaluation import (
-    KneserNey,
-    closing_distances,
-    compressor_bpc,
-    iter_char_nats,
-    unigram_bpc,
-    where_the_model_wins,
-)
+from rnnlab.ladder import KneserNey, compressor_bpc, unigram_bpc
 from rnnlab.vocab import UnknownCharacterError, Vocab
+from rnnlab.wins import closing_distances, where_the_model_wins
 
 
 def corpus_ids(text: str):
@@ -107,7 +102,7 @@ def test_eval_of_a_learned_periodic_text_is_far_below_every_baseline(tmp_path, c
             state_reset=0.0,
             eval_every_s=1e9,
             sample_chars=20,
-            dtype="float32",
+            autocast_dtype="float32",
             device="cpu",
         ),
         tmp_path / "run",

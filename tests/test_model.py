@@ -98,3 +98,36 @@ def test_low_precision_decoder_stays_close(dtype, tol):
     for t in range(50):
         logits, state = dec.step(ids[:, t], state)
         torch.testing.assert_close(logits, full[:, t], rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 8, 9, 64])
+@pytest.mark.parametrize("bf16", [True, False])
+def test_auto_weights_dtype_is_int8_up_to_8_samples_then_bf16(monkeypatch, batch, bf16):
+    """--weights-dtype auto: int8 for a few samples (reading the weights is the cost), bf16
+    above 8 where the CPU has it (int8 is the slowest choice at batch 64), float32 elsewhere."""
+    from rnnlab import model as model_module
+
+    monkeypatch.setattr(model_module, "cpu_has_bf16", lambda: bf16)
+    cpu = torch.device("cpu")
+    got = model_module.resolve_sample_dtype("auto", cpu, batch)
+    if batch <= 8:
+        assert got == torch.int8
+    else:
+        assert got == (torch.bfloat16 if bf16 else None)
+    assert model_module.resolve_sample_dtype("auto", torch.device("cuda"), batch) is None
+    assert model_module.resolve_sample_dtype("float32", cpu, batch) is None
+    assert model_module.resolve_sample_dtype("int8", cpu, batch) == torch.int8
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_the_parameter_bound_counts_exactly(cell, monkeypatch):
+    """config.MAX_PARAMETERS is checked against the exact count, before anything is built."""
+    from rnnlab import config
+
+    c = ModelConfig(cell=cell, num_layers=3, hidden_size=12, embedding_size=5, vocab_size=30)
+    exact = sum(p.numel() for p in CharLM(c).parameters())
+    monkeypatch.setattr(config, "MAX_PARAMETERS", exact)
+    ModelConfig(cell=cell, num_layers=3, hidden_size=12, embedding_size=5, vocab_size=30)
+    monkeypatch.setattr(config, "MAX_PARAMETERS", exact - 1)
+    with pytest.raises(config.ConfigError, match="parameters"):
+        ModelConfig(cell=cell, num_layers=3, hidden_size=12, embedding_size=5, vocab_size=30)

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from rnnlab.bpc import bits_per_char, loss_nats
 from rnnlab.config import ModelConfig
-from rnnlab.evaluation import bits_per_char, loss_nats, uniform_bpc, unigram_bpc
+from rnnlab.ladder import uniform_bpc, unigram_bpc
 from rnnlab.model import CharLM
 from rnnlab.sampling import generate, pick, top_k_filter, top_p_filter
 from rnnlab.vocab import UnknownCharacterError, Vocab
@@ -46,16 +47,18 @@ def test_gumbel_pick_samples_the_softmax():
 
 def test_same_seed_same_text_and_greedy_is_deterministic():
     m = tiny()
-    a = generate(m, VOCAB, "abc", 80, temperature=0.9, seed=7)
-    b = generate(m, VOCAB, "abc", 80, temperature=0.9, seed=7)
-    c = generate(m, VOCAB, "abc", 80, temperature=0.9, seed=8)
+    a = generate(m, VOCAB, "abc", length=80, temperature=0.9, seed=7)
+    b = generate(m, VOCAB, "abc", length=80, temperature=0.9, seed=7)
+    c = generate(m, VOCAB, "abc", length=80, temperature=0.9, seed=8)
     assert a == b and a != c and len(a[0]) == 80
-    assert generate(m, VOCAB, "abc", 50, temperature=0) == generate(m, VOCAB, "abc", 50, 0, seed=1)
+    assert generate(m, VOCAB, "abc", length=50, temperature=0) == generate(
+        m, VOCAB, "abc", length=50, temperature=0, seed=1
+    )
 
 
 def test_greedy_follows_the_argmax_of_the_full_forward():
     m = tiny("gru")
-    text = generate(m, VOCAB, "ab", 30, temperature=0)[0]
+    text = generate(m, VOCAB, "ab", length=30, temperature=0)[0]
     ids = torch.tensor([VOCAB.encode("ab" + text)])
     logits, _ = m(ids)
     expected = logits[0, 1:-1].argmax(-1).tolist()
@@ -72,7 +75,7 @@ def test_prompt_is_fed_once_and_each_step_is_one_decoder_step(monkeypatch):
         "forward",
         lambda self, ids, state=None: (calls.append(ids.shape), real(self, ids, state))[1],
     )
-    generate(m, VOCAB, "abcdefgh abcdefgh", 200, seed=0)
+    generate(m, VOCAB, "abcdefgh abcdefgh", length=200, seed=0)
     assert calls == [torch.Size([1, 16])]
 
 
@@ -80,7 +83,13 @@ def test_batch_of_samples_and_stream_callback():
     m = tiny()
     pieces: dict[int, list[str]] = {0: [], 1: [], 2: []}
     out = generate(
-        m, VOCAB, "a", 40, seed=3, num_samples=3, on_text=lambda row, s: pieces[row].append(s)
+        m,
+        VOCAB,
+        "a",
+        length=40,
+        seed=3,
+        num_samples=3,
+        on_text=lambda row, s: pieces[row].append(s),
     )
     assert len(out) == 3 and all(len(t) == 40 for t in out)
     assert ["".join(pieces[i]) for i in range(3)] == out
@@ -89,8 +98,8 @@ def test_batch_of_samples_and_stream_callback():
 def test_unknown_prompt_characters():
     m = tiny()
     with pytest.raises(UnknownCharacterError, match="'Z'"):
-        generate(m, VOCAB, "abZ", 10, seed=0)
-    assert len(generate(m, VOCAB, "abZ", 10, seed=0, unknown="skip")[0]) == 10
+        generate(m, VOCAB, "abZ", length=10, seed=0)
+    assert len(generate(m, VOCAB, "abZ", length=10, seed=0, unknown="skip")[0]) == 10
 
 
 def test_uniform_logits_give_log2_v():

@@ -189,7 +189,7 @@ def test_viz_records_gates_and_h(cell):
     assert set(a.saturation.gates) == ({"z"} if cell == "mingru" else {"f", "i"})
 
 
-FAST = dict(batch_size=4, seq_len=16, eval_every_s=1e-9, sample_chars=20, dtype="float32",
+FAST = dict(batch_size=4, seq_len=16, eval_every_s=1e-9, sample_chars=20, autocast_dtype="float32",
             device="cpu", warmup_steps=3)  # fmt: skip
 
 
@@ -218,5 +218,5 @@ def test_train_resume_equals_uninterrupted_and_samples(cell, tmp_path):
     from rnnlab.checkpoint import load_model
 
     lm, vocab, _ = load_model(tmp_path / "straight")
-    texts = [sampling.generate(lm, vocab, "the ", 30, seed=3)[0] for _ in range(2)]
+    texts = [sampling.generate(lm, vocab, "the ", length=30, seed=3)[0] for _ in range(2)]
     assert texts[0] == texts[1] and len(texts[0]) == 30

@@ -16,7 +16,7 @@ FAST = dict(
     seq_len=16,
     eval_every_s=1e9,
     sample_chars=20,
-    dtype="float32",
+    autocast_dtype="float32",
     device="cpu",
     warmup_steps=5,
 )
@@ -61,15 +61,15 @@ def test_run_directory_holds_format_1(tmp_path):
         "vocab.json",
         "model.safetensors",
         "last.safetensors",
-        "train_state.pt",
         "metrics.jsonl",
     ):
         assert (d / name).is_file(), name
     events = checkpoint.read_metrics(d)
     assert {"step", "split", "bpc", "loss_nats", "elapsed_s"} <= set(events[-1])
     assert any(e["split"] == "train" and "chars_per_s" in e and "lr" in e for e in events)
-    state = torch.load(d / "train_state.pt", weights_only=True)
-    assert state["step"] == 12
+    assert not (d / "train_state.pt").exists()  # the training state lives in last.safetensors
+    _, state = checkpoint.load_checkpoint(d, cfg.model)
+    assert state.step == 12 and state.metrics_bytes == (d / "metrics.jsonl").stat().st_size
 
 
 def test_ctrl_c_saves_and_resume_equals_uninterrupted(tmp_path):
@@ -130,9 +130,44 @@ def test_existing_run_is_never_overwritten(tmp_path):
     assert (tmp_path / "run/last.safetensors").read_bytes() == before
 
 
-def test_element_clipping_and_minutes_budget(tmp_path):
-    result = run(tmp_path, words_text(), clip_mode="element", grad_clip=0.5, minutes=0.02)
-    assert result.stopped == "budget" and 1.1 <= result.elapsed_s <= 3.0
+MAKE_OPTIMIZER = training.make_optimizer
+
+
+def largest_gradient_entries(monkeypatch, tmp_path, out, **train):
+    """max |g| over all parameters at each optimizer step of a short run."""
+    seen = []
+    real = MAKE_OPTIMIZER
+
+    def spying(model, cfg):
+        optimizer = real(model, cfg)
+        step = optimizer.step
+
+        def recorded_step(*args, **kwargs):
+            seen.append(max(float(p.grad.abs().max()) for p in model.parameters()))
+            return step(*args, **kwargs)
+
+        optimizer.step = recorded_step
+        return optimizer
+
+    monkeypatch.setattr(training, "make_optimizer", spying)
+    run(tmp_path, words_text(), out=out, max_steps=4, **train)
+    return seen
+
+
+def test_element_clipping_clamps_every_gradient_entry(tmp_path, monkeypatch):
+    free = largest_gradient_entries(monkeypatch, tmp_path, "free", clip_mode="none")
+    clipped = largest_gradient_entries(
+        monkeypatch, tmp_path, "clipped", clip_mode="element", grad_clip=1e-3
+    )
+    assert len(free) == len(clipped) == 4
+    assert max(free) > 1e-3  # unclipped, some entry is larger than the threshold...
+    assert max(clipped) <= 1e-3 * (1 + 1e-6)  # ...and element-wise clipping clamps them all
+
+
+def test_minutes_budget_stops_the_run_once_spent(tmp_path):
+    result = run(tmp_path, words_text(), minutes=0.001)
+    assert result.stopped == "budget" and result.elapsed_s >= 0.06
+    assert (tmp_path / "run/last.safetensors").is_file()
 
 
 def test_resume_without_a_budget_finishes_the_runs_own(tmp_path):

@@ -9,7 +9,6 @@ import zlib
 import numpy as np
 import pytest
 import torch
-from conftest import words_text
 
 from rnnlab import checkpoint
 from rnnlab.cli import main
@@ -178,20 +177,6 @@ def test_page_is_self_contained():
 
 # --- the CLI -------------------------------------------------------------------------------------
 
-TINY = (
-    "--hidden 16 --layers 2 --embedding 8 --batch-size 4 --seq-len 16 --lr 1e-2 "
-    "--dtype float32 --device cpu --quiet --max-steps 8"
-).split()
-
-
-@pytest.fixture
-def trained(tmp_path):
-    corpus = tmp_path / "words.txt"
-    corpus.write_text(words_text())
-    out = tmp_path / "run"
-    assert main(["train", str(corpus), "--out", str(out), "--final-sample", "0", *TINY]) == 0
-    return out
-
 
 def test_viz_cli_end_to_end(trained, tmp_path, capsys):
     capsys.readouterr()
@@ -255,9 +240,9 @@ def test_viz_user_errors(trained, tmp_path, capsys):
     for flags, needle in (
         (["--chars", "0"], "--chars must be between 1 and 10,000"),
         (["--chars", "20000"], "--chars must be between 1 and 10,000"),
-        (["--feature-chars", "-1"], "--feature-chars must be >= 0"),
+        (["--feature-chars", "-1"], "--feature-chars must be between 0 and 10,000,000"),
         (["--bogus"], "unrecognized arguments: --bogus"),
-        (["-o", str(tmp_path / "no" / "v.html")], "no such folder for -o"),
+        (["-o", str(tmp_path / "no" / "v.html")], "does not exist; create it first"),
     ):
         assert main(["viz", str(trained), *flags] + ([] if "-o" in flags else ["-o", out])) == 2
         one_line_error(capsys, needle)

@@ -1,11 +1,10 @@
-"""The viz page in a real headless Chromium (Debian's `chromium`, which .ci/run installs), driven
-by Playwright with its executable path set. These tests fail, never skip, without the browser."""
+"""The viz page in a real headless Chromium (Debian's `chromium`, installed by the session fixture
+when missing), driven by Playwright with its executable path set. Fail, never skip, without it."""
 
 import contextlib
 import io
 import json
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -56,14 +55,13 @@ def built(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(chromium_executable):
     from playwright.sync_api import sync_playwright
 
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.fail("chromium is not on PATH; install it (apt-get install chromium; .ci/run does)")
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
+        b = p.chromium.launch(
+            executable_path=chromium_executable, headless=True, args=["--no-sandbox"]
+        )
         yield b
         b.close()
 

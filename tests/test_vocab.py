@@ -31,6 +31,9 @@ def test_json_round_trip():
         assert Vocab.from_json(v.to_json()) == v
 
 
-def test_json_rejects_unsorted_symbols():
+def test_json_rejects_repeated_symbols_and_keeps_an_extended_order():
     with pytest.raises(ValueError):
-        Vocab.from_json({"mode": "char", "symbols": ["b", "a"]})
+        Vocab.from_json({"mode": "char", "symbols": ["a", "b", "a"]})
+    # a fine-tuned run appends new characters after its base's: ids are kept, order too
+    v = Vocab.from_json({"mode": "char", "symbols": ["a", "c", "b"]})
+    assert v.encode("abc") == [0, 2, 1] and v.decode([2, 1]) == "bc"

@@ -5,164 +5,51 @@ Example:
     >>> run = rnnlab.train("my_text.txt", cell="lstm", hidden_size=256, minutes=5, out="runs/a")
     >>> lm = rnnlab.load("runs/a")
     >>> print(lm.generate("ROMEO:", length=300, temperature=0.8, seed=0))
+    >>> report = rnnlab.evaluate("runs/a")  # bits per character beside the baseline ladder
+
+The names below live in ``rnnlab.api`` and load on first use, so ``import rnnlab`` (and the
+start of the ``rnnlab`` command) stays fast and free of torch until it is needed.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
+from typing import Any
 
-import numpy as np
-import torch
-
-from . import checkpoint as _checkpoint
-from . import evaluation as _evaluation
-from . import sampling as _sampling
-from . import training as _training
-from . import viz as _viz
-from .config import CorpusConfig, ModelConfig, TrainConfig, __version__
-from .errors import RnnlabError, UsageError
-from .model import CharLM, resolve_sample_dtype
-from .training import EvalEvent, TrainResult
-from .vocab import Vocab
+from .config import __version__
 
 __all__ = [
     "CharLM",
     "CorpusConfig",
+    "DivergedError",
     "EvalEvent",
+    "EvalOptions",
+    "EvalReport",
     "LanguageModel",
     "ModelConfig",
     "RnnlabError",
+    "SampleOptions",
     "TrainConfig",
     "TrainResult",
     "UsageError",
+    "Visualization",
+    "VizOptions",
     "Vocab",
     "__version__",
+    "evaluate",
+    "generate",
     "load",
     "train",
+    "visualize",
 ]
 
 
-def train(
-    corpus: str | Path | None = None,
-    *,
-    out: str | Path,
-    glob: str | None = None,
-    byte_mode: bool = False,
-    resume: bool = False,
-    progress: bool = False,
-    on_eval=None,
-    **options,
-) -> TrainResult:
-    """Train (or, with ``resume=True``, continue) a character-level model.
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from . import api
 
-    Args:
-        corpus: a file, a folder, or a named corpus ("python", "shakespeare"); None: "python".
-        out: the run directory.
-        glob: for a folder, only the files matching this pattern.
-        byte_mode: model raw bytes instead of Unicode characters.
-        resume: continue the run in ``out``; only ``max_steps``/``minutes`` may be given.
-        progress: show a progress bar on stderr.
-        on_eval: called with an EvalEvent after each validation.
-        **options: any ModelConfig or TrainConfig field, e.g. ``cell="gru"``,
-            ``hidden_size=256``, ``minutes=5``, ``max_steps=1000``, ``learning_rate=3e-3``.
-
-    Returns:
-        A TrainResult (run directory, steps, best validation bpc, the last sample).
-    """
-    model_names = {f.name for f in dataclasses.fields(ModelConfig)} - {"vocab_size"}
-    train_names = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = set(options) - model_names - train_names
-    if unknown:
-        raise TypeError(
-            f"unknown option(s) {sorted(unknown)}; valid: {sorted(model_names | train_names)}"
-        )
-    if resume and set(options) - {"max_steps", "minutes"}:
-        raise TypeError("on resume only max_steps and minutes may be given: the run fixes the rest")
-    model_config = ModelConfig(**{k: v for k, v in options.items() if k in model_names})
-    train_config = TrainConfig(**{k: v for k, v in options.items() if k in train_names})
-    corpus_config = CorpusConfig(source=str(corpus or "python"), glob=glob, byte_mode=byte_mode)
-    result = _training.train(
-        corpus_config,
-        model_config,
-        train_config,
-        Path(out),
-        resume=resume,
-        progress=progress,
-        on_eval=on_eval,
-    )
-    _viz.plot_curves([Path(out)], Path(out) / "curves.png")
-    return result
+        return getattr(api, name)
+    raise AttributeError(f"module 'rnnlab' has no attribute {name!r}")
 
 
-class LanguageModel:
-    """A trained model with its vocabulary: generate text and score it."""
-
-    def __init__(self, model: CharLM, vocab: Vocab, run_dir: Path | None = None) -> None:
-        self.model = model.eval()
-        self.vocab = vocab
-        self.run_dir = run_dir
-
-    def generate(
-        self,
-        prompt: str = "",
-        length: int = 500,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        unknown: str = "error",
-        dtype: str = "auto",
-    ) -> str:
-        """One continuation of ``prompt`` (without the prompt). See ``generate_many``."""
-        return self.generate_many(
-            prompt, 1, length, temperature, top_k, top_p, seed, unknown, dtype
-        )[0]
-
-    def generate_many(
-        self,
-        prompt: str = "",
-        num_samples: int = 1,
-        length: int = 500,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        unknown: str = "error",
-        dtype: str = "auto",
-    ) -> list[str]:
-        """``num_samples`` continuations sampled in parallel (temperature 0: greedy).
-
-        ``dtype``: how the recurrent weights are stored while sampling: "float32" (exact),
-        "bfloat16", "int8" (weight-only, per-row scales: about 2x faster at batch 1 on a CPU,
-        logits within about 1e-3), or "auto" (on a CPU int8 for up to 8 samples, bfloat16
-        for more where the CPU has it; float32 elsewhere).
-        """
-        device = self.model.head.weight.device
-        return _sampling.generate(
-            self.model,
-            self.vocab,
-            prompt,
-            length,
-            temperature,
-            top_k,
-            top_p,
-            seed,
-            num_samples,
-            unknown,
-            dtype=resolve_sample_dtype(dtype, device, num_samples),
-        )
-
-    def bits_per_char(self, text: str, unknown: str = "error") -> float:
-        """Exact bits per character of ``text[1:]`` given what precedes it (state carried)."""
-        ids = np.asarray(self.vocab.encode(text, unknown=unknown), dtype=np.int64)
-        return _evaluation.bits_per_char(self.model, ids)
-
-
-def load(
-    run: str | Path, device: str | torch.device = "cpu", weights: str = "best"
-) -> LanguageModel:
-    """Load a run directory's model: ``weights="best"`` (best validation) or ``"last"``."""
-    name = {"best": _checkpoint.BEST, "last": _checkpoint.LAST}[weights]
-    model, vocab, _ = _checkpoint.load_model(Path(run), name, device)
-    return LanguageModel(model, vocab, Path(run))
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

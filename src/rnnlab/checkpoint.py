@@ -1,14 +1,23 @@
-"""The run directory (format 1): config, vocabulary, weights, training state and metrics.
+"""The run directory: config, vocabulary, weights, the committed checkpoint, metrics and the lock.
 
-Every write goes to a temporary file that is renamed into place; loading never unpickles code
-(safetensors for weights, ``torch.load(weights_only=True)`` for the training state).
-Imports config, vocab and model from rnnlab.
+A checkpoint is one file, ``last.safetensors``: the weights of a step together with the
+training state of that step (optimizer, RNG, carried state, counters and how much of
+metrics.jsonl it refers to), written to a temporary file and renamed into place. A process
+killed at any instant, or a disk that fills, leaves the previous checkpoint or the new one,
+never a mix. Every file of a run directory is untrusted input: regular files only, bounded
+reads, validated types and shapes (checked against the weights' header before anything is
+allocated), finite weights. Imports errors, files, config, vocab and model from rnnlab.
 """
 
 from __future__ import annotations
 
-import io
+import errno
+import fcntl
 import json
+import math
+import os
+import stat
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +27,7 @@ import torch
 
 from .config import FORMAT, CorpusConfig, ModelConfig, TrainConfig, __version__, from_dict, to_dict
 from .errors import UsageError
-from .files import atomic_write, write_json
+from .files import atomic_write, fsync_dir, read_regular, write_json
 from .model import CharLM
 from .vocab import Vocab
 
@@ -26,12 +35,23 @@ CONFIG = "config.json"
 VOCAB = "vocab.json"
 BEST = "model.safetensors"
 LAST = "last.safetensors"
-TRAIN_STATE = "train_state.pt"
 METRICS = "metrics.jsonl"
+BASELINES = "baselines.json"  # written by `rnnlab eval` on the run's validation split
+WEIGHTS = {"best": BEST, "last": LAST}  # the names --weights takes
+LOCK = ".lock"
+LEGACY_TRAIN_STATE = "train_state.pt"  # runs written before the one-file checkpoint
+
+MAX_JSON_BYTES = 1 << 20  # config.json, vocab.json, baselines.json
+MAX_HEADER_BYTES = 100 << 20  # a safetensors header (the format's own limit)
+STATE_PREFIX = "train_state."  # tensors of the training state inside last.safetensors
 
 
 class CheckpointError(UsageError):
     """A run directory is missing, incomplete or corrupt; the message says what to do."""
+
+
+class MetricsWarning(UserWarning):
+    """A line of metrics.jsonl was not a JSON object and was skipped."""
 
 
 @dataclass(frozen=True)
@@ -43,13 +63,21 @@ class RunConfig:
     corpus: CorpusConfig
 
 
-def read_json(path: Path) -> Any:
+# --- JSON files ---------------------------------------------------------------------------------
+
+
+def read_json(path: Path, max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """A small JSON file of a run directory, read as untrusted input."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(read_regular(path, max_bytes).decode("utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing; is this an rnnlab run directory?") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is corrupt ({e}); the run cannot be read") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise CheckpointError(
+            f"{path} is corrupt ({type(e).__name__}); the run cannot be read"
+        ) from None
+    except OSError as e:
+        raise CheckpointError(f"{path} cannot be read ({e.strerror})") from None
 
 
 def save_config(run_dir: Path, config: RunConfig) -> None:
@@ -67,23 +95,24 @@ def save_config(run_dir: Path, config: RunConfig) -> None:
 
 
 def load_config(run_dir: Path) -> RunConfig:
+    """config.json, every field present and of its declared type and range."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: no such run directory; train one with: rnnlab train")
     raw = read_json(run_dir / CONFIG)
-    if raw.get("format") != FORMAT:
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        found = raw.get("format") if isinstance(raw, dict) else None
         raise CheckpointError(
-            f"{run_dir / CONFIG} has format {raw.get('format')!r}; this rnnlab reads format "
-            f"{FORMAT}; upgrade rnnlab"
+            f"{run_dir / CONFIG} has format {found!r}; this rnnlab reads format {FORMAT}"
         )
     try:
         return RunConfig(
-            from_dict(ModelConfig, raw["model"]),
-            from_dict(TrainConfig, raw["train"]),
-            from_dict(CorpusConfig, raw["corpus"]),
+            from_dict(ModelConfig, raw.get("model"), strict=True),
+            from_dict(TrainConfig, raw.get("train"), strict=True),
+            from_dict(CorpusConfig, raw.get("corpus"), strict=True),
         )
     except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{run_dir / CONFIG} is invalid ({e})") from None
+        raise CheckpointError(f"{run_dir / CONFIG} is invalid: {e}") from None
 
 
 def save_vocab(run_dir: Path, vocab: Vocab) -> None:
@@ -91,71 +120,324 @@ def save_vocab(run_dir: Path, vocab: Vocab) -> None:
 
 
 def load_vocab(run_dir: Path) -> Vocab:
+    path = Path(run_dir) / VOCAB
+    raw = read_json(path)
     try:
-        return Vocab.from_json(read_json(Path(run_dir) / VOCAB))
+        if not isinstance(raw, dict):
+            raise TypeError("not a JSON object")
+        return Vocab.from_json(raw)
     except (KeyError, TypeError, ValueError) as e:
-        if isinstance(e, CheckpointError):
-            raise
-        raise CheckpointError(f"{Path(run_dir) / VOCAB} is invalid ({e})") from None
+        raise CheckpointError(f"{path} is invalid ({e})") from None
 
 
-def save_weights(path: Path, model: torch.nn.Module, step: int) -> None:
-    """Weights as safetensors (CPU copies, so a GPU run loads anywhere), tagged with the step."""
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    atomic_write(path, safetensors.torch.save(tensors, metadata={"step": str(step)}))
+# --- weights ------------------------------------------------------------------------------------
 
 
-def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], int]:
-    """The tensors of a weights file (on CPU) and the step they were saved at."""
-    path = Path(path)
+def _read_header(path: Path) -> tuple[dict[str, Any], int]:
+    """The JSON header of a safetensors file and the bytes of tensor data after it, read
+    without the tensors; a FIFO or device is refused without waiting on it."""
     try:
-        data = path.read_bytes()
-        tensors = safetensors.torch.load(data)
-        header_len = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8 : 8 + header_len])
-        step = int(header.get("__metadata__", {}).get("step", -1))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing; the run has no saved weights yet") from None
+    except OSError as e:
+        raise CheckpointError(f"{path} cannot be read ({e.strerror})") from None
+    damaged = CheckpointError(f"{path} is corrupt or truncated; resume from a copy, or retrain")
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise CheckpointError(f"{path} is not a regular file; restore the run's own file")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            n = int.from_bytes(f.read(8), "little")
+            if info.st_size < 8 or n > min(MAX_HEADER_BYTES, info.st_size - 8):
+                raise damaged
+            header = json.loads(f.read(n))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        raise damaged from None
+    finally:
+        os.close(fd)
+    if not isinstance(header, dict):
+        raise damaged
+    return header, info.st_size - 8 - n
+
+
+def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The shape of every weight of a CharLM, computed without allocating it."""
+    with torch.device("meta"):
+        model = CharLM(config)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def check_weights_header(path: Path, config: ModelConfig) -> None:
+    """Refuse weights whose names or shapes differ from what ``config`` builds, before any
+    tensor is read or any model is allocated."""
+    header, data_bytes = _read_header(path)
+    want = expected_shapes(config)
+    have = {
+        k: v for k, v in header.items() if k != "__metadata__" and not k.startswith(STATE_PREFIX)
+    }
+    if set(have) != set(want):
+        missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
+        raise CheckpointError(
+            f"{path} does not fit config.json (missing {missing[:3]}, unexpected {extra[:3]}); "
+            "the weights belong to another model"
+        )
+    for name, shape in want.items():
+        info = have[name]
+        found = info.get("shape") if isinstance(info, dict) else None
+        if not isinstance(found, list) or tuple(found) != shape:
+            raise CheckpointError(
+                f"{path}: tensor {name} has shape {found}, config.json says {list(shape)}; "
+                "the weights belong to another model"
+            )
+    try:
+        end = max(int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__")
+    except (KeyError, TypeError, ValueError, IndexError):
+        raise CheckpointError(f"{path} is corrupt; resume from a copy, or retrain") from None
+    if end > data_bytes:
+        raise CheckpointError(f"{path} is truncated; resume from a copy, or retrain")
+
+
+def save_weights(
+    path: Path, model: torch.nn.Module, step: int, extra: dict[str, str] | None = None
+) -> None:
+    """Weights as safetensors (CPU copies, so a GPU run loads anywhere), tagged with the step."""
+    tensors = _cpu_weights(model)
+    atomic_write(
+        path, safetensors.torch.save(tensors, metadata={"step": str(step), **(extra or {})})
+    )
+
+
+def _cpu_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+
+
+def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Every tensor of a safetensors file (on CPU) and its metadata; bounded by the file's size,
+    which the caller has checked against the header."""
+    path = Path(path)
+    try:
+        data = read_regular(path, max_bytes=os.stat(path).st_size)
+        tensors = safetensors.torch.load(data)
+        header_len = int.from_bytes(data[:8], "little")
+        metadata = json.loads(data[8 : 8 + header_len]).get("__metadata__") or {}
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing; the run has no saved weights yet") from None
+    except UsageError:
+        raise
     except Exception as e:  # safetensors raises its own error types for any damage
         raise CheckpointError(
             f"{path} is corrupt or truncated ({type(e).__name__}); resume from a copy, or retrain"
         ) from None
-    return tensors, step
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{path} is corrupt (metadata); resume from a copy, or retrain")
+    return tensors, metadata
+
+
+def check_finite(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse weights holding NaN or Inf, naming the first such tensor."""
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(
+                f"{path}: tensor {name} holds NaN or Inf; these weights are unusable "
+                "(training diverged); use another run or retrain"
+            )
+
+
+def load_weights(
+    path: Path, config: ModelConfig | None = None
+) -> tuple[dict[str, torch.Tensor], int]:
+    """The model tensors of a weights file (on CPU, finite) and the step they were saved at."""
+    path = Path(path)
+    if config is not None:
+        check_weights_header(path, config)
+    tensors, metadata = load_tensors(path)
+    weights = {k: v for k, v in tensors.items() if not k.startswith(STATE_PREFIX)}
+    check_finite(weights, path)
+    try:
+        step = int(metadata.get("step", -1))
+    except ValueError:
+        raise CheckpointError(f"{path} is corrupt (step); resume from a copy, or retrain") from None
+    return weights, step
 
 
 def load_model(
     run_dir: Path, weights: str = BEST, device: str | torch.device = "cpu"
 ) -> tuple[CharLM, Vocab, RunConfig]:
     """Rebuild a run's model from its config and weights (``model.safetensors`` by default)."""
+    run_dir = Path(run_dir)
     config = load_config(run_dir)
     vocab = load_vocab(run_dir)
     if config.model.vocab_size != len(vocab):
         raise CheckpointError(f"{run_dir}: vocab.json does not match config.json")
+    tensors, _ = load_weights(run_dir / weights, config.model)
     model = CharLM(config.model)
-    tensors, _ = load_weights(Path(run_dir) / weights)
-    try:
-        model.load_state_dict(tensors)
-    except RuntimeError as e:
-        raise CheckpointError(f"{Path(run_dir) / weights} does not fit config.json ({e})") from None
+    model.load_state_dict(tensors)
     return model.to(device).eval(), vocab, config
 
 
-def save_train_state(path: Path, state: dict[str, Any]) -> None:
-    """Optimizer, step, RNG and carried-state tensors; plain containers and tensors only."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    atomic_write(path, buffer.getvalue())
+# --- the checkpoint: weights and training state of one step, one file ---------------------------
 
 
-def load_train_state(path: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class TrainingState:
+    """Where a run stands after ``step`` steps: everything a resume needs besides the weights."""
+
+    step: int
+    elapsed_s: float
+    best_val_bpc: float
+    last_val_bpc: float
+    last_eval_s: float
+    metrics_bytes: int  # the length of metrics.jsonl that this checkpoint refers to
+    optimizer: dict[str, Any]  # torch.optim state_dict
+    rng_cpu: torch.Tensor
+    rng_cuda: torch.Tensor | None = None
+    carried_state: tuple[torch.Tensor, ...] = ()  # (L, B, H) each, all B streams
+
+
+_SCALARS = ("step", "elapsed_s", "best_val_bpc", "last_val_bpc", "last_eval_s", "metrics_bytes")
+
+
+def _flatten_state(state: TrainingState) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors (named under STATE_PREFIX) and a JSON-able description of everything else."""
+    tensors: dict[str, torch.Tensor] = {STATE_PREFIX + "rng_cpu": state.rng_cpu}
+    if state.rng_cuda is not None:
+        tensors[STATE_PREFIX + "rng_cuda"] = state.rng_cuda
+    for i, s in enumerate(state.carried_state):
+        tensors[f"{STATE_PREFIX}carried.{i}"] = s
+    opt_state: dict[str, dict[str, Any]] = {}
+    for index, entries in state.optimizer["state"].items():
+        opt_state[str(index)] = {}
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{STATE_PREFIX}optimizer.{index}.{key}"] = value
+                opt_state[str(index)][key] = None  # a tensor, stored above
+            else:
+                opt_state[str(index)][key] = value
+    meta = {k: getattr(state, k) for k in _SCALARS}
+    meta |= {
+        "carried": len(state.carried_state),
+        "optimizer_state": opt_state,
+        "param_groups": state.optimizer["param_groups"],
+    }
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}, meta
+
+
+def _unflatten_state(tensors: dict[str, torch.Tensor], meta: Any, path: Path) -> TrainingState:
+    bad = CheckpointError(
+        f"{path}: the training state is incomplete or corrupt; the run cannot be resumed"
+    )
+    if not isinstance(meta, dict):
+        raise bad
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        opt_state = {}
+        for index, entries in meta["optimizer_state"].items():
+            opt_state[int(index)] = {
+                key: tensors[f"{STATE_PREFIX}optimizer.{index}.{key}"] if value is None else value
+                for key, value in entries.items()
+            }
+        carried = tuple(tensors[f"{STATE_PREFIX}carried.{i}"] for i in range(int(meta["carried"])))
+        scalars = {k: meta[k] for k in _SCALARS}
+        for k in ("step", "metrics_bytes"):
+            if not isinstance(scalars[k], int) or isinstance(scalars[k], bool) or scalars[k] < 0:
+                raise bad
+        for k in ("elapsed_s", "best_val_bpc", "last_val_bpc", "last_eval_s"):
+            if not isinstance(scalars[k], (int, float)):
+                raise bad
+        if not isinstance(meta["param_groups"], list):
+            raise bad
+        return TrainingState(
+            **scalars,
+            optimizer={"state": opt_state, "param_groups": meta["param_groups"]},
+            rng_cpu=tensors[STATE_PREFIX + "rng_cpu"],
+            rng_cuda=tensors.get(STATE_PREFIX + "rng_cuda"),
+            carried_state=carried,
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise bad from None
+
+
+def commit_checkpoint(run_dir: Path, model: torch.nn.Module, state: TrainingState) -> None:
+    """Write the weights and the training state of ``state.step`` as one unit: a single file
+    renamed into place, after the metrics it refers to are on disk."""
+    run_dir = Path(run_dir)
+    tensors, meta = _flatten_state(state)
+    weights = _cpu_weights(model)
+    metadata = {"step": str(state.step), "train_state": json.dumps(meta)}
+    atomic_write(run_dir / LAST, safetensors.torch.save(weights | tensors, metadata=metadata))
+    legacy = run_dir / LEGACY_TRAIN_STATE
+    if legacy.exists():  # a run started by an older rnnlab: its state now lives in LAST
+        legacy.unlink()
+        fsync_dir(run_dir)
+
+
+def load_checkpoint(
+    run_dir: Path, config: ModelConfig
+) -> tuple[dict[str, torch.Tensor], TrainingState] | None:
+    """The weights and training state of the last committed checkpoint, or None if the run
+    was stopped before its first one."""
+    run_dir = Path(run_dir)
+    path = run_dir / LAST
+    if not path.exists() and not path.is_symlink():
+        return None
+    check_weights_header(path, config)
+    tensors, metadata = load_tensors(path)
+    weights = {k: v for k, v in tensors.items() if not k.startswith(STATE_PREFIX)}
+    check_finite(weights, path)
+    if "train_state" in metadata:
+        try:
+            meta = json.loads(metadata["train_state"])
+        except json.JSONDecodeError:
+            raise CheckpointError(
+                f"{path}: the training state is corrupt; the run cannot be resumed"
+            ) from None
+        state = _unflatten_state(tensors, meta, path)
+    else:
+        state = _load_legacy_state(run_dir, metadata)
+    return weights, state
+
+
+def _load_legacy_state(run_dir: Path, metadata: dict[str, str]) -> TrainingState:
+    """The training state of a run written before checkpoints were one file."""
+    path = run_dir / LEGACY_TRAIN_STATE
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+        state = TrainingState(
+            step=int(raw["step"]),
+            elapsed_s=float(raw["elapsed_s"]),
+            best_val_bpc=float(raw["best_val_bpc"]),
+            last_val_bpc=float(raw["last_val_bpc"]),
+            last_eval_s=float(raw["last_eval_s"]),
+            metrics_bytes=-1,
+            optimizer=raw["optimizer"],
+            rng_cpu=raw["rng_cpu"],
+            rng_cuda=raw.get("rng_cuda"),
+            carried_state=tuple(raw["carried_state"]),
+        )
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing; the run cannot be resumed") from None
     except Exception as e:
         raise CheckpointError(
-            f"{path} is corrupt or truncated ({type(e).__name__}); the run cannot be resumed"
+            f"{path} is corrupt ({type(e).__name__}); the run cannot be resumed"
         ) from None
+    if str(state.step) != metadata.get("step"):
+        raise CheckpointError(
+            f"{run_dir}: {LAST} (step {metadata.get('step')}) and {LEGACY_TRAIN_STATE} (step "
+            f"{state.step}) disagree; the last save of this older run was cut short"
+        )
+    return state
+
+
+def remove_leftovers(run_dir: Path) -> list[Path]:
+    """Delete the temporary files of writes that a killed process never finished."""
+    gone = []
+    for p in Path(run_dir).glob(".*.part"):
+        p.unlink(missing_ok=True)
+        gone.append(p)
+    return gone
+
+
+# --- metrics.jsonl ------------------------------------------------------------------------------
 
 
 def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
@@ -163,20 +445,129 @@ def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+def sync_metrics(run_dir: Path) -> int:
+    """Flush metrics.jsonl to disk; its length, which the next checkpoint refers to."""
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        return 0
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+        return os.fstat(f.fileno()).st_size
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """The events of metrics.jsonl; a line that is not a JSON object (cut short by a kill, or
+    damaged) is skipped with a MetricsWarning."""
     path = Path(run_dir) / METRICS
     if not path.is_file():
         return []
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut short by a kill
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, 1):
+            try:
+                record = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+                record = None
+            if isinstance(record, dict) and isinstance(record.get("step"), int):
+                records.append(record)
+            elif line.strip():
+                warnings.warn(
+                    f"{path}: line {number} is not a metrics record; skipped",
+                    MetricsWarning,
+                    stacklevel=2,
+                )
     return records
 
 
-def truncate_metrics(run_dir: Path, last_step: int) -> None:
-    """Drop events after ``last_step`` (written after the checkpoint a resume starts from)."""
-    kept = [r for r in read_metrics(run_dir) if r.get("step", 0) <= last_step]
-    atomic_write(Path(run_dir) / METRICS, "".join(json.dumps(r) + "\n" for r in kept).encode())
+def rewind_metrics(run_dir: Path, state: TrainingState | None) -> None:
+    """Cut metrics.jsonl back to what the checkpoint refers to (events written after it are
+    written again by the resumed run)."""
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        return
+    if state is None:
+        os.truncate(path, 0)
+    elif state.metrics_bytes >= 0:
+        if os.path.getsize(path) > state.metrics_bytes:
+            os.truncate(path, state.metrics_bytes)
+    else:  # an older run: keep the events up to its step
+        kept = [r for r in read_metrics(run_dir) if r["step"] <= state.step]
+        atomic_write(path, "".join(json.dumps(r) + "\n" for r in kept).encode())
+
+
+def read_baselines(run_dir: Path) -> dict[str, float]:
+    """baselines.json: rung name -> bpc; a damaged file is ignored with a warning."""
+    path = Path(run_dir) / BASELINES
+    if not path.exists():
+        return {}
+    try:
+        raw = read_json(path)
+    except CheckpointError:
+        warnings.warn(f"{path} is damaged; ignored", MetricsWarning, stacklevel=2)
+        return {}
+    if not isinstance(raw, dict) or not all(
+        isinstance(k, str)
+        and isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and math.isfinite(v)
+        for k, v in raw.items()
+    ):
+        warnings.warn(
+            f"{path} is not a table of rung -> bpc; ignored", MetricsWarning, stacklevel=2
+        )
+        return {}
+    return {k: float(v) for k, v in raw.items()}
+
+
+# --- one writer per run directory ---------------------------------------------------------------
+
+
+class RunLock:
+    """An exclusive advisory lock on a run directory, held while a process writes it.
+
+    ``flock`` on ``.lock``: the OS releases it when the process ends, however it ends, so a
+    killed run never leaves a stale lock. A second writer is refused at once, naming the
+    process that holds the lock.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        path = self.run_dir / LOCK
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+        except OSError as e:
+            raise CheckpointError(
+                f"cannot lock {self.run_dir} ({e.strerror}); check the folder"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = os.read(fd, 64).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise CheckpointError(
+                    f"{self.run_dir} is being written by another rnnlab process (pid {holder}); "
+                    "wait for it to finish or stop it, or pick another --out"
+                ) from None
+            raise
+        try:  # who holds it, for the message a second writer gets
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    return (Path(run_dir) / LAST).exists()

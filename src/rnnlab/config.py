@@ -7,6 +7,7 @@ defaults, types and help text have one source. Stdlib only: nothing in rnnlab is
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,16 +27,66 @@ class ConfigError(UsageError):
     """A configuration value is invalid; the message names the flag and the fix."""
 
 
-def _opt(default: Any, flag: str, help: str, choices: tuple[str, ...] | None = None) -> Any:
-    meta = {"flag": flag, "help": help}
+def _opt(
+    default: Any,
+    flag: str,
+    help: str,
+    choices: tuple[str, ...] | None = None,
+    repeat: bool = False,
+) -> Any:
+    """A field exposed as a flag; ``repeat``: the flag may be given several times (the values
+    are joined by commas)."""
+    meta: dict[str, Any] = {"flag": flag, "help": help}
     if choices is not None:
         meta["choices"] = choices
+    if repeat:
+        meta["repeat"] = True
     return field(default=default, metadata=meta)
 
 
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
+
+
+# upper bounds that keep a typo from asking for terabytes (the messages say the largest value)
+MAX_HIDDEN = 16_384
+MAX_LAYERS = 64
+MAX_EMBEDDING = 16_384
+MAX_VOCAB = 0x110000 + 1  # every Unicode code point
+MAX_BATCH = 65_536
+MAX_SEQ_LEN = 65_536
+MAX_LR = 10.0
+MAX_SEED = 2**63 - 1
+MAX_PARAMETERS = 2_000_000_000  # 8 GB of float32 weights, before gradients and optimizer state
+GATES = {"lstm": 4, "gru": 3, "rnn": 1, "rnn-relu": 1}
+SCAN_MATRICES = {"mingru": 3, "minlstm": 4}  # H x H matrices per layer: gates, then W_o
+
+
+def _check_range(value: Any, lo: float, hi: float, flag: str) -> None:
+    """``lo <= value <= hi`` and finite, else a ConfigError naming the flag and the bounds."""
+    finite = isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+    ok = finite and not isinstance(value, bool) and lo <= value <= hi
+    _check(ok, f"{flag} must be between {_number(lo)} and {_number(hi)}, got {value}")
+
+
+def _number(x: float) -> str:
+    """1000000 -> '1,000,000'; 0.5 -> '0.5'."""
+    return f"{int(x):,}" if float(x).is_integer() and abs(x) < 1e18 else f"{x:g}"
+
+
+def _check_types(config: Any) -> None:
+    """Each field holds its declared type (an int is a float; a bool is neither): config.json
+    is untrusted, and a list or 32.5 where an int belongs must be one line, not a traceback."""
+    for f in dataclasses.fields(config):
+        value, kinds = getattr(config, f.name), str(f.type).replace(" ", "").split("|")
+        if value is None and "None" in kinds:
+            continue
+        allowed = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+        types = tuple(t for k in kinds for t in allowed.get(k, (object,)))
+        ok = isinstance(value, types) and (isinstance(value, bool) == ("bool" in kinds))
+        flag = f.metadata.get("flag", f.name)
+        _check(ok, f"{flag} must be {' or '.join(kinds)}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -52,13 +103,26 @@ class ModelConfig:
     vocab_size: int = 0  # set from the corpus, never a flag
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _check(self.cell in CELLS, f"--cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
         _check(self.init in INITS, f"--init must be one of {', '.join(INITS)}, got {self.init!r}")
-        _check(self.num_layers >= 1, f"--layers must be at least 1, got {self.num_layers}")
-        _check(self.hidden_size >= 1, f"--hidden must be at least 1, got {self.hidden_size}")
-        _check(self.embedding_size >= 1, f"--embedding must be >= 1, got {self.embedding_size}")
+        _check_range(self.num_layers, 1, MAX_LAYERS, "--layers")
+        _check_range(self.hidden_size, 1, MAX_HIDDEN, "--hidden")
+        _check_range(self.embedding_size, 1, MAX_EMBEDDING, "--embedding")
         _check(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), got {self.dropout}")
-        _check(self.vocab_size >= 0, f"vocab_size must be >= 0, got {self.vocab_size}")
+        _check_range(self.forget_bias, -1e3, 1e3, "--forget-bias")
+        _check_range(self.vocab_size, 0, MAX_VOCAB, "vocab_size")
+        H, E, L = self.hidden_size, self.embedding_size, self.num_layers
+        if self.cell in SCAN_MATRICES:  # input projection, then per layer gates + W_o + norm
+            recurrent = (E + 1) * H + L * (SCAN_MATRICES[self.cell] * (H + 1) * H + H) + H
+        else:
+            recurrent = GATES[self.cell] * H * (E + H + (L - 1) * 2 * H + 2 * L)
+        parameters = recurrent + (E + H + 1) * self.vocab_size
+        _check(
+            parameters <= MAX_PARAMETERS,
+            f"--layers {L} x --hidden {H} makes {parameters:,} parameters, more than the "
+            f"{MAX_PARAMETERS:,} allowed; lower --hidden or --layers",
+        )
         _check(
             self.init != "identity" or self.cell in ("rnn", "rnn-relu"),
             "--init identity (IRNN) is for --cell rnn or rnn-relu; pick another --init",
@@ -91,21 +155,37 @@ class TrainConfig:
     minutes: float | None = _opt(
         None, "--minutes", "stop after this much training time in total (validation not counted)"
     )
-    eval_every_s: float = _opt(60.0, "--eval-every", "seconds of training between validations")
+    eval_every_s: float = _opt(60.0, "--eval-every-s", "seconds of training between validations")
     eval_chars: int = _opt(
         120_000, "--eval-chars", "validate on the first N characters of the split (0: all)"
     )
     val_fraction: float = _opt(0.1, "--val-fraction", "fraction of the corpus held out (tail)")
-    sample_chars: int = _opt(200, "--preview-chars", "characters sampled at each validation")
+    sample_chars: int = _opt(200, "--sample-chars", "characters sampled at each validation")
     seed: int = _opt(1337, "--seed", "random seed for init, data order and dropout")
     device: str = _opt("auto", "--device", "auto picks cuda, then mps, then cpu", DEVICES)
-    dtype: str = _opt(
-        "auto", "--dtype", "autocast dtype; auto: bfloat16 where the hardware has it", DTYPES
+    autocast_dtype: str = _opt(
+        "auto",
+        "--autocast-dtype",
+        "autocast dtype of training (the weights stay float32); auto: bfloat16 where the "
+        "hardware has it",
+        DTYPES,
     )
 
     def __post_init__(self) -> None:
-        _check(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
-        _check(self.seq_len >= 1, f"--seq-len must be at least 1, got {self.seq_len}")
+        _check_types(self)
+        _check_range(self.batch_size, 1, MAX_BATCH, "--batch-size")
+        _check_range(self.seq_len, 1, MAX_SEQ_LEN, "--seq-len")
+        _check_range(self.learning_rate, 0, MAX_LR, "--lr")
+        _check_range(self.weight_decay, 0, 1e3, "--weight-decay")
+        _check_range(self.grad_clip, 0, 1e9, "--grad-clip")
+        _check_range(self.warmup_steps, 0, 10**12, "--warmup-steps")
+        _check(self.max_steps is None or self.max_steps <= 10**12, "--max-steps is at most 1e12")
+        if self.minutes is not None:
+            _check_range(self.minutes, 0, 1e9, "--minutes")
+        _check_range(self.eval_every_s, 0, 1e9, "--eval-every-s")
+        _check_range(self.eval_chars, 0, 10**15, "--eval-chars")
+        _check_range(self.sample_chars, 0, 100_000, "--sample-chars")
+        _check_range(self.seed, 0, MAX_SEED, "--seed")
         _check(
             0 <= self.state_reset <= 1, f"--state-reset must be in [0, 1], got {self.state_reset}"
         )
@@ -126,18 +206,19 @@ class TrainConfig:
             self.minutes is None or self.minutes > 0,
             f"--minutes must be positive, got {self.minutes}",
         )
-        _check(self.eval_every_s > 0, f"--eval-every must be positive, got {self.eval_every_s}")
+        _check(self.eval_every_s > 0, f"--eval-every-s must be positive, got {self.eval_every_s}")
         _check(self.eval_chars >= 0, f"--eval-chars must be >= 0, got {self.eval_chars}")
         _check(
             0 < self.val_fraction < 1, f"--val-fraction must be in (0, 1), got {self.val_fraction}"
         )
-        _check(self.sample_chars >= 0, f"--preview-chars must be >= 0, got {self.sample_chars}")
+        _check(self.sample_chars >= 0, f"--sample-chars must be >= 0, got {self.sample_chars}")
         _check(
             self.device in DEVICES,
             f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}",
         )
         _check(
-            self.dtype in DTYPES, f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}"
+            self.autocast_dtype in DTYPES,
+            f"--autocast-dtype must be one of {', '.join(DTYPES)}, got {self.autocast_dtype!r}",
         )
 
     def budget_fraction(self, step: int, elapsed_s: float) -> float:
@@ -160,6 +241,9 @@ class CorpusConfig:
     sha256: str = ""  # of the concatenated text as encoded, filled in when encoded
     num_chars: int = 0
 
+    def __post_init__(self) -> None:
+        _check_types(self)  # config.json is untrusted
+
 
 def flag_fields(cls: type) -> list[dataclasses.Field]:
     """The fields of a config class that are exposed as command-line flags."""
@@ -170,9 +254,31 @@ def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-def from_dict(cls: type, data: dict[str, Any]) -> Any:
-    """Build a config from JSON, ignoring unknown keys written by a newer rnnlab."""
-    names = {f.name for f in dataclasses.fields(cls)}
+# fields renamed since 0.1.0 (CHANGELOG.md): config.json written before reads the same
+RENAMED_FIELDS = {"dtype": "autocast_dtype", "clip": "clip_mode", "clip_value": "grad_clip"}
+
+
+def from_dict(cls: type, data: Any, strict: bool = False) -> Any:
+    """Build a config from JSON, ignoring unknown keys written by a newer rnnlab.
+
+    With ``strict`` (a file of a run directory, untrusted), every field must be present, so a
+    damaged config.json is refused rather than half-read; types and ranges are checked by
+    the class itself.
+
+    Raises:
+        ConfigError: ``data`` is not an object, a field is missing, or a value is invalid.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"the {cls.__name__} section must be a JSON object, got {type(data).__name__}"
+        )
+    data = {RENAMED_FIELDS.get(k, k): v for k, v in data.items()}
+    fields = dataclasses.fields(cls)
+    if strict:
+        for f in fields:
+            if f.name not in data:
+                raise ConfigError(f"{cls.__name__}.{f.name} is missing")
+    names = {f.name for f in fields}
     return cls(**{k: v for k, v in data.items() if k in names})
 
 
@@ -188,27 +294,33 @@ class LongRangeConfig:
     batch_size: int = _opt(64, "--batch-size", "sequences per training step (fresh each step)")
     learning_rate: float = _opt(1e-2, "--lr", "Adam learning rate (constant)")
     steps: int = _opt(1500, "--steps", "training steps per run (the budget)")
-    clip: str = _opt(
-        "norm", "--clip", "gradient clipping: global L2 norm, per entry, or none", CLIP_MODES
+    grad_clip: float = _opt(1.0, "--grad-clip", "gradient clipping threshold")
+    clip_mode: str = _opt(
+        "norm", "--clip-mode", "norm: global L2 norm; element: clamp each entry", CLIP_MODES
     )
-    clip_value: float = _opt(1.0, "--clip-value", "threshold of --clip norm or element")
     init: str = _opt("default", "--init", "initialization preset for the recurrent weights", INITS)
     forget_bias: float = _opt(
         0.0, "--forget-bias", "LSTM forget-gate bias at init (not chrono); 1 as char-rnn"
     )
-    eval_every: int = _opt(100, "--eval-every", "steps between evaluations on the test set")
+    eval_every_steps: int = _opt(
+        100, "--eval-every-steps", "steps between evaluations on the test set"
+    )
     test_size: int = _opt(512, "--test-size", "held-out sequences in the test set")
 
     def __post_init__(self) -> None:
-        _check(self.hidden_size >= 1, f"--hidden must be at least 1, got {self.hidden_size}")
-        _check(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
+        _check_types(self)
+        _check_range(self.hidden_size, 1, 4096, "--hidden")
+        _check_range(self.batch_size, 1, MAX_BATCH, "--batch-size")
         _check(self.learning_rate > 0, f"--lr must be positive, got {self.learning_rate}")
-        _check(self.steps >= 1, f"--steps must be at least 1, got {self.steps}")
+        _check_range(self.learning_rate, 0, MAX_LR, "--lr")
+        _check_range(self.steps, 1, 10**9, "--steps")
         _check(
-            self.clip in CLIP_MODES,
-            f"--clip must be one of {', '.join(CLIP_MODES)}, got {self.clip!r}",
+            self.clip_mode in CLIP_MODES,
+            f"--clip-mode must be one of {', '.join(CLIP_MODES)}, got {self.clip_mode!r}",
         )
-        _check(self.clip_value > 0, f"--clip-value must be positive, got {self.clip_value}")
+        _check(self.grad_clip > 0, f"--grad-clip must be positive, got {self.grad_clip}")
+        _check_range(self.grad_clip, 0, 1e9, "--grad-clip")
         _check(self.init in INITS, f"--init must be one of {', '.join(INITS)}, got {self.init!r}")
-        _check(self.eval_every >= 1, f"--eval-every must be at least 1, got {self.eval_every}")
-        _check(self.test_size >= 1, f"--test-size must be at least 1, got {self.test_size}")
+        _check_range(self.forget_bias, -1e3, 1e3, "--forget-bias")
+        _check_range(self.eval_every_steps, 1, 10**9, "--eval-every-steps")
+        _check_range(self.test_size, 1, 1_000_000, "--test-size")

@@ -143,9 +143,11 @@ def encode_with(
             "skip" (drop them).
     """
     if unknown not in UNKNOWN_POLICIES:
-        raise ValueError(f"unknown-character policy must be one of {UNKNOWN_POLICIES}")
+        raise UsageError(f"--unknown must be one of {', '.join(UNKNOWN_POLICIES)}")
     dtype = token_dtype(len(vocab))
     points = np.array(vocab.code_points() if vocab.mode == "char" else [0], dtype=np.uint32)
+    order = np.argsort(points, kind="stable")  # a fine-tuned run's vocabulary is not sorted
+    points = points[order]
     missing: set[str] = set()
     n = 0
     with open(path, "wb") as out:
@@ -160,6 +162,7 @@ def encode_with(
                 if not known.all():
                     missing.update(chr(c) for c in np.unique(cps[~known]))
                     ids = ids[known]
+                ids = order[ids]
             ids.astype(dtype).tofile(out)
             n += len(ids)
     if missing and unknown == "error":

@@ -1,14 +1,18 @@
 """CharLM: embedding -> stack of fused recurrent layers (nn.LSTM / nn.GRU / nn.RNN) -> linear head.
 
-Training runs the fused PyTorch modules (oneDNN on CPU, cuDNN on GPU). Imports only config.
+Training runs the fused PyTorch modules (oneDNN on CPU, cuDNN on GPU). Also the pieces every
+recurrent network here shares: layer construction, init presets, gradient clipping, and where
+(device, dtype) a model runs. Imports only config.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 import torch.nn as nn
 
-from .config import ConfigError, ModelConfig
+from .config import CLIP_MODES, ConfigError, ModelConfig
 from .scan import SCAN_CELLS, MinRNNStack, scan_flops_per_char
 
 State = tuple[torch.Tensor, ...]  # (h, c) for LSTM, (h,) otherwise; each (L, B, H)
@@ -93,6 +97,40 @@ def recurrent_stack(config: ModelConfig, input_size: int) -> nn.Module:
     )
     initialize(rnn, config)
     return rnn
+
+
+def layer_config(cell: str, hidden_size: int, init: str, forget_bias: float) -> ModelConfig:
+    """One recurrent layer of the lab (no dropout), as the ModelConfig the init presets read."""
+    return ModelConfig(
+        cell=cell,
+        num_layers=1,
+        hidden_size=hidden_size,
+        embedding_size=hidden_size,
+        dropout=0.0,
+        init=init,
+        forget_bias=forget_bias,
+    )
+
+
+def clip_gradients(parameters: Iterable[nn.Parameter], mode: str, value: float) -> float:
+    """Clip the gradients in place and return their global L2 norm before clipping.
+
+    Modes: ``norm`` rescales all gradients together when their global norm exceeds ``value``
+    (Pascanu, Mikolov & Bengio 2013, algorithm 1; torch's clip_grad_norm_); ``element`` clamps
+    each entry to [-value, value], as char-rnn did; ``none`` only measures. Training and the lab
+    both clip here. A NaN or Inf norm is returned as is, for the caller to skip the step.
+    """
+    if mode not in CLIP_MODES:
+        raise ConfigError(f"--clip-mode must be one of {', '.join(CLIP_MODES)}, got {mode!r}")
+    params = [p for p in parameters if p.grad is not None]
+    if not params:
+        return 0.0
+    if mode == "norm":
+        return float(torch.nn.utils.clip_grad_norm_(params, value))
+    norm = float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params])))
+    if mode == "element":
+        torch.nn.utils.clip_grad_value_(params, value)
+    return norm
 
 
 def detach(state: State) -> State:
@@ -205,11 +243,15 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype | None:
     return None
 
 
+INT8_MAX_BATCH = 8  # above this many samples at once, int8 weight-only loses to bf16 (README)
+
+
 def resolve_sample_dtype(name: str, device: torch.device, batch_size: int) -> torch.dtype | None:
     """Storage of the recurrent weights while sampling (see cells.StepDecoder); None keeps
-    float32. "auto" on a CPU: int8 weight-only for a few samples, where speed is the speed of
-    reading the weights (measured 2x float32 at batch 1), bfloat16 for a large batch on a CPU
-    with native bf16 (2x float32 at batch 64); float32 elsewhere."""
+    float32. "auto" on a CPU: int8 weight-only for up to 8 samples, where speed is the speed of
+    reading the weights (measured 2x float32 at batch 1), bfloat16 for a larger batch on a CPU
+    with native bf16 (2x float32 at batch 64; int8 is the slowest choice there); float32
+    elsewhere."""
     if name == "float32":
         return None
     if name == "bfloat16":
@@ -217,7 +259,9 @@ def resolve_sample_dtype(name: str, device: torch.device, batch_size: int) -> to
     if name == "int8":
         return torch.int8
     if name == "auto":
-        return (
-            torch.int8 if device.type == "cpu" and hasattr(torch, "_weight_int8pack_mm") else None
-        )
-    raise ConfigError(f"--dtype must be auto, float32, bfloat16 or int8, got {name!r}")
+        if device.type != "cpu":
+            return None
+        if batch_size <= INT8_MAX_BATCH and hasattr(torch, "_weight_int8pack_mm"):
+            return torch.int8
+        return torch.bfloat16 if cpu_has_bf16() else None
+    raise ConfigError(f"--weights-dtype must be auto, float32, bfloat16 or int8, got {name!r}")

@@ -3,18 +3,21 @@ the state carried (O(1) work per new character, the prefix is never fed again).
 
 The per-character step is cells.StepDecoder, hand-written from the CharLM's own weights (one
 matrix-vector product per layer, the first layer's input projection folded into a table),
-because at batch 1 a fused-module call costs more than its arithmetic.
-Imports vocab, model and cells from rnnlab.
+because at batch 1 a fused-module call costs more than its arithmetic. ``iter_generate`` hands
+the text over in pieces (memory bounded for any length); ``generate`` collects it.
+Imports errors, vocab, model and cells from rnnlab.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
 from .cells import StepDecoder
+from .errors import UsageError
 from .model import CharLM
+from .options import check_sampling
 from .vocab import Vocab
 
 # --- sampling transforms: small pure functions on logits (B, V) ---------------------------------
@@ -48,11 +51,15 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
 # --- generation -------------------------------------------------------------------------------
 
 
-@torch.inference_mode()
-def generate(
+BLOCK = 256  # steps between yields (and between draws of the Gumbel noise)
+check_arguments = check_sampling  # one set of checks for the CLI and the API (options.py)
+
+
+def iter_generate(
     model: CharLM,
     vocab: Vocab,
     prompt: str = "",
+    *,
     length: int = 500,
     temperature: float = 1.0,
     top_k: int = 0,
@@ -60,8 +67,108 @@ def generate(
     seed: int | None = None,
     num_samples: int = 1,
     unknown: str = "error",
+    weights_dtype: torch.dtype | None = None,
+    every: int = BLOCK,
+) -> Iterator[list[str]]:
+    """Sample ``num_samples`` continuations of ``prompt`` in parallel, yielding the new text of
+    every row after each ``every`` steps: memory stays bounded whatever ``length`` is, and a
+    consumer can write (or stop) as it goes. ``every`` changes only when text is handed over,
+    never the text: the same seed gives the same characters. Other arguments as in ``generate``.
+
+    Yields:
+        One str per row: the text generated since the last yield (byte mode holds back a partial
+        UTF-8 sequence until it completes; the last yield flushes it).
+    """
+    check_arguments(length, temperature, top_k, top_p, num_samples)
+    if not isinstance(every, int) or every < 1:
+        raise UsageError(f"every must be a positive int, got {every!r}")
+    ids = vocab.encode(prompt, unknown=unknown)  # an unknown character fails here, not later
+    return _pieces(
+        model,
+        vocab,
+        ids,
+        length,
+        temperature,
+        top_k,
+        top_p,
+        seed,
+        num_samples,
+        weights_dtype,
+        every,
+    )
+
+
+@torch.inference_mode()
+def _pieces(
+    model: CharLM,
+    vocab: Vocab,
+    ids: list[int],
+    length: int,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    seed: int | None,
+    num_samples: int,
+    weights_dtype: torch.dtype | None,
+    every: int,
+) -> Iterator[list[str]]:
+    """The generator behind ``iter_generate``, its arguments checked."""
+    model.eval()
+    device = model.head.weight.device
+    if not ids:
+        start = vocab.id_of("\n")
+        ids = [start if start is not None else 0]
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(seed if seed is not None else int(torch.seed() % (2**63)))
+    B = num_samples
+    prime = torch.tensor([ids], device=device).expand(B, -1)  # (B, P)
+    logits, state = model(prime[:, :-1]) if prime.size(1) > 1 else (None, None)
+    state = state if state is not None else model.init_state(B, device)
+    decoder = StepDecoder.from_model(model, weights_dtype)
+    layers = [list(s.unbind(0)) for s in state]
+    token = prime[:, -1]  # (B,) the last prompt character is fed by the first step
+    decoders = [vocab.incremental_decoder() for _ in range(B)]
+    plain = temperature > 0 and top_k == 0 and top_p >= 1.0
+    tokens = []
+    for t in range(length):
+        logits = decoder.advance(token, layers)  # (B, V)
+        if plain:
+            # Gumbel-max with the temperature folded into the noise:
+            # argmax(l / T + G) == argmax(l + T * G); noise drawn a block of steps at a time
+            if t % BLOCK == 0:
+                noise = temperature * gumbel((min(BLOCK, length - t), *logits.shape), gen)
+                noise = noise.to(device)
+            token = (logits + noise[t % BLOCK]).argmax(-1)
+        else:
+            token = pick(logits, temperature, top_k, top_p, gen)
+        tokens.append(token)
+        last = t == length - 1
+        if len(tokens) == every or last:
+            rows = torch.stack(tokens, 1).tolist()  # (B, every)
+            tokens = []
+            yield [_decode(vocab, d, row, last) for d, row in zip(decoders, rows, strict=True)]
+
+
+def _decode(vocab: Vocab, decoder, row: list[int], final: bool) -> str:
+    if decoder is None:
+        return vocab.decode(row)
+    return decoder.decode(bytes(row), final=final)
+
+
+def generate(
+    model: CharLM,
+    vocab: Vocab,
+    prompt: str = "",
+    *,
+    length: int = 500,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int | None = None,
+    num_samples: int = 1,
+    unknown: str = "error",
+    weights_dtype: torch.dtype | None = None,
     on_text: Callable[[int, str], None] | None = None,
-    dtype: torch.dtype | None = None,
 ) -> list[str]:
     """Sample ``num_samples`` continuations of ``prompt`` in parallel.
 
@@ -76,53 +183,37 @@ def generate(
         seed: makes the output reproducible; None draws a fresh seed.
         num_samples: rows generated at once (a batch).
         unknown: policy for prompt characters outside the vocabulary ("error" or "skip").
+        weights_dtype: how the recurrent weights are stored while sampling (torch.bfloat16 or
+            torch.int8 for speed, see cells.StepDecoder); None keeps the model's own dtype.
         on_text: called as ``on_text(row, text)`` with each new piece of text, for streaming.
-        dtype: torch.bfloat16 keeps the recurrent weights in bf16 for speed (see cells.StepDecoder);
-            None keeps the model's own dtype.
 
     Returns:
         The generated texts, without the prompt.
+
+    Raises:
+        UsageError: an argument out of range (the message names the flag).
     """
-    if length < 0 or num_samples < 1 or temperature < 0 or not 0 < top_p <= 1 or top_k < 0:
-        raise ValueError("need length >= 0, num_samples >= 1, temperature >= 0, 0 < top_p <= 1")
-    model.eval()
-    device = model.head.weight.device
-    ids = vocab.encode(prompt, unknown=unknown)
-    if not ids:
-        start = vocab.id_of("\n")
-        ids = [start if start is not None else 0]
-    gen = torch.Generator(device="cpu")
-    gen.manual_seed(seed if seed is not None else int(torch.seed() % (2**63)))
-    B = num_samples
-    prime = torch.tensor([ids], device=device).expand(B, -1)  # (B, P)
-    logits, state = model(prime[:, :-1]) if prime.size(1) > 1 else (None, None)
-    state = state if state is not None else model.init_state(B, device)
-    decoder = StepDecoder.from_model(model, dtype)
-    layers = [list(s.unbind(0)) for s in state]
-    token = prime[:, -1]  # (B,) the last prompt character is fed by the first step
-    tokens = []
-    decoders = [vocab.incremental_decoder() for _ in range(B)]
-    plain = temperature > 0 and top_k == 0 and top_p >= 1.0
-    block = 256
-    for t in range(length):
-        logits = decoder.advance(token, layers)  # (B, V)
-        if plain:
-            # Gumbel-max with the temperature folded into the noise:
-            # argmax(l / T + G) == argmax(l + T * G); noise drawn a block of steps at a time
-            if t % block == 0:
-                noise = temperature * gumbel((min(block, length - t), *logits.shape), gen)
-                noise = noise.to(device)
-            token = (logits + noise[t % block]).argmax(-1)
-        else:
-            token = pick(logits, temperature, top_k, top_p, gen)
-        tokens.append(token)
-        if on_text is not None:
-            for row, tok in enumerate(token.tolist()):
-                piece = decoders[row].decode(bytes([tok])) if decoders[row] else vocab.symbols[tok]
-                if piece:
-                    on_text(row, piece)
-    out = torch.stack(tokens, 1).tolist() if tokens else [[] for _ in range(B)]
-    return [vocab.decode(row) for row in out]
+    pieces_of = iter_generate(
+        model,
+        vocab,
+        prompt,
+        length=length,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        seed=seed,
+        num_samples=num_samples,
+        unknown=unknown,
+        weights_dtype=weights_dtype,
+        every=1 if on_text is not None else BLOCK,
+    )
+    texts: list[list[str]] = [[] for _ in range(num_samples)]  # after the checks
+    for pieces in pieces_of:
+        for row, piece in enumerate(pieces):
+            texts[row].append(piece)
+            if on_text is not None and piece:
+                on_text(row, piece)
+    return ["".join(t) for t in texts]
 
 
 def gumbel(shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:

@@ -1,52 +1,59 @@
 """The one training loop: truncated BPTT over contiguous streams, AdamW with warmup and cosine
-decay, gradient clipping, budgets in steps or minutes, exact validation, checkpoints that resume
-exactly, Ctrl-C that saves. Imports everything below it; never viz, lab or cli.
+decay, gradient clipping, budgets in steps or minutes, exact validation, checkpoints committed
+as one unit, one writer per run, Ctrl-C and SIGTERM that save. Reads top-down: start or resume a
+run (everything checked before anything is written), then the loop. Progress goes to a
+TrainLogger; the run's metrics.jsonl is one. Imports everything below it; never viz, lab or cli.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import math
 import os
 import signal
-import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from . import checkpoint as ckpt
+from . import finetune
+from .bpc import LN2, loss_nats
+from .checkpoint import RunConfig, TrainingState
 from .config import ConfigError, CorpusConfig, ModelConfig, TrainConfig
-from .corpus import CorpusError, cache_dir, iter_bytes, iter_text, resolve
-from .data import StreamBatches, TokenFile, encode, split
-from .evaluation import LN2, loss_nats
-from .model import CharLM, count_parameters, detach, resolve_device, resolve_dtype
+from .corpus import CorpusError
+from .data import StreamBatches, TokenFile, split
+from .distributed import Ranks, distributed
+from .errors import UsageError
+from .model import (
+    CharLM,
+    clip_gradients,
+    count_parameters,
+    detach,
+    resolve_device,
+    resolve_dtype,
+)
+from .progress import Callbacks, EvalEvent, Fanout, MetricsLog, PrintLog, StepEvent, TrainLogger
 from .sampling import generate
+from .tokens import load_tokens
+from .vocab import Vocab
 
 DEFAULT_MINUTES = 3.0  # budget when neither --max-steps nor --minutes is given
 LOG_EVERY_STEPS = 10
 MAX_BAD_STEPS = 20  # consecutive non-finite losses before giving up
 DUPLICATE_SIGNAL_S = 1.0  # a second Ctrl-C sooner than this is the same one, passed on
+EXIT_CODES = {"budget": 0, "diverged": 3, "SIGINT": 130, "SIGTERM": 143}
 
 
-@dataclass(frozen=True)
-class EvalEvent:
-    """What ``on_eval`` receives after each validation."""
-
-    step: int
-    bpc: float
-    loss_nats: float
-    best_bpc: float
-    elapsed_s: float
-    sample: str
+# --- what the loop returns ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -56,9 +63,198 @@ class TrainResult:
     elapsed_s: float
     best_val_bpc: float
     last_val_bpc: float
-    stopped: str  # "budget", "interrupted" (Ctrl-C, saved) or "diverged" (non-finite loss)
+    stopped: str  # "budget", "interrupted" (Ctrl-C or SIGTERM, saved) or "diverged"
     sample: str
     rank: int = 0  # under torchrun, this process's rank (only rank 0 wrote the run)
+    signal: str | None = None  # "SIGINT" or "SIGTERM" when interrupted
+    checkpoint_step: int | None = None  # the step of the last committed checkpoint, if any
+    message: str = ""  # why it diverged
+
+    @property
+    def exit_code(self) -> int:
+        """0 finished, 3 diverged, 130 after Ctrl-C, 143 after SIGTERM (both saved)."""
+        return (
+            EXIT_CODES[self.signal or "SIGINT"]
+            if self.stopped == "interrupted"
+            else EXIT_CODES[self.stopped]
+        )
+
+
+# --- signals ------------------------------------------------------------------------------------
+
+
+class StopRequest:
+    """Set by the first Ctrl-C or SIGTERM; the loop stops and saves at the end of the step."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signal: str | None = None
+        self.first_s = 0.0
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[StopRequest]:
+    """While active, the first Ctrl-C (or SIGTERM, as a scheduler or torchrun sends when it
+    stops a job) asks the loop to stop and save. A second one raises KeyboardInterrupt at once.
+    A file-size limit (SIGXFSZ) becomes an EFBIG error on the write instead of a kill."""
+    stop = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum, frame):
+        # torchrun passes a Ctrl-C on to its workers, who also get it from the terminal: the
+        # same keypress arrives twice within moments, and only a later one means "abort now"
+        if stop.is_set() and time.monotonic() - stop.first_s > DUPLICATE_SIGNAL_S:
+            raise KeyboardInterrupt
+        if not stop.is_set():
+            stop.first_s = time.monotonic()
+            stop.signal = signal.Signals(signum).name
+        stop.event.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGXFSZ] = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+# --- start or resume: everything checked before anything is written -----------------------------
+
+
+@dataclass(frozen=True)
+class Start:
+    """A run ready to train: its config, its tokens, and the checkpoint it continues from."""
+
+    config: RunConfig
+    tokens: TokenFile
+    vocab: Vocab  # the corpus's own, or a fine-tuned run's (its base's, extended)
+    batches: StreamBatches  # the training split as B streams
+    val_ids: np.ndarray  # the validation split (its first eval_chars + 1 ids when asked)
+    weights: dict[str, torch.Tensor] | None  # None: a fresh start (also a run killed before
+    state: TrainingState | None  #            its first checkpoint, which starts over)
+    resume: bool
+    init_weights: dict[str, torch.Tensor] | None = None  # fine-tuning: the base run's weights
+
+
+def _check_new_out(out: Path) -> None:
+    """``out`` may take a new run: absent, empty, or a run killed before its first checkpoint."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for the run")
+    if out.is_dir():
+        entries = {p.name for p in out.iterdir()} - {ckpt.LOCK}
+        restartable = {ckpt.CONFIG, ckpt.VOCAB, ckpt.METRICS, ckpt.BEST, "curves.png"}
+        leftovers = {n for n in entries if n.startswith(".") and n.endswith(".part")}
+        # what rnnlab writes before a run's first checkpoint: a run stopped that early restarts
+        if not entries - leftovers <= restartable:
+            what = "a run" if ckpt.CONFIG in entries else "other files"
+            raise ConfigError(
+                f"{out} already holds {what}; resume it with --resume {out}, or pick another --out"
+            )
+    ancestor = out
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not _writable(ancestor):
+        raise ConfigError(f"--out {out}: {ancestor} is not a writable folder; pick another --out")
+
+
+def _writable(folder: Path) -> bool:
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def start_run(
+    corpus: CorpusConfig,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    out: Path,
+    resume: bool,
+    ranks: Ranks,
+    init_from: finetune.InitFrom | None = None,
+) -> Start:
+    """Check every input and read the checkpoint to continue from; write nothing.
+
+    On resume the run's own config is used, with a new budget if one is given (a new budget
+    replaces the old one whole; none given: finish the run's own budget).
+    """
+    weights = state = None
+    if resume:
+        saved = ckpt.load_config(out)
+        corpus, model_config = saved.corpus, saved.model
+        given = {"max_steps": train_config.max_steps, "minutes": train_config.minutes}
+        budget = given if any(v is not None for v in given.values()) else {}
+        train_config = dataclasses.replace(saved.train, **budget)
+        vocab = ckpt.load_vocab(out)
+        if len(vocab) != model_config.vocab_size:
+            raise ckpt.CheckpointError(f"{out}: vocab.json does not match config.json")
+        found = ckpt.load_checkpoint(out, model_config)
+        if found is not None:
+            weights, state = found
+    else:
+        _check_new_out(out)
+    if train_config.max_steps is None and train_config.minutes is None:
+        train_config = dataclasses.replace(train_config, minutes=DEFAULT_MINUTES)
+    if train_config.batch_size % ranks.world:
+        raise ConfigError(
+            f"--batch-size {train_config.batch_size} does not divide among {ranks.world} "
+            f"processes; use a multiple of {ranks.world}"
+        )
+    tokens = load_tokens(corpus, corpus.sha256 if resume else None, ranks)
+    # fine-tuning: the base run's vocabulary (known characters keep their ids) and architecture
+    tuned = finetune.prepare(init_from, out if resume else None, tokens.vocab)
+    vocab = tuned.vocab if tuned is not None else tokens.vocab
+    if tuned is not None and tuned.model_config is not None:
+        model_config = tuned.model_config
+    model_config = dataclasses.replace(model_config, vocab_size=len(vocab))
+    source = Path(corpus.source).expanduser()
+    if not resume and source.exists():  # so the run resumes from any working directory
+        corpus = dataclasses.replace(corpus, source=str(source.resolve()))
+    corpus = dataclasses.replace(corpus, sha256=tokens.sha256, num_chars=tokens.num_tokens)
+    if state is not None and state.carried_state:
+        batch = state.carried_state[0].shape[1]
+        if batch != train_config.batch_size:
+            raise ckpt.CheckpointError(
+                f"{out}: the saved state is for {batch} streams, not {train_config.batch_size}"
+            )
+    cfg = train_config
+    train_ids, val_ids = split(tokens.open(), cfg.val_fraction)
+    if tuned is not None:  # the token file holds the text's own ids: move them into the run's
+        train_ids, val_ids = tuned.remap(train_ids), tuned.remap(val_ids)
+    if len(val_ids) < 2:
+        raise CorpusError(
+            "the validation split is under 2 characters; give more text or raise --val-fraction"
+        )
+    val_ids = val_ids[: cfg.eval_chars + 1] if cfg.eval_chars else val_ids
+    batches = StreamBatches(train_ids, cfg.batch_size, cfg.seq_len, cfg.seed)
+    config = RunConfig(model_config, cfg, corpus)
+    init_weights = tuned.weights if tuned is not None else None
+    return Start(config, tokens, vocab, batches, val_ids, weights, state, resume, init_weights)
+
+
+@contextmanager
+def _writer(out: Path, ranks: Ranks, resume: bool) -> Iterator[None]:
+    """Hold the run directory's lock (rank 0, the only writer) while training."""
+    if not ranks.main:
+        yield
+        return
+    if resume:
+        ckpt.load_config(out)  # a missing or broken run fails here, before the lock is made
+    else:
+        _check_new_out(out)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(
+                f"cannot create --out {out} ({e.strerror}); pick another --out"
+            ) from None
+    with ckpt.RunLock(out):
+        if not resume:
+            _check_new_out(out)  # another process may have taken it since the first look
+        yield
 
 
 def learning_rate(cfg: TrainConfig, step: int, fraction: float) -> float:
@@ -83,150 +279,7 @@ def make_optimizer(model: CharLM, cfg: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(0.9, 0.99))
 
 
-@contextmanager
-def _sigint_flag():
-    """While active, the first Ctrl-C (or SIGTERM, as a scheduler or torchrun sends when it
-    stops a job) sets a flag: the loop stops and saves at the end of the step. A second one
-    raises KeyboardInterrupt at once."""
-    hit = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield hit
-        return
-
-    first: list[float] = []
-
-    def handler(signum, frame):
-        # torchrun passes a Ctrl-C on to its workers, who also get it from the terminal: the
-        # same keypress arrives twice within moments, and only a later one means "abort now"
-        if hit.is_set() and time.monotonic() - first[0] > DUPLICATE_SIGNAL_S:
-            raise KeyboardInterrupt
-        if not hit.is_set():
-            first.append(time.monotonic())
-        hit.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield hit
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-# --- many processes: torchrun sets RANK, LOCAL_RANK and WORLD_SIZE ----------------------------
-
-
-@dataclass(frozen=True)
-class Ranks:
-    """Where this process stands among the processes of one training job (1 of 1 alone).
-
-    Every rank runs the same loop on its own share of the B streams; rank 0 alone writes the run
-    directory, validates and shows progress. The collectives below are no-ops for one process.
-    """
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def rows(self, batch_size: int) -> slice:
-        """This rank's streams of the global batch."""
-        share = batch_size // self.world
-        return slice(self.rank * share, (self.rank + 1) * share)
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            dist.barrier()
-
-    def agree(self, values: list[float], device: torch.device) -> list[float]:
-        """The maximum of each value over all ranks, known to every rank."""
-        if self.world == 1:
-            return values
-        t = torch.tensor(values, dtype=torch.float64, device=device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return t.tolist()
-
-    def from_main(self, values: list[float], device: torch.device) -> list[float]:
-        """Rank 0's values, known to every rank."""
-        if self.world == 1:
-            return values
-        t = torch.tensor(values, dtype=torch.float64, device=device)
-        dist.broadcast(t, src=0)
-        return t.tolist()
-
-    def object_from_main(self, obj: object) -> object:
-        if self.world == 1:
-            return obj
-        box = [obj]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
-
-    def mean(self, value: float, device: torch.device) -> float:
-        """The mean of a value over all ranks."""
-        if self.world == 1:
-            return value
-        t = torch.tensor([value], dtype=torch.float64, device=device)
-        dist.all_reduce(t)
-        return t.item() / self.world
-
-    def gather_rows(self, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        """The carried state of all ranks' streams, (L, B, H) each, in stream order."""
-        if self.world == 1:
-            return state
-        out = []
-        for s in state:
-            parts = [torch.empty_like(s) for _ in range(self.world)]
-            dist.all_gather(parts, s.contiguous())
-            out.append(torch.cat(parts, 1))
-        return tuple(out)
-
-
-def distributed() -> Ranks:
-    """Join the process group that torchrun describes in the environment (once; nccl when this
-    process has a GPU, gloo otherwise), or report a single process."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return Ranks()
-    ranks = Ranks(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
-    if not dist.is_initialized():
-        if torch.cuda.is_available():
-            torch.cuda.set_device(ranks.local_rank)
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return ranks
-
-
-def load_tokens(
-    corpus: CorpusConfig, expect_sha256: str | None = None, ranks: Ranks = Ranks()
-) -> TokenFile:
-    """Encode the corpus (or reuse its cached token file), checking it is the one expected.
-    Under torchrun the first process of each machine encodes while the others wait, then all
-    memory-map the same file."""
-    files = resolve(corpus.source, corpus.glob)
-    read = iter_bytes if corpus.byte_mode else iter_text
-
-    def tokens_file() -> TokenFile:
-        key = files.fingerprint()
-        return encode(lambda: read(files), corpus.byte_mode, key, cache_dir() / "tokens")
-
-    error = None
-    if ranks.local_rank == 0:
-        try:
-            tokens = tokens_file()
-        except Exception as e:  # the others meet the same error on their own below
-            error = e
-    ranks.barrier()
-    if error is not None:
-        raise error
-    if ranks.local_rank != 0:
-        tokens = tokens_file()  # a cache hit
-    if expect_sha256 and tokens.sha256 != expect_sha256:
-        raise CorpusError(
-            f"the corpus {corpus.source!r} changed since this run started (sha256 differs); "
-            "restore it, or start a new run"
-        )
-    return tokens
+# --- the entry point ----------------------------------------------------------------------------
 
 
 def train(
@@ -236,9 +289,11 @@ def train(
     out: Path,
     *,
     resume: bool = False,
-    progress: bool = True,
+    logger: TrainLogger | None = None,
+    progress: bool = False,
     on_eval: Callable[[EvalEvent], None] | None = None,
     on_start: Callable[[str], None] | None = None,
+    init_from: finetune.InitFrom | None = None,
 ) -> TrainResult:
     """Train a CharLM into the run directory ``out``, or continue the run there.
 
@@ -248,261 +303,320 @@ def train(
         train_config: on a new run, everything; on resume only the budget (``max_steps``,
             ``minutes``) is taken from it, and only if one of them is set; the rest comes from
             the run.
-        out: the run directory; must not hold a run unless ``resume``.
+        out: the run directory; must not hold a run unless ``resume`` (a run stopped before
+            its first checkpoint may be reused).
         resume: continue the run in ``out`` exactly where its last checkpoint left it.
-        progress: show a tqdm bar on stderr.
+        logger: receives progress (start line, training steps, validations).
+        progress: also print progress lines to stderr (PrintLog).
         on_eval: called after each validation with an EvalEvent.
         on_start: called once the inputs are checked, with a one-line description of the run.
+        init_from: fine-tune: a new run that starts from this run's weights (finetune.py).
 
     Returns:
-        A TrainResult; ``stopped`` says why the loop ended.
+        A TrainResult; ``stopped`` says why the loop ended and ``exit_code`` what the CLI
+        returns for it.
+
+    Raises:
+        UsageError: a bad input, a run being written by another process, or a checkpoint that
+            could not be saved (disk full, file-size limit); the previous checkpoint is intact.
     """
     out = Path(out)
     ranks = distributed()
-    if resume:
-        saved = ckpt.load_config(out)
-        corpus, model_config = saved.corpus, saved.model
-        given = {"max_steps": train_config.max_steps, "minutes": train_config.minutes}
-        # a new budget replaces the old one whole; none given: finish the run's own budget
-        budget = given if any(v is not None for v in given.values()) else {}
-        train_config = dataclasses.replace(saved.train, **budget)
-    elif out.exists() and any(out.iterdir()):
-        what = "a run" if (out / ckpt.CONFIG).exists() else "other files"
-        raise ConfigError(
-            f"{out} already holds {what}; resume it with --resume {out}, or pick another --out"
-        )
-    if train_config.max_steps is None and train_config.minutes is None:
-        train_config = dataclasses.replace(train_config, minutes=DEFAULT_MINUTES)
-    cfg = train_config
-    if cfg.batch_size % ranks.world:
-        raise ConfigError(
-            f"--batch-size {cfg.batch_size} does not divide among {ranks.world} processes; "
-            f"use a multiple of {ranks.world}"
-        )
-    rows = ranks.rows(cfg.batch_size)
-    device = resolve_device(cfg.device)
-    if device.type == "cuda" and ranks.world > 1:
-        device = torch.device("cuda", ranks.local_rank)
-    amp_dtype = resolve_dtype(cfg.dtype, device)
+    loggers: list[TrainLogger] = [MetricsLog(out)] if ranks.main else []
+    loggers.append(Callbacks(on_eval, on_start))
+    if progress:
+        loggers.append(PrintLog())
+    if logger is not None:
+        loggers.append(logger)
+    log = Fanout(loggers)
+    if resume:  # under the lock, so no other writer moves the checkpoint after it is read
+        with _writer(out, ranks, resume=True):
+            start = start_run(corpus, model_config, train_config, out, True, ranks)
+            return Trainer(start, out, ranks, log).run()
+    start = start_run(corpus, model_config, train_config, out, False, ranks, init_from)
+    with _writer(out, ranks, resume=False):
+        return Trainer(start, out, ranks, log).run()
 
-    tokens = load_tokens(corpus, corpus.sha256 if resume else None, ranks)
-    ids = tokens.open()
-    train_ids, val_ids = split(ids, cfg.val_fraction)
-    if len(val_ids) < 2:
-        raise CorpusError(
-            "the validation split is under 2 characters; give more text or raise --val-fraction"
-        )
-    if cfg.eval_chars:
-        val_ids = val_ids[: cfg.eval_chars + 1]
-    batches = StreamBatches(train_ids, cfg.batch_size, cfg.seq_len, cfg.seed)
-    vocab = tokens.vocab
-    model_config = dataclasses.replace(model_config, vocab_size=len(vocab))
-    source = Path(corpus.source).expanduser()
-    if not resume and source.exists():  # so the run resumes from any working directory
-        corpus = dataclasses.replace(corpus, source=str(source.resolve()))
-    corpus = dataclasses.replace(corpus, sha256=tokens.sha256, num_chars=tokens.num_tokens)
 
-    torch.manual_seed(cfg.seed)
-    model = CharLM(model_config).to(device)
-    net = model  # what the step calls: under torchrun, DDP averages the gradients over ranks
-    if ranks.world > 1:
-        net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-    optimizer = make_optimizer(model, cfg)
-    step, elapsed_s, best_bpc, last_bpc, last_eval_s = 0, 0.0, math.inf, math.inf, 0.0
-    state = None
-    if resume:
-        weights, weights_step = ckpt.load_weights(out / ckpt.LAST)
-        ts = ckpt.load_train_state(out / ckpt.TRAIN_STATE)
-        if weights_step != ts["step"]:
+# --- the loop -----------------------------------------------------------------------------------
+
+
+class Trainer:
+    """One run in progress: the model, its optimizer and batches, and the counters that a
+    checkpoint saves. ``run()`` is the loop; ``commit()`` the checkpoint."""
+
+    def __init__(self, start: Start, out: Path, ranks: Ranks, log: Fanout) -> None:
+        self.out, self.ranks, self.log = out, ranks, log
+        self.config = start.config
+        cfg = self.cfg = start.config.train
+        self.rows = ranks.rows(cfg.batch_size)
+        device = resolve_device(cfg.device)
+        if device.type == "cuda" and ranks.world > 1:
+            device = torch.device("cuda", ranks.local_rank)
+        self.device = device
+        self.amp_dtype = resolve_dtype(cfg.autocast_dtype, device)
+        self.vocab = start.vocab
+        self.batches, self.val_ids = start.batches, start.val_ids
+
+        torch.manual_seed(cfg.seed)
+        self.model = CharLM(start.config.model).to(device)
+        if start.init_weights is not None:  # fine-tuning starts from the base run's weights
+            self.model.load_state_dict(start.init_weights)
+        self.net = self.model  # what the step calls: under torchrun, DDP averages gradients
+        if ranks.world > 1:
+            ids = [device] if device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
+        self.optimizer = make_optimizer(self.model, cfg)
+        self.step, self.elapsed_s, self.last_eval_s = 0, 0.0, 0.0
+        self.best_bpc = self.last_bpc = math.inf
+        self.state: tuple[torch.Tensor, ...] | None = None
+        self.checkpoint_step: int | None = None
+        if start.state is not None:
+            self._restore(start.weights, start.state)
+        self._write_start(start)
+
+    def _restore(self, weights: dict[str, torch.Tensor], ts: TrainingState) -> None:
+        try:
+            self.model.load_state_dict(weights)
+            self.optimizer.load_state_dict(ts.optimizer)
+            torch.set_rng_state(ts.rng_cpu)
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
             raise ckpt.CheckpointError(
-                f"{out}: {ckpt.LAST} (step {weights_step}) and {ckpt.TRAIN_STATE} "
-                f"(step {ts['step']}) disagree; the last save was cut short"
-            )
-        model.load_state_dict(weights)
-        optimizer.load_state_dict(ts["optimizer"])
-        step, elapsed_s = ts["step"], ts["elapsed_s"]
-        best_bpc, last_bpc, last_eval_s = ts["best_val_bpc"], ts["last_val_bpc"], ts["last_eval_s"]
-        torch.set_rng_state(ts["rng_cpu"])
-        if ts.get("rng_cuda") is not None and device.type == "cuda":
-            torch.cuda.set_rng_state(ts["rng_cuda"])
+                f"{self.out / ckpt.LAST}: the training state does not fit the model "
+                f"({type(e).__name__}); the run cannot be resumed"
+            ) from None
+        self.step, self.elapsed_s, self.last_eval_s = ts.step, ts.elapsed_s, ts.last_eval_s
+        self.best_bpc, self.last_bpc = ts.best_val_bpc, ts.last_val_bpc
+        if ts.rng_cuda is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(ts.rng_cuda)
         # saved for all B streams, whatever the number of processes that wrote it
-        state = tuple(s[:, rows].to(device) for s in ts["carried_state"]) or None
-        if ranks.main:
-            ckpt.truncate_metrics(out, step)
-    elif ranks.main:
-        out.mkdir(parents=True, exist_ok=True)
-        ckpt.save_vocab(out, vocab)
-    if ranks.main:
-        ckpt.save_config(out, ckpt.RunConfig(model_config, cfg, corpus))
+        self.state = tuple(s[:, self.rows].to(self.device) for s in ts.carried_state) or None
+        self.checkpoint_step = ts.step
 
-    if on_start is not None and ranks.main:
-        c = model_config
-        on_start(
-            f"{'resuming' if resume else 'training'} {c.cell} {c.num_layers}x{c.hidden_size} "
-            f"({count_parameters(model) / 1e6:.2f}M parameters) on {corpus.source} "
-            f"({tokens.num_tokens:,} {'bytes' if corpus.byte_mode else 'chars'}, vocabulary "
-            f"{len(vocab)}), {amp_dtype or torch.float32} on {device}, into {out}"
+    def _write_start(self, start: Start) -> None:
+        """The first writes of a run (rank 0): leftovers of a killed write removed, metrics
+        cut back to the checkpoint, config and vocabulary."""
+        if not self.ranks.main:
+            return
+        ckpt.remove_leftovers(self.out)
+        if start.resume or (self.out / ckpt.METRICS).exists():
+            ckpt.rewind_metrics(self.out, start.state)
+        if not start.resume:
+            ckpt.save_vocab(self.out, self.vocab)
+        ckpt.save_config(self.out, self.config)
+        c, corpus = self.config.model, self.config.corpus
+        resumed = "resuming" if start.state is not None else "training"
+        self.log.start(
+            f"{resumed} {c.cell} {c.num_layers}x{c.hidden_size} "
+            f"({count_parameters(self.model) / 1e6:.2f}M parameters) on {corpus.source} "
+            f"({corpus.num_chars:,} {'bytes' if corpus.byte_mode else 'chars'}, vocabulary "
+            f"{len(self.vocab)}), {self.amp_dtype or torch.float32} on {self.device}, "
+            f"into {self.out}"
         )
 
-    def autocast():
-        if amp_dtype is None:
+    def autocast(self):
+        if self.amp_dtype is None:
             return nullcontext()
-        return torch.autocast(device.type, dtype=amp_dtype)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def save() -> None:
-        if not all(torch.isfinite(p).all() for p in model.parameters()):
+    def run(self) -> TrainResult:
+        """Train until the budget is spent, a signal asks to stop, or the loss diverges."""
+        cfg, ranks = self.cfg, self.ranks
+        self.model.train()
+        stopped, message, bad_steps, sample = "budget", "", 0, ""
+        window_chars, window_t = 0, 0.0
+        stop_agreed = False  # under torchrun: some rank was asked to stop
+        with _stop_on_signals() as stop:
+            while True:
+                fraction = cfg.budget_fraction(self.step, self.elapsed_s)
+                if fraction >= 1.0:
+                    break
+                if stop_agreed or (ranks.world == 1 and stop.is_set()):
+                    stopped = "interrupted"
+                    break
+                t0 = time.perf_counter()
+                lr = learning_rate(cfg, self.step, fraction)
+                loss_value, bad, new_state = self.train_step(lr)
+                if ranks.world > 1:  # every rank skips, stops and keeps time together
+                    flags = [float(bad), float(stop.is_set()), time.perf_counter() - t0]
+                    bad_any, stop_any, dt = ranks.agree(flags, self.device)
+                    bad, stop_agreed = bad_any > 0, stop_any > 0
+                else:
+                    dt = time.perf_counter() - t0
+                if bad:  # the update was skipped; the weights are untouched, the state restarts
+                    bad_steps += 1
+                    self.state = None
+                    if bad_steps >= MAX_BAD_STEPS:
+                        stopped = "diverged"
+                        message = f"the loss was NaN or Inf {MAX_BAD_STEPS} steps in a row"
+                        break
+                else:
+                    bad_steps = 0
+                    self.state = detach(new_state)
+                self.step += 1
+                self.elapsed_s += dt
+                window_chars += cfg.batch_size * cfg.seq_len
+                window_t += dt
+                if self.step % LOG_EVERY_STEPS == 0:  # the loss over all ranks' streams
+                    loss_value = ranks.mean(loss_value, self.device)
+                    if ranks.main:
+                        self._log_step(loss_value, lr, window_chars / window_t)
+                    window_chars, window_t = 0, 0.0
+                if self.elapsed_s - self.last_eval_s >= cfg.eval_every_s:
+                    event, message = self.validate()
+                    if message:
+                        stopped = "diverged"
+                        break
+                    sample = event.sample
+                    self.commit()
+            if stopped != "diverged":
+                if self.last_eval_s != self.elapsed_s or not math.isfinite(self.last_bpc):
+                    event, message = self.validate()
+                    stopped = "diverged" if message else stopped
+                    sample = event.sample
+                if stopped != "diverged":
+                    self.commit()
+        return TrainResult(
+            self.out,
+            self.step,
+            self.elapsed_s,
+            self.best_bpc,
+            self.last_bpc,
+            stopped,
+            sample,
+            ranks.rank,
+            stop.signal if stopped == "interrupted" else None,
+            self.checkpoint_step,
+            message,
+        )
+
+    def train_step(self, lr: float) -> tuple[float, bool, tuple[torch.Tensor, ...]]:
+        """One step of truncated BPTT on this rank's streams: (loss, non-finite?, new state)."""
+        cfg, batches = self.cfg, self.batches
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if self.state is None or batches.starts_epoch(self.step):
+            self.state = self.model.init_state(cfg.batch_size // self.ranks.world, self.device)
+        elif cfg.state_reset > 0:
+            keep = ~batches.resets(self.step, cfg.state_reset)[self.rows].to(self.device)  # (B,)
+            self.state = tuple(s * keep[None, :, None] for s in self.state)
+        x, y = (t.to(self.device, non_blocking=True) for t in batches.batch(self.step, self.rows))
+        with self.autocast():
+            logits, new_state = self.net(x, self.state)  # (B, T, V)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = clip_gradients(self.model.parameters(), cfg.clip_mode, cfg.grad_clip)
+        loss_value = loss.item()
+        bad = not (math.isfinite(loss_value) and math.isfinite(grad_norm))
+        if not bad:
+            self.optimizer.step()
+        return loss_value, bad, new_state
+
+    def _log_step(self, loss_value: float, lr: float, chars_per_s: float) -> None:
+        fraction = self.cfg.budget_fraction(self.step, self.elapsed_s)
+        event = StepEvent(
+            self.step,
+            loss_value / LN2,
+            loss_value,
+            lr,
+            chars_per_s,
+            self.elapsed_s,
+            fraction,
+            self.last_bpc,
+        )
+        self._saving(lambda: self.log.step(event))
+
+    def validate(self) -> tuple[EvalEvent, str]:
+        """Rank 0 validates (exact, the whole split); the others wait for its numbers. Returns
+        the event and, if training diverged, why (non-finite weights or loss, or a loss far
+        worse than a uniform guess)."""
+        self.last_eval_s = self.elapsed_s
+        if not self.ranks.main:
+            nats, self.last_bpc, self.best_bpc = self.ranks.from_main([0.0] * 3, self.device)
+            event = EvalEvent(self.step, self.last_bpc, nats, self.best_bpc, self.elapsed_s, "")
+            return event, self._divergence(self.last_bpc)
+        finite = all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+        nats = (
+            loss_nats(self.model, self.val_ids, autocast_dtype=self.amp_dtype)
+            if finite
+            else math.nan
+        )
+        self.last_bpc = nats / LN2
+        message = self._divergence(self.last_bpc)
+        if not message and self.last_bpc < self.best_bpc:
+            self.best_bpc = self.last_bpc
+            meta = {"val_bpc": repr(self.last_bpc)}
+            self._saving(
+                lambda: ckpt.save_weights(self.out / ckpt.BEST, self.model, self.step, meta)
+            )
+        self.ranks.from_main([nats, self.last_bpc, self.best_bpc], self.device)
+        text = ""
+        if self.cfg.sample_chars and not message:
+            text = generate(
+                self.model,
+                self.vocab,
+                length=self.cfg.sample_chars,
+                temperature=0.8,
+                seed=self.step,
+                weights_dtype=self.amp_dtype,  # the preview runs in the autocast type: fast
+            )[0]
+        self.model.train()
+        event = EvalEvent(self.step, self.last_bpc, nats, self.best_bpc, self.elapsed_s, text)
+        self._saving(lambda: self.log.eval(event))
+        return event, message
+
+    def _divergence(self, bpc: float) -> str:
+        uniform = math.log2(len(self.vocab))
+        if not math.isfinite(bpc):
+            return "the weights or the validation loss became NaN or Inf"
+        if bpc > max(2 * uniform, uniform + 2):
+            return f"validation {bpc:,.1f} bpc is far worse than a uniform guess ({uniform:.2f})"
+        return ""
+
+    def commit(self) -> None:
+        """Save the checkpoint of this step as one unit (rank 0 writes; every rank takes part
+        in gathering the carried state of all streams)."""
+        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
             return  # never let non-finite weights overwrite a good checkpoint
         carried = ()
-        if state is not None:  # every rank takes part in gathering all streams' state
-            carried = tuple(s.detach().cpu() for s in ranks.gather_rows(state))
-        if not ranks.main:
+        if self.state is not None:
+            carried = tuple(s.detach().cpu() for s in self.ranks.gather_rows(self.state))
+        if not self.ranks.main:
             return
-        ckpt.save_weights(out / ckpt.LAST, model, step)
-        ckpt.save_train_state(
-            out / ckpt.TRAIN_STATE,
-            {
-                "format": 1,
-                "step": step,
-                "elapsed_s": elapsed_s,
-                "best_val_bpc": best_bpc,
-                "last_val_bpc": last_bpc,
-                "last_eval_s": last_eval_s,
-                "optimizer": optimizer.state_dict(),
-                "rng_cpu": torch.get_rng_state(),
-                "rng_cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None,
-                "carried_state": carried,
-            },
-        )
 
-    def validate() -> EvalEvent:
-        """Rank 0 validates (exact, the whole split); the others wait for its numbers."""
-        nonlocal best_bpc, last_bpc, last_eval_s
-        last_eval_s = elapsed_s
-        if not ranks.main:
-            nats, last_bpc, best_bpc = ranks.from_main([0.0, 0.0, 0.0], device)
-            return EvalEvent(step, last_bpc, nats, best_bpc, elapsed_s, "")
-        nats = loss_nats(model, val_ids, autocast_dtype=amp_dtype)
-        last_bpc = nats / LN2
-        if last_bpc < best_bpc:
-            best_bpc = last_bpc
-            ckpt.save_weights(out / ckpt.BEST, model, step)
-        ranks.from_main([nats, last_bpc, best_bpc], device)
-        text = ""
-        if cfg.sample_chars:
-            text = generate(
-                model, vocab, length=cfg.sample_chars, temperature=0.8, seed=step, dtype=amp_dtype
-            )[0]
-        model.train()
-        ckpt.append_metrics(
-            out,
-            {
-                "step": step,
-                "split": "val",
-                "bpc": last_bpc,
-                "loss_nats": nats,
-                "elapsed_s": elapsed_s,
-            },
-        )
-        event = EvalEvent(step, last_bpc, nats, best_bpc, elapsed_s, text)
-        if on_eval is not None:
-            on_eval(event)
-        return event
-
-    bar = tqdm(
-        total=1000,
-        disable=not (progress and ranks.main),
-        file=sys.stderr,
-        dynamic_ncols=True,
-        bar_format="{percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}",
-    )
-    model.train()
-    stopped, bad_steps, sample = "budget", 0, ""
-    window_chars, window_t, train_bpc = 0, 0.0, math.nan
-    chars_per_step = cfg.batch_size * cfg.seq_len
-    stop_agreed = False  # under torchrun: some rank was asked to stop
-    with _sigint_flag() as interrupted:
-        while True:
-            fraction = cfg.budget_fraction(step, elapsed_s)
-            if fraction >= 1.0:
-                break
-            if stop_agreed or (ranks.world == 1 and interrupted.is_set()):
-                stopped = "interrupted"
-                break
-            t0 = time.perf_counter()
-            lr = learning_rate(cfg, step, fraction)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            if state is None or batches.starts_epoch(step):
-                state = model.init_state(cfg.batch_size // ranks.world, device)
-            elif cfg.state_reset > 0:
-                keep = ~batches.resets(step, cfg.state_reset)[rows].to(device)  # (B,)
-                state = tuple(s * keep[None, :, None] for s in state)
-            x, y = (t.to(device, non_blocking=True) for t in batches.batch(step, rows))
-            with autocast():
-                logits, new_state = net(x, state)  # (B, T, V)
-            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip_mode == "norm":
-                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            else:
-                grad_norm = torch.stack([p.grad.norm() for p in model.parameters()]).norm()
-                if cfg.clip_mode == "element":
-                    torch.nn.utils.clip_grad_value_(model.parameters(), cfg.grad_clip)
-            loss_value = loss.item()
-            bad = not (math.isfinite(loss_value) and torch.isfinite(grad_norm))
-            if ranks.world > 1:  # every rank skips, stops and keeps time together
-                flags = [float(bad), float(interrupted.is_set()), time.perf_counter() - t0]
-                bad_any, stop_any, dt_agreed = ranks.agree(flags, device)
-                bad, stop_agreed = bad_any > 0, stop_any > 0
-            if bad:
-                # skip the update; the weights are untouched and the state starts over
-                bad_steps += 1
-                state = None
-                if bad_steps >= MAX_BAD_STEPS:
-                    stopped = "diverged"
-                    break
-            else:
-                bad_steps = 0
-                optimizer.step()
-                state = detach(new_state)
-            step += 1
-            dt = time.perf_counter() - t0 if ranks.world == 1 else dt_agreed
-            elapsed_s += dt
-            window_chars += chars_per_step
-            window_t += dt
-            if step % LOG_EVERY_STEPS == 0:  # the loss over all ranks' streams
-                loss_value = ranks.mean(loss_value, device)
-            train_bpc = loss_value / LN2
-            if step % LOG_EVERY_STEPS == 0 and ranks.main:
-                ckpt.append_metrics(
-                    out,
-                    {
-                        "step": step,
-                        "split": "train",
-                        "bpc": train_bpc,
-                        "loss_nats": loss_value,
-                        "lr": lr,
-                        "chars_per_s": window_chars / window_t,
-                        "elapsed_s": elapsed_s,
-                    },
-                )
-            bar.n = int(1000 * cfg.budget_fraction(step, elapsed_s))
-            val_text = f"{last_bpc:.3f}" if math.isfinite(last_bpc) else "-"
-            bar.set_postfix_str(
-                f"step {step} train {train_bpc:.3f} val {val_text} bpc "
-                f"{window_chars / window_t:,.0f} chars/s",
-                refresh=False,
+        def write() -> None:
+            state = TrainingState(
+                step=self.step,
+                elapsed_s=self.elapsed_s,
+                best_val_bpc=self.best_bpc,
+                last_val_bpc=self.last_bpc,
+                last_eval_s=self.last_eval_s,
+                metrics_bytes=ckpt.sync_metrics(self.out),
+                optimizer=self.optimizer.state_dict(),
+                rng_cpu=torch.get_rng_state(),
+                rng_cuda=torch.cuda.get_rng_state() if self.device.type == "cuda" else None,
+                carried_state=carried,
             )
-            bar.update(0)
-            if step % LOG_EVERY_STEPS == 0:
-                window_chars, window_t = 0, 0.0
-            if elapsed_s - last_eval_s >= cfg.eval_every_s:
-                sample = validate().sample
-                save()
-        if stopped != "diverged":
-            if last_eval_s != elapsed_s or not math.isfinite(last_bpc):
-                sample = validate().sample
-            save()
-    bar.close()
-    return TrainResult(out, step, elapsed_s, best_bpc, last_bpc, stopped, sample, ranks.rank)
+            ckpt.commit_checkpoint(self.out, self.model, state)
+
+        self._saving(write)
+        self.checkpoint_step = self.step
+
+    def _saving(self, write: Callable[[], None]) -> None:
+        """Run a write into the run directory; a full disk or a file-size limit becomes one
+        line that says the previous checkpoint is intact."""
+        try:
+            write()
+        except OSError as e:
+            kept = (
+                f"the checkpoint of step {self.checkpoint_step} is intact"
+                if self.checkpoint_step is not None
+                else "no checkpoint had been saved yet"
+            )
+            why = {errno.ENOSPC: "the disk is full", errno.EFBIG: "a file-size limit was hit"}
+            raise UsageError(
+                f"could not write to {self.out} at step {self.step} "
+                f"({why.get(e.errno, e.strerror)}); {kept}: fix it, then rnnlab train --resume "
+                f"{self.out}"
+            ) from None

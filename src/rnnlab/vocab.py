@@ -33,17 +33,18 @@ def unknown_characters(missing: Sequence[str]) -> UnknownCharacterError:
 
 @dataclass(frozen=True)
 class Vocab:
-    """A sorted symbol table. In "char" mode symbols are one-character strings, in "byte"
-    mode they are the 256 byte values and text is UTF-8 encoded first."""
+    """A symbol table, sorted when built from a text (a fine-tuned run's appends the characters
+    its base never saw, so known ids stay). In "char" mode symbols are one-character strings,
+    in "byte" mode they are the 256 byte values and text is UTF-8 encoded first."""
 
     mode: str
     symbols: tuple[Any, ...]
 
     def __post_init__(self) -> None:
         if self.mode not in ("char", "byte"):
-            raise ValueError(f"vocabulary mode must be 'char' or 'byte', got {self.mode!r}")
+            raise UsageError(f"vocabulary mode must be 'char' or 'byte', got {self.mode!r}")
         if self.mode == "byte" and self.symbols != tuple(range(256)):
-            raise ValueError("a byte vocabulary holds exactly the byte values 0..255")
+            raise UsageError("a byte vocabulary holds exactly the byte values 0..255")
         object.__setattr__(self, "_index", {s: i for i, s in enumerate(self.symbols)})
 
     @classmethod
@@ -66,7 +67,7 @@ class Vocab:
     def encode(self, text: str, unknown: str = "error") -> list[int]:
         """Text -> ids. Raises UnknownCharacterError listing unseen characters (policy "error")."""
         if unknown not in UNKNOWN_POLICIES:
-            raise ValueError(f"unknown-character policy must be one of {UNKNOWN_POLICIES}")
+            raise UsageError(f"--unknown must be one of {', '.join(UNKNOWN_POLICIES)}")
         if self.mode == "byte":
             return list(text.encode("utf-8"))
         missing = self.unknown(text)
@@ -88,7 +89,7 @@ class Vocab:
         return None
 
     def code_points(self) -> list[int]:
-        """Char mode: the sorted code points, for vectorized encoding (see data.py)."""
+        """Char mode: the code points in id order, for vectorized encoding (see data.py)."""
         return [ord(c) for c in self.symbols]
 
     def id_of(self, symbol: str) -> int | None:
@@ -102,12 +103,17 @@ class Vocab:
         return {"mode": self.mode, "symbols": list(self.symbols)}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Vocab:
-        mode = data["mode"]
-        symbols = tuple(data["symbols"])
+    def from_json(cls, data: Any) -> Vocab:
+        """The vocabulary of ``to_json``; anything else raises UsageError (vocab.json is
+        untrusted input)."""
+        if not isinstance(data, dict) or not isinstance(data.get("symbols"), list):
+            raise UsageError('a vocabulary is a JSON object {"mode": ..., "symbols": [...]}')
+        mode, symbols = data.get("mode"), tuple(data["symbols"])
         if mode == "char":
             if any(not isinstance(s, str) or len(s) != 1 for s in symbols):
-                raise ValueError("char vocabulary symbols must be single characters")
-            if list(symbols) != sorted(set(symbols)):
-                raise ValueError("char vocabulary symbols must be sorted and distinct")
+                raise UsageError("char vocabulary symbols must be single characters")
+            if len(set(symbols)) != len(symbols):  # sorted, except that a fine-tuned run
+                raise UsageError("char vocabulary symbols must be distinct")  # appends new ones
+        elif mode == "byte" and any(type(s) is not int for s in symbols):
+            raise UsageError("a byte vocabulary holds exactly the byte values 0..255")
         return cls(mode, symbols)

@@ -39,8 +39,7 @@ import torch.nn.functional as F
 from ..cells import ReferenceRNN, ScanReference, reference_of
 from ..checkpoint import load_model
 from ..config import ConfigError, ModelConfig
-from ..model import recurrent_stack
-from .longrange import layer_config
+from ..model import layer_config, recurrent_stack
 
 Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (s (B, S), x (B, F)) -> (B, S)
 GAMMA = {"rnn": 1.0, "rnn-relu": 1.0}  # max |phi'|: tanh 1, relu 1; no such bound for gated cells

@@ -23,10 +23,49 @@ import torch
 import torch.nn as nn
 
 from ..config import LongRangeConfig, ModelConfig
-from ..model import recurrent_stack
-from .tasks import TASKS, Task
+from ..model import clip_gradients, layer_config, recurrent_stack
+from .tasks import TASKS, Batch, Task
 
 TEST_BATCH = 256  # sequences per forward pass when testing
+CHRONO_T_MAX = 128  # the horizon model.initialize's chrono preset draws its biases for
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What a paper preset sets beyond LongRangeConfig (its defaults change nothing).
+
+    optimizer: "adam" (ours) or "sgd" (plain, as Pascanu et al. 2013 and Le et al. 2015).
+    chrono_t_max: redraw chrono biases for this horizon instead of 128 (Tallec & Ollivier 2018
+        eq. 17 sets T_max to the longest dependency expected: T for the tasks here).
+    gain: multiply every recurrent matrix by this after init (> 1 makes gradients explode).
+    bf16: run the training forward under bf16 autocast (weights, gradients and the test stay
+        float32). On this AMD EPYC (AVX-512 BF16) it speeds the LSTM up 1.3-2.2x and slows the
+        GRU and tanh RNN down (docs/lab.md, "Speed"); off unless a preset checked it.
+    """
+
+    optimizer: str = "adam"
+    chrono_t_max: int | None = None
+    gain: float = 1.0
+    bf16: bool = False
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be adam or sgd, got {self.optimizer!r}")
+        if self.chrono_t_max is not None and self.chrono_t_max < 3:
+            raise ValueError(f"chrono_t_max must be at least 3, got {self.chrono_t_max}")
+
+
+@torch.no_grad()
+def stretch_chrono(rnn: nn.RNNBase, t_max: int) -> None:
+    """Redraw chrono gate biases for a horizon of ``t_max`` steps. The chrono preset sets each
+    gate bias it touches to +-log(u) / 2, u ~ U[1, 127], and every other bias to 0; mapping
+    u -> 1 + (u - 1) (t_max - 2) / 126 keeps u uniform, now on [1, t_max - 1], without the
+    lab needing to know which rows are which gate."""
+    for name, p in rnn.named_parameters():
+        if name.startswith("bias"):
+            u = torch.exp(2 * p.abs())  # (G H,) 1 where the preset left the bias at 0
+            u = 1 + (u - 1) * (t_max - 2) / (CHRONO_T_MAX - 2)
+            p.copy_(torch.sign(p) * torch.log(u) / 2)
 
 
 class LongRangeNet(nn.Module):
@@ -45,38 +84,9 @@ class LongRangeNet(nn.Module):
         return self.readout(out if self.every_step else out[:, -1])
 
 
-def layer_config(cell: str, hidden_size: int, init: str, forget_bias: float) -> ModelConfig:
-    """One recurrent layer of the lab (no dropout), as the ModelConfig the init presets read."""
-    return ModelConfig(
-        cell=cell,
-        num_layers=1,
-        hidden_size=hidden_size,
-        embedding_size=hidden_size,
-        dropout=0.0,
-        init=init,
-        forget_bias=forget_bias,
-    )
-
-
 def model_config(cell: str, config: LongRangeConfig) -> ModelConfig:
     """The recurrent layer of a long-range network."""
     return layer_config(cell, config.hidden_size, config.init, config.forget_bias)
-
-
-def clip_gradients(parameters: Sequence[nn.Parameter], mode: str, value: float) -> float:
-    """Clip in place (``norm``: Pascanu et al. 2013 algorithm 1; ``element``: clamp each entry;
-    ``none``); returns the global L2 norm of the gradient before clipping."""
-    grads = [p.grad for p in parameters if p.grad is not None]
-    norm = float(
-        torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-    )
-    if mode == "norm" and norm > value:
-        for g in grads:
-            g.mul_(value / norm)
-    elif mode == "element":
-        for g in grads:
-            g.clamp_(-value, value)
-    return norm
 
 
 @torch.no_grad()
@@ -130,6 +140,19 @@ class RunResult:
     steps_to_solve: int | None  # first evaluation at which the criterion held
     wall_s: float
     curve: list[dict[str, float]]  # {"step", "loss", ["accuracy"], "grad_norm"} per evaluation
+    batch_size: int = 0  # sequences per step: steps_to_solve * batch_size sequences seen
+    nonfinite_steps: int = 0  # steps whose loss or gradient was NaN or Inf (skipped)
+    max_grad_norm: float = 0.0  # largest gradient norm before clipping
+    label: str = ""  # the (cell, init) name a preset gives the run; the cell otherwise
+    time_capped: bool = False  # stopped by time_limit_s before its step budget
+    budget_steps: int = 0  # the step budget it was given (config.steps)
+    device: str = "cpu"
+
+    @property
+    def diverged(self) -> bool:
+        """A NaN or Inf step, or a final test loss 10 times the memoryless baseline."""
+        loss = self.final.get("loss", math.nan)
+        return self.nonfinite_steps > 0 or not math.isfinite(loss) or loss > 10 * self.baseline
 
 
 def train_run(
@@ -140,8 +163,12 @@ def train_run(
     seed: int = 0,
     until_solved: bool = False,
     on_eval: Callable[[RunResult, dict[str, float]], None] | None = None,
+    recipe: Recipe = Recipe(),
+    label: str = "",
+    device: str = "cpu",
+    time_limit_s: float | None = None,
 ) -> RunResult:
-    """Train one network on fresh batches of ``task`` at ``length`` with Adam.
+    """Train one network on fresh batches of ``task`` at ``length`` with Adam (or SGD).
 
     Args:
         task: one of ``tasks.TASKS``.
@@ -151,6 +178,10 @@ def train_run(
         seed: seeds the weights and the training batches (the test set has its own).
         until_solved: stop at the first evaluation that meets the task's criterion.
         on_eval: called after each evaluation with the run so far and the metrics.
+        recipe: optimizer, chrono horizon and recurrent gain, when a paper preset sets them.
+        label: the run's name in tables (default: the cell).
+        device: where the network trains ("cpu", "cuda"); batches are drawn on the CPU.
+        time_limit_s: stop (after one last evaluation) once the run has taken this long.
 
     Returns:
         The RunResult; ``final`` holds the test metrics at the last step trained.
@@ -159,18 +190,45 @@ def train_run(
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = LongRangeNet(task, mc)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+        if recipe.chrono_t_max is not None and config.init == "chrono":
+            stretch_chrono(model.rnn, recipe.chrono_t_max)
+        if recipe.gain != 1.0:
+            with torch.no_grad():
+                for name, p in model.rnn.named_parameters():
+                    if name.startswith("weight_hh"):
+                        p.mul_(recipe.gain)
+    model.to(device)
+    make = torch.optim.Adam if recipe.optimizer == "adam" else torch.optim.SGD
+    optimizer = make(model.parameters(), lr=config.learning_rate)
     g = torch.Generator().manual_seed(seed)
-    test = test_set(task, length, config.test_size, seed)
+    test = [
+        Batch(b.inputs.to(device), b.targets.to(device))
+        for b in test_set(task, length, config.test_size, seed)
+    ]
     result = RunResult(
-        task.name, cell, length, seed, task.baseline(length), 0, {}, False, None, 0.0, []
+        task.name,
+        cell,
+        length,
+        seed,
+        task.baseline(length),
+        0,
+        {},
+        False,
+        None,
+        0.0,
+        [],
+        batch_size=config.batch_size,
+        label=label or cell,
+        device=device,
+        budget_steps=config.steps,
     )
     t0 = time.perf_counter()
     grad_norm = float("nan")
     params = list(model.parameters())
     with flushed_denormals():
         for step in range(config.steps + 1):
-            if step % config.eval_every == 0 or step == config.steps:
+            late = time_limit_s is not None and time.perf_counter() - t0 > time_limit_s
+            if step % config.eval_every_steps == 0 or step == config.steps or late:
                 metrics = evaluate(model, task, test)
                 result.curve.append({"step": step, **metrics, "grad_norm": grad_norm})
                 result.final, result.steps = metrics, step
@@ -182,15 +240,24 @@ def train_run(
                     on_eval(result, metrics)
                 if until_solved and result.solved:
                     break
+                if late:
+                    result.time_capped = True
+                    break
             if step == config.steps:
                 break
             batch = task.generate(config.batch_size, length, g)
-            loss = task.loss(model(batch.inputs), batch.targets)
+            inputs, targets = batch.inputs.to(device), batch.targets.to(device)
+            with torch.autocast(inputs.device.type, torch.bfloat16, enabled=recipe.bf16):
+                outputs = model(inputs)
+            loss = task.loss(outputs.float(), targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = clip_gradients(params, config.clip, config.clip_value)
+            grad_norm = clip_gradients(params, config.clip_mode, config.grad_clip)
             if math.isfinite(loss.item()) and math.isfinite(grad_norm):
                 optimizer.step()  # a NaN or Inf step is skipped, the weights stay as they were
+                result.max_grad_norm = max(result.max_grad_norm, grad_norm)
+            else:
+                result.nonfinite_steps += 1
     result.wall_s = time.perf_counter() - t0
     return result
 
@@ -205,8 +272,10 @@ def sweep(
     on_eval: Callable[[RunResult, dict[str, float]], None] | None = None,
     on_run: Callable[[RunResult], None] | None = None,
     first_seed: int = 0,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Every cell at every length for seeds first_seed .. first_seed + seeds - 1.
+    """Every cell at every length for seeds first_seed .. first_seed + seeds - 1, trained on
+    ``device``.
 
     Returns:
         A JSON-ready dict: the task, its criterion, the config, the runs (RunResult as dicts),
@@ -220,7 +289,9 @@ def sweep(
     for length in lengths:
         for cell in cells:
             for seed in range(first_seed, first_seed + seeds):
-                run = train_run(task, cell, length, config, seed, until_solved, on_eval)
+                run = train_run(
+                    task, cell, length, config, seed, until_solved, on_eval, device=device
+                )
                 runs.append(run)
                 if on_run is not None:
                     on_run(run)
@@ -248,6 +319,7 @@ def sweep(
         "first_seed": first_seed,
         "until_solved": until_solved,
         "threads": torch.get_num_threads(),
+        "device": device,
         "runs": [dataclasses.asdict(r) for r in runs],
         "table": table,
         "wall_s": time.perf_counter() - t0,

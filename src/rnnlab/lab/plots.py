@@ -121,3 +121,100 @@ def plot_gradflow(curves: list[dict[str, Any]], out: Path, quantity: str = "loss
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
     return save_png(fig, out)
+
+
+def _machine_line(result: dict[str, Any]) -> str:
+    where = result.get("device", "cpu")
+    return (
+        f"{result['seeds']} seed(s); {result.get('jobs', 1)} run(s) at a time, one CPU thread each,"
+        f" networks on {where}; the machine is named beside the command in docs/lab.md"
+    )
+
+
+def plot_paper(result: dict[str, Any], out: Path) -> Path:
+    """One panel per experiment of a paper preset: test loss against training sequences seen,
+    one line per (network, T, seed), the memoryless baseline dashed.
+
+    Args:
+        result: what ``papers.run_paper`` returned.
+        out: the PNG to write.
+
+    Returns:
+        ``out``.
+    """
+    tasks = list(dict.fromkeys(r["task"] for r in result["runs"]))
+    fig = Figure(figsize=(6.2 * len(tasks), 4.8), dpi=90)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(tasks), squeeze=False)[0]
+    styles = ["-", "--", ":", "-."]
+    for ax, task in zip(axes, tasks, strict=True):
+        runs = [r for r in result["runs"] if r["task"] == task]
+        labels = list(dict.fromkeys(r["label"] for r in runs))
+        lengths = sorted({r["length"] for r in runs})
+        seen = set()
+        for r in runs:
+            key = (r["label"], r["length"])
+            ls = styles[lengths.index(r["length"]) % len(styles)]
+            color = f"C{labels.index(r['label']) % 10}"
+            xs = [p["step"] * r["batch_size"] for p in r["curve"]]
+            ys = [p["loss"] if math.isfinite(p["loss"]) else float("nan") for p in r["curve"]]
+            label = f"{r['label']} T={r['length']}" if key not in seen else None
+            seen.add(key)
+            ax.plot(xs, ys, color=color, ls=ls, lw=1.1, alpha=0.85, label=label)
+        for length in lengths:
+            base = next(r["baseline"] for r in runs if r["length"] == length)
+            ax.axhline(base, color="gray", lw=0.8, ls=styles[lengths.index(length) % 4])
+        ax.set_yscale("log")
+        ax.set_xlabel("training sequences seen")
+        ax.set_ylabel("test loss (gray: memoryless baseline)")
+        ax.set_title(f"{result['paper']}: {task}", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(_machine_line(result), fontsize=8)
+    return save_png(fig, out)
+
+
+def plot_success(result: dict[str, Any], out: Path) -> Path:
+    """Success rate against T on a log axis, one line per network, one panel per task: the
+    longest dependency each learns within the preset's budget.
+
+    Args:
+        result: what ``papers.run_paper`` returned.
+        out: the PNG to write.
+
+    Returns:
+        ``out``.
+    """
+    tasks = list(dict.fromkeys(r["task"] for r in result["rows"]))
+    fig = Figure(figsize=(6.2 * len(tasks), 4.6), dpi=90)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(tasks), squeeze=False)[0]
+    budget = {
+        ex["task"]: ex["config"]["steps"] * ex["config"]["batch_size"]
+        for ex in result["experiments"]
+    }
+    for ax, task in zip(axes, tasks, strict=True):
+        rows = [r for r in result["rows"] if r["task"] == task]
+        labels = list(dict.fromkeys(r["label"] for r in rows))
+        lengths = sorted({r["length"] for r in rows})
+        for i, label in enumerate(labels):
+            mine = sorted((r["length"], r["success_rate"]) for r in rows if r["label"] == label)
+            jitter = 1 + 0.025 * (i - len(labels) / 2)  # keep overlapping markers apart
+            ax.plot(
+                [t * jitter for t, _ in mine],
+                [s for _, s in mine],
+                marker="o",
+                color=f"C{i % 10}",
+                label=label,
+            )
+        ax.set_xscale("log")
+        ax.set_xticks(lengths, [str(t) for t in lengths])
+        ax.minorticks_off()
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_xlabel("sequence length T (log)")
+        ax.set_ylabel(f"fraction of {result['seeds']} seeds solved")
+        ax.set_title(f"{task}: budget {budget[task]:,} sequences", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(_machine_line(result), fontsize=8)
+    return save_png(fig, out)

@@ -17,7 +17,18 @@ Sources, with the section whose definition is used:
   end with E, and hold X or Y at t1 in [10, 20] and t2 in [50, 60], distractors a-d elsewhere;
   the class (XX, XY, YX, YY) is read at the end. We scale the positions with T (t1 in
   [T/10, T/5], t2 in [T/2, 3T/5], length in [T, 1.1 T]), so T = 100 is the paper's task.
-  Memoryless baseline: ln 4 nats (four equally likely classes).
+  Memoryless baseline: ln 4 nats (four equally likely classes). (The paper writes E first and
+  B last, B being the trigger; which symbol opens and which closes changes nothing learnable.)
+- temporal-order-3: the same section, experiment 6b: three relevant symbols at t1 in [10, 20],
+  t2 in [33, 43], t3 in [66, 76], eight classes; baseline ln 8.
+- adding-1997: Hochreiter & Schmidhuber 1997, section 5.4, experiment 4 (the adding problem as
+  first posed): pairs (value U[-1, 1], marker); length drawn in [T, T + T/10]; X1 marked among
+  the first 10 pairs, X2 among the first T/2 - 1 still unmarked ones; marker -1 on the first
+  and last pair (and X1 set to 0 when the first pair is the marked one); target at the end
+  0.5 + (X1 + X2) / 4; "correct" when the absolute error is below 0.04. Baseline: the variance
+  of the target, about 2/3/16 = 0.042 (predicting 0.5). Paper's stopping criterion: mean
+  training error below 0.01 and the 2000 most recent training sequences correct; ours reads
+  the test set instead (99% of it correct), the same bar measured on unseen sequences.
 """
 
 from __future__ import annotations
@@ -134,11 +145,15 @@ class Copy(Task):
 
 
 class TemporalOrder(Task):
-    """Hochreiter & Schmidhuber 1997 experiment 6a. Targets (B,) int64 classes XX, XY, YX, YY."""
+    """Hochreiter & Schmidhuber 1997 experiment 6a (two relevant symbols, classes XX, XY, YX,
+    YY) or 6b (three, eight classes). Targets (B,) int64: the X/Y choices read as a binary
+    number, X = 0, the first symbol the highest bit."""
 
     name, input_size, output_size, metric = "temporal-order", 8, 4, "accuracy"
     criterion = "at least 99% of the test sequences classified right"
     a, b, c, d, start, end, x, y = range(8)
+    # where the relevant symbols go, as fractions of T: 6a t1 in [10, 20], t2 in [50, 60]
+    windows: tuple[tuple[float, float], ...] = ((0.1, 0.2), (0.5, 0.6))
 
     def generate(self, batch_size: int, length: int, generator: torch.Generator) -> Batch:
         if length < 10:
@@ -148,20 +163,23 @@ class TemporalOrder(Task):
         L = T + int(torch.randint(0, T // 10 + 1, (1,), generator=generator))
         ids = torch.randint(self.a, self.d + 1, (B, L), generator=generator)  # distractors
         ids[:, 0], ids[:, -1] = self.start, self.end
-        t1 = torch.randint(T // 10, T // 5 + 1, (B,), generator=generator)
-        t2 = torch.randint(T // 2, 3 * T // 5 + 1, (B,), generator=generator)
-        which = torch.randint(0, 2, (B, 2), generator=generator)  # 0 -> X, 1 -> Y
+        where = [
+            torch.randint(round(lo * T), round(hi * T) + 1, (B,), generator=generator)
+            for lo, hi in self.windows
+        ]
+        k = len(self.windows)
+        which = torch.randint(0, 2, (B, k), generator=generator)  # 0 -> X, 1 -> Y
         rows = torch.arange(B)
-        ids[rows, t1] = self.x + which[:, 0]
-        ids[rows, t2] = self.x + which[:, 1]
-        targets = 2 * which[:, 0] + which[:, 1]  # XX 0, XY 1, YX 2, YY 3
+        for j, t in enumerate(where):
+            ids[rows, t] = self.x + which[:, j]
+        targets = (which * (2 ** torch.arange(k - 1, -1, -1))).sum(1)  # XX 0, XY 1, YX 2, YY 3
         return Batch(F.one_hot(ids, 8).float(), targets)  # inputs (B, L, 8)
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(outputs, targets)
 
     def baseline(self, length: int) -> float:
-        return math.log(4)
+        return math.log(self.output_size)
 
     def measure(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
         right = outputs.argmax(-1) == targets
@@ -171,4 +189,55 @@ class TemporalOrder(Task):
         return metrics["accuracy"] >= 0.99
 
 
-TASKS: dict[str, Task] = {t.name: t for t in (Adding(), Copy(), TemporalOrder())}
+class TemporalOrder3(TemporalOrder):
+    """Experiment 6b: three relevant symbols, t1 in [10, 20], t2 in [33, 43], t3 in [66, 76]."""
+
+    name, output_size = "temporal-order-3", 8
+    windows = ((0.1, 0.2), (0.33, 0.43), (0.66, 0.76))
+
+
+class Adding1997(Task):
+    """Hochreiter & Schmidhuber 1997 experiment 4. Targets (B,): 0.5 + (X1 + X2) / 4."""
+
+    name, input_size, output_size, metric = "adding-1997", 2, 1, "accuracy"
+    criterion = "at least 99% of the test sequences within 0.04 of the target"
+
+    def generate(self, batch_size: int, length: int, generator: torch.Generator) -> Batch:
+        if length < 24:
+            raise ValueError("the 1997 adding problem needs a length of at least 24")
+        B, T = batch_size, length
+        L = T + int(torch.randint(0, T // 10 + 1, (1,), generator=generator))  # one per batch
+        values = torch.rand(B, L, generator=generator) * 2 - 1  # (B, L) U[-1, 1]
+        first = torch.randint(0, 10, (B,), generator=generator)
+        # X2: one of the first T/2 - 1 pairs other than X1's: draw among T/2 - 2, skip X1's
+        second = torch.randint(0, T // 2 - 2, (B,), generator=generator)
+        second = second + (second >= first).long()
+        rows = torch.arange(B)
+        markers = torch.zeros(B, L)
+        markers[:, 0] = markers[:, -1] = -1.0
+        markers[rows, first] = 1.0
+        markers[rows, second] = 1.0
+        values[:, 0] *= markers[:, 0] != 1  # the rare case the paper names: first pair marked -> 0
+        targets = 0.5 + (values[rows, first] + values[rows, second]) / 4  # (B,)
+        return Batch(torch.stack([values, markers], dim=-1), targets)  # inputs (B, L, 2)
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(outputs.squeeze(-1), targets)
+
+    def baseline(self, length: int) -> float:
+        # predict 0.5: the variance of the target, (Var X1 + Var X2) / 16, Var = 1/3 for a U[-1, 1]
+        # value, less for the one on the first pair, set to 0 (marked with probability p0)
+        p0 = 0.1 + 0.9 / (length // 2 - 2)
+        return (2 - p0) / 3 / 16
+
+    def measure(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        right = (outputs.squeeze(-1) - targets).abs() < 0.04
+        return {"loss": float(self.loss(outputs, targets)), "accuracy": float(right.float().mean())}
+
+    def solved(self, metrics: dict[str, float]) -> bool:
+        return metrics["accuracy"] >= 0.99
+
+
+TASKS: dict[str, Task] = {
+    t.name: t for t in (Adding(), Copy(), TemporalOrder(), TemporalOrder3(), Adding1997())
+}

@@ -5,6 +5,7 @@ from .curves import BASELINES, plot_curves, plot_wins
 from .features import FEATURES, text_features
 from .page import MAX_SHOWN, render_page, report, write_page
 from .record import QUANTITIES, Analysis, analyze
+from .visualization import Visualization, VizOptions, visualize
 
 __all__ = [
     "BASELINES",
@@ -18,5 +19,8 @@ __all__ = [
     "render_page",
     "report",
     "text_features",
+    "visualize",
+    "Visualization",
+    "VizOptions",
     "write_page",
 ]

@@ -4,7 +4,6 @@ display and no global state."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -13,15 +12,14 @@ from matplotlib.figure import Figure
 from .. import checkpoint
 from ..files import save_png
 
-BASELINES = "baselines.json"  # written into a run by `rnnlab eval` on its validation split
+BASELINES = checkpoint.BASELINES
 
 
 def best_baseline(run_dir: Path) -> tuple[str, float] | None:
     """(name, bpc) of the best rung measured on the run's validation split, if known."""
-    path = Path(run_dir) / BASELINES
-    if not path.is_file():
+    rungs = checkpoint.read_baselines(run_dir)
+    if not rungs:
         return None
-    rungs = json.loads(path.read_text())
     name = min(rungs, key=rungs.get)
     return name, rungs[name]
 

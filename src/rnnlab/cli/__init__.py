@@ -1,0 +1,161 @@
+"""Command line: one module per subcommand (its flags and a short ``run(args)`` that calls the
+library and prints the result), one registry below, and ``main``, which turns every outcome
+into an exit code. The only package that prints results or exits.
+
+Exit codes: 0 finished; 1 internal error (a bug: --debug shows the traceback); 2 user error (one
+line); 3 training diverged; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), train
+saving first. A closed stdout (``| head``) ends quietly.
+Results go to stdout, progress to stderr. Only the standard library is imported up here, so that
+a Ctrl-C while torch loads is caught like any other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import re
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import ModuleType
+
+from ..config import __version__
+from ..errors import DivergedError, RnnlabError, UsageError
+
+# subcommand -> module of this package: SUMMARY, EXAMPLE, add_arguments(parser), run(args)
+COMMANDS = {
+    "train": "train",
+    "sample": "sample",
+    "eval": "eval",
+    "plot": "plot",
+    "viz": "viz",
+    "gradflow": "gradflow",
+    "longrange": "longrange",
+    "serve": "serve",
+    "export": "export",
+    "corpora": "corpora",
+}
+MAX_MESSAGE_CHARS = 2000
+
+
+def command(name: str) -> ModuleType:
+    return importlib.import_module(f"{__name__}.{COMMANDS[name]}")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand (or, to start faster, of ``only`` that one)."""
+    from .flags import Parser
+
+    parser = Parser(prog="rnnlab", description="Character-level RNN language models.")
+    parser.add_argument("--version", action="version", version=f"rnnlab {__version__}")
+    subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    common = Parser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    common.add_argument("--json", action="store_true", help="print the result as JSON")
+    for name in COMMANDS:
+        if only is not None and name != only:
+            subs.add_parser(name, help=f"(see: rnnlab {name} --help)")
+            continue
+        module = command(name)
+        sub = subs.add_parser(
+            name,
+            parents=[common],
+            help=module.SUMMARY,
+            description=module.SUMMARY,
+            epilog=module.EXAMPLE,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        module.add_arguments(sub)
+        sub.set_defaults(handler=module.run)
+    return parser
+
+
+def _say(message: str) -> None:
+    """One line on stderr, however long or multi-line the message (rank 0 only)."""
+    line = re.sub(r"\s*\n\s*", " ", message).strip()
+    if len(line) > MAX_MESSAGE_CHARS:
+        line = line[:MAX_MESSAGE_CHARS] + " [...]"
+    if os.environ.get("RANK", "0") == "0":
+        print(line, file=sys.stderr, flush=True)
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe: point stdout at /dev/null so the final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _run(argv: list[str]) -> int:
+    if argv == ["--version"]:  # without loading torch
+        print(f"rnnlab {__version__}")
+        return 0
+    # the command is the first word that names one (no top-level flag takes a value)
+    parser = build_parser(next((a for a in argv if a in COMMANDS), None))
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return args.handler(args)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM outside the training loop (which saves on it): stop like Ctrl-C, exit 143."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (``python -m rnnlab`` passes it to sys.exit)."""
+    whole_process = argv is None  # the rnnlab command itself, not a caller in Python
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _run(argv)
+    except _Terminated:
+        _say("rnnlab: terminated (SIGTERM)")
+        return 143
+    except KeyboardInterrupt:
+        _say("rnnlab: interrupted")
+        return 130
+    except BrokenPipeError:
+        _silence_stdout()  # the reader (e.g. `head`) has what it wanted
+        return 0
+    except UsageError as e:
+        if debug:
+            raise
+        _say(f"rnnlab: error: {e}")
+        return 2
+    except PermissionError as e:  # a path of the user's that this user may not read or write
+        if debug:
+            raise
+        _say(f"rnnlab: error: permission denied: {e.filename or e}; check the file's permissions")
+        return 2
+    except DivergedError as e:
+        if debug:
+            raise
+        _say(f"rnnlab: training diverged: {e}")
+        return 3
+    except (RnnlabError, Exception) as e:
+        if debug:
+            raise
+        _say(
+            f"rnnlab: internal error, a bug: {type(e).__name__}: {e} "
+            "(rerun with --debug for the traceback)"
+        )
+        return 1
+    finally:
+        if whole_process and previous is not None:
+            # the work is done (and saved): a SIGTERM while the interpreter shuts down is 143 too
+            signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(143))
+        elif previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,92 @@
+"""What every command shares: the parser that raises UsageError, flags generated from the
+fields of a validated dataclass, output-path checks, and the stderr channel."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..config import flag_fields
+from ..errors import UsageError
+from ..files import check_writable
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's default prints usage and exits
+        raise UsageError(f"{message} (see: {self.prog} --help)")
+
+
+def _type_of(f: dataclasses.Field) -> Callable[[str], object]:
+    name = str(f.type).replace(" | None", "")
+    return {"int": int, "float": float, "str": str}[name]
+
+
+def add_flags(parser: argparse.ArgumentParser, cls: type, title: str | None = None) -> None:
+    """One flag per field of ``cls`` that has a ``flag``: type, choices and help (with the
+    default) from the field. Flags not given stay unset, so ``given`` can tell them apart."""
+    group = parser.add_argument_group(title) if title else parser
+    for f in flag_fields(cls):
+        meta = f.metadata
+        help = f"{meta['help']} (default: {f.default})"
+        if str(f.type) == "bool":
+            group.add_argument(
+                meta["flag"], dest=f.name, action="store_true", default=argparse.SUPPRESS, help=help
+            )
+            continue
+        if meta.get("repeat"):
+            help += "; repeat the flag or give a comma-separated list to overlay several"
+        group.add_argument(
+            meta["flag"],
+            dest=f.name,
+            type=_type_of(f),
+            choices=meta.get("choices"),
+            action="append" if meta.get("repeat") else "store",
+            default=argparse.SUPPRESS,  # so we know which flags the user gave
+            help=help,
+        )
+
+
+def given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """The fields of ``cls`` the user gave as flags (repeated flags joined by commas)."""
+    out = {}
+    for f in flag_fields(cls):
+        if hasattr(args, f.name):
+            value = getattr(args, f.name)
+            out[f.name] = ",".join(value) if f.metadata.get("repeat") else value
+    return out
+
+
+def options(args: argparse.Namespace, cls: type) -> Any:
+    """``cls`` built from the flags; its ``__post_init__`` rejects bad values naming the flag."""
+    return cls(**given(args, cls))
+
+
+def check_output_dir(path: Path, flag: str) -> Path:
+    """A folder that exists, or can be created, and can be written; checked before any work."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{flag} {path} is a file; give a folder")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"{flag} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: the folder {existing} is not writable")
+    return path
+
+
+def check_output_file(path: str | Path, flag: str) -> Path:
+    """``files.check_writable``: fail before a long computation, not after it."""
+    return check_writable(Path(path), flag)
+
+
+def err(message: str) -> None:
+    """A line on stderr (progress, notes); under torchrun only rank 0 speaks."""
+    if os.environ.get("RANK", "0") == "0":
+        print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,269 @@
+"""`rnnlab serve`: the HTTP API in-process (FastAPI's TestClient), the shared batch driven
+directly, and a client that disconnects mid-stream against a real uvicorn on loopback."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from serve_helpers import TEXT, Server, make_run, sse_events
+
+from rnnlab import checkpoint, sampling
+from rnnlab.serve import Batcher, Job, Limits, create_app
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("serve")
+    return [make_run(tmp / "tiny"), make_run(tmp / "tiny-gru", cell="gru", seed=1)]
+
+
+@pytest.fixture(scope="module")
+def client(runs):
+    with TestClient(create_app(runs, Limits(max_length=500, max_samples=4))) as c:
+        yield c
+
+
+def generate(client, **body) -> dict:
+    r = client.post("/v1/generate", json=body)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def stream(client, **body) -> list[tuple[str, dict]]:
+    with client.stream("POST", "/v1/generate", json=body | {"stream": True}) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        return sse_events(r.iter_lines())
+
+
+def test_health_models_docs_and_page(client):
+    assert client.get("/health").json()["status"] == "ok"
+    models = client.get("/v1/models").json()["models"]
+    assert [m["name"] for m in models] == ["tiny", "tiny-gru"]
+    assert models[0]["best_val_bpc"] == 4.25 and models[1]["model"]["cell"] == "gru"
+    schema = client.get("/openapi.json").json()
+    assert {"/v1/generate", "/v1/score", "/v1/models", "/health"} <= set(schema["paths"])
+    assert client.get("/docs").status_code == 200
+    page = client.get("/")
+    assert page.status_code == 200 and "rnnlab playground" in page.text
+    assert client.get("/assets/page.js").headers["content-type"].startswith("text/javascript")
+    assert client.get("/assets/../app.py").status_code == 404
+
+
+def test_greedy_matches_the_library(client, runs):
+    """Temperature 0 through the server == sampling.generate's greedy text (an oracle)."""
+    model, vocab, _ = checkpoint.load_model(runs[0])
+    expected = sampling.generate(model, vocab, "def ", length=80, temperature=0.0)[0]
+    assert generate(client, prompt="def ", length=80, temperature=0)["samples"] == [expected]
+    # top_k=1 keeps exactly the most likely character: greedy too
+    got = generate(client, prompt="def ", length=80, temperature=1.0, top_k=1, seed=3)
+    assert got["samples"] == [expected]
+
+
+def test_seed_reproduces_and_samples_differ(client):
+    a = generate(client, prompt="if ", length=120, seed=7, num_samples=3, top_p=0.9)
+    b = generate(client, prompt="if ", length=120, seed=7, num_samples=3, top_p=0.9)
+    assert a["samples"] == b["samples"] and a["seed"] == 7
+    assert len(set(a["samples"])) == 3  # rows draw different noise
+    assert all(len(s) == 120 for s in a["samples"])
+    assert set("".join(a["samples"])) <= set(TEXT)
+    c = generate(client, prompt="if ", length=120, seed=8)
+    assert c["samples"][0] != a["samples"][0]
+
+
+def test_same_seed_same_text_alone_or_beside_others(runs):
+    """A request's text does not depend on who else is in the batch, or when it joined."""
+    model, vocab, _ = checkpoint.load_model(runs[0])
+    batcher = Batcher(model, vocab, max_rows=16)
+    batcher.start()
+
+    def job(seed: int, length: int, **kw) -> tuple[Job, list[str], threading.Event]:
+        texts, done = [], threading.Event()
+
+        def emit(e):
+            if e["type"] == "token":
+                texts.append(e["text"])
+            else:
+                done.set()
+
+        settings = {"temperature": 1.0, "top_k": 0, "top_p": 1.0} | kw
+        j = Job(
+            vocab.encode("def "),
+            1,
+            length,
+            seed=seed,
+            details=False,
+            deadline=time.monotonic() + 60,
+            emit=emit,
+            **settings,
+        )
+        assert batcher.reserve(1)
+        return j, texts, done
+
+    try:
+        alone, text_alone, done = job(11, 300, top_p=0.95)
+        batcher.submit(alone)
+        assert done.wait(20)
+        others = [job(s, 400, top_k=5) for s in range(5)]
+        for o, _, _ in others[:3]:
+            batcher.submit(o)
+        while batcher.steps < 50 + 300:  # let the others run first, then join mid-way
+            time.sleep(0.001)
+        again, text_again, done = job(11, 300, top_p=0.95)
+        batcher.submit(again)
+        for o, _, _ in others[3:]:
+            batcher.submit(o)
+        assert done.wait(20)
+        assert "".join(text_again) == "".join(text_alone)
+        assert len(text_alone) == 300
+        for _, _, d in others:
+            assert d.wait(20)
+        assert batcher.rows_in_flight == 0
+    finally:
+        batcher.close()
+
+
+def test_streaming_events(client):
+    events = stream(client, model="tiny-gru", prompt="x", length=40, seed=1, details=True)
+    assert events[0][0] == "start" and events[0][1]["model"] == "tiny-gru"
+    chars = [d for kind, d in events if kind == "message"]
+    assert len(chars) == 40
+    assert events[-1] == ("done", {"finish_reason": "length", "produced": 40})
+    for d in chars:
+        assert d["surprise_bits"] > 0 and len(d["top5"]) == 5
+        probs = [p for _, p in d["top5"]]
+        assert probs == sorted(probs, reverse=True) and sum(probs) <= 1.0 + 1e-3
+    text = "".join(d["text"] for d in chars)
+    plain = generate(client, model="tiny-gru", prompt="x", length=40, seed=1)
+    assert plain["samples"] == [text]  # the same request, streamed or not
+
+
+def test_score_matches_the_model(client, runs):
+    text = TEXT[:300]
+    got = client.post("/v1/score", json={"text": text, "model": "tiny"}).json()
+    model, vocab, _ = checkpoint.load_model(runs[0])
+    ids = torch.tensor([vocab.encode(text)])
+    with torch.no_grad():
+        logp = model(ids[:, :-1])[0][0].double().log_softmax(-1)  # (N-1, V)
+    bits = -logp.gather(1, ids[0, 1:, None])[:, 0] / torch.log(torch.tensor(2.0)).double()
+    assert got["num_chars"] == 299 and got["surprise_bits"][0] is None
+    assert abs(got["bpc"] - bits.mean().item()) < 1e-4
+    assert (
+        max(abs(a - b) for a, b in zip(got["surprise_bits"][1:], bits.tolist(), strict=True)) < 1e-4
+    )
+
+
+@pytest.mark.parametrize(
+    "body, status, words",
+    [
+        ({"length": 501}, 422, "length is over the limit of 500"),
+        ({"num_samples": 5}, 422, "num_samples is over the limit of 4"),
+        ({"prompt": "d" * 4001}, 413, "prompt is over the limit"),
+        ({"model": "../tiny"}, 404, "no model named '../tiny'; served: tiny, tiny-gru"),
+        ({"prompt": "ZQ"}, 422, "not in the model's vocabulary"),
+        ({"temperature": -1}, 422, "temperature: Input should be greater than or equal to 0"),
+        ({"top_p": 0}, 422, "top_p"),
+        ({"length": "many"}, 422, "length: Input should be a valid integer"),
+        ({"colour": "red"}, 422, "colour: Extra inputs are not permitted"),
+    ],
+)
+def test_refusals_are_one_line(client, body, status, words):
+    r = client.post("/v1/generate", json=body)
+    assert r.status_code == status
+    error = r.json()["error"]
+    assert words in error and "\n" not in error
+
+
+def test_bad_json_and_big_bodies(client):
+    r = client.post(
+        "/v1/generate", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 400 and r.json() == {"error": "the request body is not valid JSON"}
+    r = client.post(
+        "/v1/score", content=b"x" * 1_000_001, headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 413
+    assert client.post("/v1/score", json={"text": "Z" * 20_001}).status_code == 413
+    assert client.post("/v1/score", json={"text": "a"}).status_code == 422
+    assert client.post("/v1/score", json={"text": "aZZ", "unknown": "skip"}).status_code == 422
+    assert client.post("/v1/score", json={"text": "deZZf", "unknown": "skip"}).status_code == 200
+
+
+def test_stream_and_time_limits(runs):
+    limits = Limits(max_streams=2, max_request_s=0.05, max_length=2000)
+    with TestClient(create_app(runs[:1], limits)) as c:
+        r = c.post("/v1/generate", json={"num_samples": 3, "length": 5})
+        assert r.status_code == 429 and "2 streams" in r.json()["error"]
+        r = c.post("/v1/generate", json={"length": 2000})  # 2,000 steps do not fit in 50 ms
+        assert r.status_code == 408 and "0.05 s limit" in r.json()["error"]
+        events = sse_events(
+            c.post("/v1/generate", json={"length": 2000, "stream": True}).iter_lines()
+        )
+        assert events[-1][0] == "done" and events[-1][1]["finish_reason"] == "time_limit"
+        assert c.get("/health").json()["models"]["tiny"]["streams_in_flight"] == 0
+
+
+def test_a_client_that_disconnects_frees_its_row(runs):
+    limits = Limits(max_streams=1, max_length=2000, max_request_s=600)
+    server = Server(create_app(runs[:1], limits))
+    try:
+        body = {"length": 2000, "stream": True, "seed": 0}
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            with http.stream("POST", "/v1/generate", json=body) as r:
+                lines = r.iter_lines()
+                got = [next(lines) for _ in range(20)]  # start, then characters arrive
+                assert any(line.startswith('data: {"sample"') for line in got)
+                busy = http.post("/v1/generate", json={"length": 5})
+                assert busy.status_code == 429  # the one row is taken
+            # closed mid-stream: the batcher drops the row at its next step
+            deadline = time.monotonic() + 10
+            while http.get("/health").json()["models"]["tiny"]["streams_in_flight"]:
+                assert time.monotonic() < deadline, "the row was not freed"
+                time.sleep(0.02)
+            steps = http.get("/health").json()["models"]["tiny"]["steps"]
+            assert steps < 2000  # it stopped early, not by finishing
+            assert http.post("/v1/generate", json={"length": 5}).status_code == 200
+    finally:
+        server.stop()
+
+
+def test_cli_serve_refuses_bad_input(tmp_path, runs, capsys):
+    from rnnlab.cli import main
+
+    assert main(["serve", str(tmp_path / "nope")]) == 2
+    assert "no such run directory" in capsys.readouterr().err
+    assert main(["serve", str(runs[0]), str(runs[0])]) == 2
+    assert "two runs are named 'tiny'" in capsys.readouterr().err
+    assert main(["serve", str(runs[0]), "--max-streams", "0"]) == 2
+    assert "--max-streams must be > 0" in capsys.readouterr().err
+
+
+def test_json_in_details_mode(client):
+    got = generate(client, prompt="(", length=6, seed=2, details=True)
+    assert len(got["details"][0]) == 6
+    assert "".join(d["text"] for d in got["details"][0]) == got["samples"][0]
+    json.dumps(got)  # plain JSON all the way down
+
+
+def test_cli_serve_binds_loopback_and_says_so(runs, monkeypatch, capsys):
+    import uvicorn
+
+    from rnnlab.cli import main
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    assert main(["serve", str(runs[0]), str(runs[1]), "--port", "8123"]) == 0
+    app, kw = calls[-1]
+    assert (kw["host"], kw["port"]) == ("127.0.0.1", 8123)
+    assert list(app.state.served) == ["tiny", "tiny-gru"]
+    err = capsys.readouterr().err
+    assert "http://127.0.0.1:8123" in err and "loopback only" in err
+    assert main(["serve", str(runs[0]), "--host", "0.0.0.0", "--max-streams", "3"]) == 0
+    assert calls[-1][1]["host"] == "0.0.0.0" and calls[-1][0].state.limits.max_streams == 3
+    assert "reachable from other machines" in capsys.readouterr().err

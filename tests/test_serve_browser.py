@@ -1,0 +1,149 @@
+"""The playground page in a real headless Chromium (Debian's `chromium`), driven by Playwright,
+against a real uvicorn server on loopback. Fails, never skips, without the browser."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from matplotlib import image as mpimg
+from serve_helpers import Server, make_run
+
+from rnnlab.serve import Limits, create_app
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("serve-page")
+    runs = [make_run(tmp / "tiny"), make_run(tmp / "tiny-gru", cell="gru", seed=1)]
+    s = Server(create_app(runs, Limits(max_length=2000, max_request_s=120)))
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium")
+    if executable is None:
+        pytest.fail("chromium is not on PATH; install it (apt-get install chromium; .ci/run does)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def opened(browser, server):
+    """The playground, with every console error, request and /v1/generate body recorded."""
+    context = browser.new_context(viewport={"width": 1100, "height": 800})
+    page = context.new_page()
+    seen = {"errors": [], "requests": [], "bodies": []}
+    page.on("console", lambda m: seen["errors"].append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: seen["errors"].append(str(e)))
+
+    def on_request(r):
+        seen["requests"].append(r.url)
+        if r.url.endswith("/v1/generate"):
+            seen["bodies"].append(json.loads(r.post_data))
+
+    page.on("request", on_request)
+    page.goto(server.url + "/")
+    page.wait_for_selector("body[data-ready=true]", timeout=20_000)
+    yield page, seen
+    context.close()
+
+
+def test_loads_offline_without_errors(opened, server):
+    page, seen = opened
+    assert seen["errors"] == []
+    assert all(url.startswith(server.url + "/") for url in seen["requests"]), seen["requests"]
+    assert page.locator("#model option").all_inner_texts() == ["tiny", "tiny-gru"]
+    assert "val 4.250 bpc" in page.inner_text("#model-info")
+
+
+def test_generate_streams_in_tinted_characters(opened):
+    page, seen = opened
+    page.fill("#prompt", "def ")
+    page.fill("#length", "60")
+    page.fill("#seed", "5")
+    page.click("#generate")
+    page.wait_for_selector("body[data-state=idle][data-count='60']", timeout=20_000)
+    spans = page.locator("#output span.c")
+    assert spans.count() == 60
+    assert page.inner_text("#prompt-echo") == "def "
+    tints = set(spans.evaluate_all("s => s.map(x => x.style.backgroundColor)"))
+    assert len(tints) > 5  # a scale, not one flat color
+    body = seen["bodies"][-1]
+    assert body["stream"] is True and body["seed"] == 5 and body["length"] == 60
+    # hover shows the five best guesses with their probabilities
+    spans.nth(10).hover()
+    assert page.locator("#tip").is_visible()
+    probs = [float(x) for x in page.locator("#tip .pred .p").all_inner_texts()]
+    assert len(probs) == 5 and probs == sorted(probs, reverse=True)
+    assert "surprise" in page.inner_text("#tip .own")
+    assert seen["errors"] == []
+
+
+def test_stop_stops_and_the_keyboard_works(opened, server):
+    page, seen = opened
+    page.fill("#length", "2000")
+    page.focus("#prompt")
+    page.keyboard.press("Control+Enter")  # generate from the keyboard
+    page.wait_for_selector("body[data-state=running]")
+    page.wait_for_function("document.querySelectorAll('#output span.c').length > 20")
+    page.keyboard.press("Escape")  # Stop, from the keyboard
+    page.wait_for_selector("body[data-state=idle]", timeout=10_000)
+    count = page.locator("#output span.c").count()
+    assert 20 < count < 2000
+    assert "stopped after" in page.inner_text("#status")
+    page.wait_for_timeout(300)
+    assert page.locator("#output span.c").count() == count  # nothing more arrives
+    # and the server let go of the row
+    import httpx
+
+    deadline = 50
+    while httpx.get(server.url + "/health").json()["models"]["tiny"]["streams_in_flight"]:
+        deadline -= 1
+        assert deadline > 0
+        page.wait_for_timeout(100)
+    # the Stop button by mouse too
+    page.click("#generate")
+    page.wait_for_function("document.querySelectorAll('#output span.c').length > 10")
+    page.click("#stop")
+    page.wait_for_selector("body[data-state=idle]", timeout=10_000)
+    assert page.locator("#output span.c").count() < 2000
+    assert seen["errors"] == []
+
+
+def test_sliders_change_the_request(opened):
+    page, seen = opened
+    page.fill("#length", "10")
+    page.locator("#temperature").fill("0")
+    page.locator("#top_k").fill("7")
+    page.locator("#top_p").fill("0.5")
+    page.select_option("#model", "tiny-gru")
+    assert page.inner_text("#temperature-out") == "0"
+    page.click("#generate")
+    page.wait_for_selector("body[data-state=idle][data-count='10']", timeout=20_000)
+    body = seen["bodies"][-1]
+    assert (body["temperature"], body["top_k"], body["top_p"]) == (0, 7, 0.5)
+    assert body["model"] == "tiny-gru"
+    assert seen["errors"] == []
+
+
+def test_screenshot_is_not_blank(opened, tmp_path):
+    page, _ = opened
+    page.fill("#length", "300")
+    page.fill("#seed", "1")
+    page.click("#generate")
+    page.wait_for_selector("body[data-state=idle][data-count='300']", timeout=20_000)
+    page.locator("#output span.c").nth(40).hover()
+    png = tmp_path / "serve.png"
+    page.screenshot(path=str(png))
+    pixels = mpimg.imread(str(png))[..., :3]  # (H, W, 3)
+    r, b = pixels[..., 0], pixels[..., 2]
+    assert pixels.std() > 0.05 and (np.abs(r - b) > 0.1).mean() > 0.005  # tinted text
