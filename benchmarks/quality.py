@@ -3,8 +3,10 @@ corpus and report validation nats/char (exact, the whole split) at each validati
 
     python benchmarks/quality.py [CORPUS] --minutes 10 [--out runs/quality] [--json out.json]
 
-CORPUS defaults to ../shared/data/tinyshakespeare.txt when it exists, else "shakespeare".
-Any other rnnlab train flag is passed on, e.g. --dropout 0.1 --lr 3e-3.
+CORPUS defaults to ../shared/data/tinyshakespeare.txt when it exists, else "shakespeare"; any
+corpus rnnlab trains on works, e.g. the named source-code corpus "python" (same 90/10 split).
+Any other rnnlab train flag is passed on, e.g. --dropout 0.1 --lr 3e-3, or the scan cells:
+--cell mingru --layers 4, --cell minlstm --layers 3 (about the default LSTM's 3.3M parameters).
 """
 
 from __future__ import annotations

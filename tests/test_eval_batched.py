@@ -13,6 +13,7 @@ from rnnlab.cli import main
 from rnnlab.config import ModelConfig
 from rnnlab.evaluation import iter_char_nats, iter_char_nats_batched
 from rnnlab.model import CharLM
+from rnnlab.viz.record import iter_record
 
 
 def model_of(cell: str, seed: int = 0) -> CharLM:
@@ -61,6 +62,30 @@ def test_without_warmup_the_segments_differ():
     model = model_of("lstm", seed=1)
     exact, batched = both(model, IDS, batch_size=4, warmup=0, max_segment=300, chunk_len=64)
     assert np.abs(batched - exact).max() > 1e-4
+
+
+@pytest.mark.parametrize("cell", ["lstm", "minlstm"])
+def test_viz_record_by_segments(cell):
+    # the shown part (exact_chars) is the exact pass itself; the rest, read by warmed-up
+    # segments side by side, matches it where the memory is shorter than the warm-up
+    torch.manual_seed(3)
+    config = ModelConfig(cell=cell, vocab_size=11, hidden_size=12, num_layers=2, embedding_size=5)
+    model = CharLM(config).eval()
+
+    def record(**kw):
+        chunks = sorted(iter_record(model, IDS[:2000], chunk_len=97, **kw), key=lambda c: c.start)
+        assert [c.start for c in chunks] == sorted({c.start for c in chunks})
+        values = np.concatenate([c.values for c in chunks], 2)  # (L, Q, N, H)
+        return values, np.concatenate([c.probs for c in chunks])
+
+    exact_v, exact_p = record()
+    v, p = record(exact_chars=300, rows=5, warmup=150)
+    assert v.shape == exact_v.shape and p.shape == exact_p.shape == (2000, 11)
+    np.testing.assert_allclose(v[:, :, :300], exact_v[:, :, :300], atol=1e-6)  # batch rounding
+    np.testing.assert_allclose(v, exact_v, atol=1e-5)
+    np.testing.assert_allclose(p, exact_p, atol=1e-5)
+    cold, _ = record(exact_chars=300, rows=5, warmup=0)
+    assert np.abs(cold - exact_v).max() > 1e-3  # without the warm-up the segments differ
 
 
 def test_cli_eval_exact_and_batched(tmp_path, capsys):

@@ -60,6 +60,7 @@ MAX_LR = 10.0
 MAX_SEED = 2**63 - 1
 MAX_PARAMETERS = 2_000_000_000  # 8 GB of float32 weights, before gradients and optimizer state
 GATES = {"lstm": 4, "gru": 3, "rnn": 1, "rnn-relu": 1}
+SCAN_MATRICES = {"mingru": 3, "minlstm": 4}  # H x H matrices per layer: gates, then W_o
 
 
 def _check_range(value: Any, lo: float, hi: float, flag: str) -> None:
@@ -112,7 +113,10 @@ class ModelConfig:
         _check_range(self.forget_bias, -1e3, 1e3, "--forget-bias")
         _check_range(self.vocab_size, 0, MAX_VOCAB, "vocab_size")
         H, E, L = self.hidden_size, self.embedding_size, self.num_layers
-        recurrent = GATES[self.cell] * H * (E + H + (L - 1) * 2 * H + 2 * L)
+        if self.cell in SCAN_MATRICES:  # input projection, then per layer gates + W_o + norm
+            recurrent = (E + 1) * H + L * (SCAN_MATRICES[self.cell] * (H + 1) * H + H) + H
+        else:
+            recurrent = GATES[self.cell] * H * (E + H + (L - 1) * 2 * H + 2 * L)
         parameters = recurrent + (E + H + 1) * self.vocab_size
         _check(
             parameters <= MAX_PARAMETERS,

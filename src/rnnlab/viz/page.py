@@ -52,7 +52,9 @@ def pack_activations(analysis: Analysis) -> tuple[str, list[dict]]:
         levels[:, qi, :, :N] = np.clip(np.rint(scaled), 0, LEVELS - 1)
         quantities.append({"key": key, "label": LABELS[key], "lo": lo, "hi": hi})
     packed = (levels[..., 0::2] << 4) | levels[..., 1::2]  # (L, Q, H, ceil(N/2))
-    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw deflate: DecompressionStream
+    # raw deflate (DecompressionStream); level 4: measured 20x faster than 9 on a 2x512 LSTM's
+    # 1,500 characters (0.6 s against 12 s), for 5% more bytes
+    deflate = zlib.compressobj(4, zlib.DEFLATED, -15)
     raw = deflate.compress(packed.tobytes()) + deflate.flush()
     return base64.b64encode(raw).decode("ascii"), quantities
 

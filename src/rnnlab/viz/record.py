@@ -1,11 +1,12 @@
 """What a trained model does on a text, character by character: every gate and state of every
 cell (cells.ReferenceRNN, the step-by-step twin of the fused stack) and the model's own next-
-character distribution (the fused CharLM, eval mode, float32), with the state carried over the
-whole text. Imports model and cells from rnnlab.
+character distribution (its head on that twin's top layer: CharLM in eval mode, float32), with
+the state carried over the whole text. Imports model and cells from rnnlab.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -68,37 +69,98 @@ def iter_record(
     ids: np.ndarray,
     chunk_len: int = 1024,
     on_progress: Callable[[int], None] | None = None,
+    exact_chars: int | None = None,
+    rows: int = 8,
+    warmup: int = 256,
 ) -> Iterator[Chunk]:
-    """Run the model over ``ids`` one chunk at a time, state carried, and yield what it did.
+    """Run the model over ``ids`` and yield what it did, chunk by chunk.
 
-    The distribution comes from the fused model (what ``rnnlab sample`` and ``eval`` use); the
-    gates from ReferenceRNN loaded with the same weights, so both see the same text and state.
+    Gates, states and the distribution all come from one pass of the reference twin
+    (cells.reference_of: ReferenceRNN with the fused stack's weights, or a MinRNNStack itself)
+    and the model's head: the same equations as the fused model, held equal by the tests.
+
+    The first ``exact_chars`` characters are read with the state carried from the start of the
+    text (exact). The rest is cut into up to ``rows`` - 1 more segments read side by side as a
+    batch, each from a zero state warmed up on the ``warmup`` characters before it (as
+    evaluation.iter_char_nats_batched): a step-by-step twin at batch 1 waits for one small
+    product per character and layer, so this is where a page's time went.
 
     Args:
         model: a CharLM (any device; the record is made on CPU in float32, in eval mode).
         ids: (N,) character ids.
         chunk_len: characters per step of the loop; only trades memory for speed.
         on_progress: called with the number of characters done after each chunk.
+        exact_chars: how many characters from the start are exact; None: all of them.
+        rows, warmup: the batch of segments beyond ``exact_chars``.
 
     Yields:
-        Chunks covering positions 0..N-1 in order.
+        Chunks covering positions 0..N-1, each exactly once (in order within a segment).
     """
     model = _cpu_float32_eval(model)
     cell = model.config.cell
     ref = reference_of(model.rnn).eval()
     names = QUANTITIES[cell]
-    fused_state = ref_state = None
     ids = torch.as_tensor(np.asarray(ids, dtype=np.int64))
-    for start in range(0, len(ids), chunk_len):
-        window = ids[start : start + chunk_len].unsqueeze(0)  # (1, T)
-        logits, fused_state = model(window, fused_state)  # (1, T, V)
-        _, ref_state, trace = ref(model.embedding(window), ref_state, record=True)
+    n = len(ids)
+    exact = n if exact_chars is None else min(max(exact_chars, 1), n)
+    seg = max(exact, math.ceil(n / max(rows, 1)), warmup, 1)
+    starts = list(range(0, n, seg))  # segment r covers [starts[r], starts[r] + seg)
+
+    # one thread: the loop is thousands of small products and element-wise ops; with 2 threads
+    # on a loaded 2-core machine it ran 4x slower (46 s against 12 s for a 2x512 LSTM's page)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield from _record_segments(
+            model, ref, names, ids, starts, seg, chunk_len, warmup, on_progress
+        )
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _record_segments(
+    model: CharLM,
+    ref: torch.nn.Module,
+    names: tuple[str, ...],
+    ids: torch.Tensor,
+    starts: list[int],
+    seg: int,
+    chunk_len: int,
+    warmup: int,
+    on_progress: Callable[[int], None] | None,
+) -> Iterator[Chunk]:
+    """The loop of ``iter_record``: segments starting at ``starts``, ``seg`` characters each."""
+    n, R = len(ids), len(starts)
+
+    def batch(spans: list[tuple[int, int]], length: int) -> torch.Tensor:
+        out = torch.zeros(len(spans), length, dtype=torch.long)
+        for r, (a, b) in enumerate(spans):
+            out[r, : b - a] = ids[a:b]
+        return out
+
+    state = None
+    if R > 1 and warmup:
+        warm = batch([(max(a - warmup, 0), a) for a in starts], warmup)  # row 0: unused
+        _, state, _ = ref(model.embedding(warm), None)
+        state = tuple(s.index_fill(1, torch.tensor([0]), 0.0) for s in state)  # row 0: exact
+    done = 0
+    for t in range(0, seg, chunk_len):
+        T = min(chunk_len, seg - t)
+        spans = [(min(a + t, n), min(a + t + T, n)) for a in starts]
+        window = batch(spans, T)  # (R, T), padded on the right
+        out, state, trace = ref(model.embedding(window), state, record=True)
+        # the head on the reference's top layer is CharLM.forward in eval mode; a second,
+        # fused pass at batch 1 cost more than the recording itself (oneDNN, 2 cores)
+        probs = model.head(out).softmax(-1)  # (R, T, V)
         if "c" in trace:
             trace["c"] = trace["c"].tanh()
-        values = torch.stack([trace[n][:, 0] for n in names], 1)  # (L, Q, T, H)
-        yield Chunk(start, values.numpy(), logits[0].softmax(-1).numpy())
+        values = torch.stack([trace[q] for q in names], 1)  # (L, Q, R, T, H)
+        for r, (a, b) in enumerate(spans):
+            if b > a:
+                yield Chunk(a, values[:, :, r, : b - a].numpy(), probs[r, : b - a].numpy())
+                done += b - a
         if on_progress:
-            on_progress(start + window.size(1))
+            on_progress(done)
 
 
 def _cpu_float32_eval(model: CharLM) -> CharLM:
@@ -182,7 +244,9 @@ def analyze(
     on_progress: Callable[[int], None] | None = None,
 ) -> Analysis:
     """Record the model over ``ids``; keep every activation and prediction of the first
-    ``show_chars`` characters, and correlation and saturation statistics over all of them.
+    ``show_chars`` characters (exact: the state carried from the start of the text), and
+    correlation and saturation statistics over all of them (beyond the shown characters read by
+    warmed-up segments side by side, see ``iter_record``).
 
     Args:
         model: a trained CharLM.
@@ -205,7 +269,7 @@ def analyze(
     values = np.zeros((L, Q, N, H), np.float32)
     probs_shown = np.zeros((N, V), np.float32)
     own = np.full(N, np.nan)
-    for chunk in iter_record(model, ids, chunk_len, on_progress):
+    for chunk in iter_record(model, ids, chunk_len, on_progress, exact_chars=N):
         T, a = chunk.values.shape[2], chunk.start
         flat = chunk.values.transpose(2, 0, 1, 3).reshape(T, L * Q * H)  # (T, L*Q*H)
         corr.add(feats[a : a + T], flat)
