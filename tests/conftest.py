@@ -6,9 +6,12 @@ tests read it, or take ``trained``, a private copy they may change.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -59,8 +62,12 @@ def chromium_executable() -> str:
     found = shutil.which("chromium")
     if found is None and hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
         env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
-        for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]):
-            subprocess.run(cmd, env=env, capture_output=True, timeout=900)
+        # one installer at a time, whatever the number of pytest workers
+        with open(Path(tempfile.gettempdir()) / "rnnlab-chromium.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if shutil.which("chromium") is None:
+                for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "chromium"]):
+                    subprocess.run(cmd, env=env, capture_output=True, timeout=900)
         found = shutil.which("chromium")
     if found is None:
         pytest.fail(
