@@ -122,3 +122,23 @@ def check_writable(path: Path, what: str = "-o") -> Path:
     if path.exists() and not os.access(path, os.W_OK):
         raise UsageError(f"{what} {path} exists and is not writable")
     return path
+
+
+def check_writable_dir(path: Path, what: str = "--out") -> Path:
+    """Fail now if ``path`` cannot be a folder to write in: it must be a folder, or not exist
+    yet under a writable folder.
+
+    Raises:
+        UsageError: ``path`` is a file, or its nearest existing ancestor is not a writable folder.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{what} {path} is a file; give a folder")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"{what} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {path}: the folder {existing} is not writable")
+    return path

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import errno
 import math
-import os
 import signal
 import threading
 import time
@@ -33,6 +32,7 @@ from .corpus import CorpusError
 from .data import StreamBatches, TokenFile, split
 from .distributed import Ranks, distributed
 from .errors import UsageError
+from .files import check_writable_dir
 from .model import (
     CharLM,
     clip_gradients,
@@ -144,8 +144,7 @@ class Start:
 
 def _check_new_out(out: Path) -> None:
     """``out`` may take a new run: absent, empty, or a run killed before its first checkpoint."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; give a folder for the run")
+    check_writable_dir(out, "--out")
     if out.is_dir():
         entries = {p.name for p in out.iterdir()} - {ckpt.LOCK}
         restartable = {ckpt.CONFIG, ckpt.VOCAB, ckpt.METRICS, ckpt.BEST, "curves.png"}
@@ -156,15 +155,6 @@ def _check_new_out(out: Path) -> None:
             raise ConfigError(
                 f"{out} already holds {what}; resume it with --resume {out}, or pick another --out"
             )
-    ancestor = out
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir() or not _writable(ancestor):
-        raise ConfigError(f"--out {out}: {ancestor} is not a writable folder; pick another --out")
-
-
-def _writable(folder: Path) -> bool:
-    return os.access(folder, os.W_OK | os.X_OK)
 
 
 def start_run(
@@ -243,8 +233,7 @@ def _writer(out: Path, ranks: Ranks, resume: bool) -> Iterator[None]:
         return
     if resume:
         ckpt.load_config(out)  # a missing or broken run fails here, before the lock is made
-    else:
-        _check_new_out(out)
+    else:  # start_run has checked the folder; the lock makes the second look final
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as e:

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..config import flag_fields
 from ..errors import UsageError
-from ..files import check_writable
+from ..files import check_writable, check_writable_dir
 
 
 class Parser(argparse.ArgumentParser):
@@ -67,18 +67,9 @@ def options(args: argparse.Namespace, cls: type) -> Any:
 
 
 def check_output_dir(path: Path, flag: str) -> Path:
-    """A folder that exists, or can be created, and can be written; checked before any work."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise UsageError(f"{flag} {path} is a file; give a folder")
-    existing = path
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UsageError(f"{flag} {path}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"{flag} {path}: the folder {existing} is not writable")
-    return path
+    """``files.check_writable_dir``: a folder that exists, or can be created, and can be
+    written; checked before any work."""
+    return check_writable_dir(Path(path), flag)
 
 
 def check_output_file(path: str | Path, flag: str) -> Path:
