@@ -4,11 +4,13 @@ text, with compression and decompression speed; every rnnlab file is decompresse
 byte for byte. Also the model's own figures (`rnnlab eval`, static and dynamic) and the size
 cost of coding the text as S segments side by side rather than one stream.
 
-    python benchmarks/compress.py RUN [RUN ...] [--chars N] [--segments 64] [--json out.json]
+    python benchmarks/compress.py RUN [RUN ...] [--chars N] [--segments 64] [--threads 2]
+        [--weights-dtype float32] [--json out.json]
 
 Each RUN is scored on its own validation split (the last 10% of its corpus), truncated to
 --chars characters when given. Dynamic-evaluation hyperparameters are chosen on the run's
-training split (never the scored text). The coder runs on one thread (pinned for determinism).
+training split (never the scored text). The coder runs on --threads threads (pinned, and
+recorded in the file for the decoder).
 """
 
 from __future__ import annotations
@@ -70,7 +72,9 @@ def row(name, data, blob_len, n_chars, c_s, d_s, **extra):
     }
 
 
-def bench_run(run: Path, chars: int | None, segments: int, tune_chars: int) -> dict:
+def bench_run(
+    run: Path, chars: int | None, segments: int, tune_chars: int, threads: int, dtype: str
+) -> dict:
     model, vocab, config = checkpoint.load_model(run, checkpoint.BEST, "cpu")
     tokens = training.load_tokens(config.corpus, config.corpus.sha256)
     train_ids, val_ids = split(tokens.open(), config.train.val_fraction)
@@ -86,52 +90,62 @@ def bench_run(run: Path, chars: int | None, segments: int, tune_chars: int) -> d
         rows.append(row(name, data, len(blob), n, c_s, d_s))
 
     def ours(name, seg, settings=None, stats=None, digest=None, **extra):
-        blob, c_s = timed(compression.compress, data, model, vocab, seg, settings, stats, digest)
+        blob, c_s = timed(
+            lambda: compression.compress(
+                data, model, vocab, seg, settings, stats, digest, dtype, threads
+            )
+        )
         back, d_s = timed(compression.decompress, blob, model, vocab, stats, digest)
         assert back == data, "round trip failed"
         rows.append(row(name, data, len(blob), n, c_s, d_s, segments=seg, **extra))
 
-    with compression.pinned_threads(1):
-        static_bpc, static_s = timed(evaluation.bits_per_char, model, ids)
-        flat = dynamic.DynamicConfig("sgd", 0.0, 0.0, 50)  # lr 0: static, same streams
-        static_seg = dynamic.dynamic_bits_per_char(model, ids, flat, None, segments).bpc
-        ours(f"rnnlab static, {segments} segments", segments, eval_bpc=static_seg)
+    static_bpc, static_s = timed(evaluation.bits_per_char, model, ids)
+    flat = dynamic.DynamicConfig("sgd", 0.0, 0.0, 50)  # lr 0: static, same streams
+    static_seg = dynamic.dynamic_bits_per_char(model, ids, flat, None, segments).bpc
+    ours(f"rnnlab static, {segments} segments", segments, eval_bpc=static_seg)
 
+    with compression.pinned_threads(1):  # as `rnnlab compress` computes them
         stats = dynamic.gradient_stats(model, train_ids, 50)
-        digest = dynamic.stats_digest(stats)
-        piece = np.asarray(train_ids[-(20_000 + tune_chars) : -20_000]).astype(np.int64)
-        t0 = time.perf_counter()
-        settings, trials = dynamic.tune(
-            model,
-            piece,
-            stats,
-            "rms",
-            learning_rates=(1e-4, 3e-4, 1e-3, 3e-3),
-            decays=(0.0, 1e-2),
-            streams=segments,
-        )
-        tune_s = time.perf_counter() - t0
-        dyn_seg = dynamic.dynamic_bits_per_char(model, ids, settings, stats, segments)
-        ours(
-            f"rnnlab dynamic, {segments} segments",
-            segments,
-            settings,
-            stats,
-            digest,
-            eval_bpc=dyn_seg.bpc,
-        )
-        # the paper's setting: one stream (exact), same rule; and plain SGD as the baseline
-        sgd, sgd_trials = dynamic.tune(
-            model,
-            piece,
-            None,
-            "sgd",
-            learning_rates=(0.01, 0.03, 0.1),
-            decays=(0.0,),
-            streams=segments,
-        )
-        dyn_one = dynamic.dynamic_bits_per_char(model, ids, settings, stats, 1)
-        sgd_seg = dynamic.dynamic_bits_per_char(model, ids, sgd, None, segments)
+    digest = dynamic.stats_digest(stats)
+    piece = np.asarray(train_ids[-(20_000 + tune_chars) : -20_000]).astype(np.int64)
+    t0 = time.perf_counter()
+    settings, trials = dynamic.tune(
+        model,
+        piece,
+        stats,
+        "rms",
+        learning_rates=(1e-4, 3e-4, 1e-3, 3e-3),
+        decays=(0.0, 1e-2),
+        streams=segments,
+    )
+    tune_s = time.perf_counter() - t0
+    dyn_seg = dynamic.dynamic_bits_per_char(model, ids, settings, stats, segments)
+    ours(
+        f"rnnlab dynamic, {segments} segments",
+        segments,
+        settings,
+        stats,
+        digest,
+        eval_bpc=dyn_seg.bpc,
+    )
+    # the paper's setting: one stream (exact), same rule; and plain SGD as the baseline
+    sgd, sgd_trials = dynamic.tune(
+        model,
+        piece,
+        None,
+        "sgd",
+        learning_rates=(0.01, 0.03, 0.1),
+        decays=(0.0,),
+        streams=segments,
+    )
+    dyn_one = dynamic.dynamic_bits_per_char(model, ids, settings, stats, 1)
+    sgd_seg = dynamic.dynamic_bits_per_char(model, ids, sgd, None, segments)
+    # the ladder's conditional rung: what xz needs for the text once it has read the training
+    # split (xz(train + text) - xz(train)); not a file anyone can decode alone, a reference
+    train_text = vocab.decode(np.asarray(train_ids).astype(np.int64).tolist())
+    train_bytes = train_text.encode() if vocab.mode == "char" else bytes(np.asarray(train_ids))
+    xz9 = BASELINES["xz -9e"]
+    given = len(xz9(train_bytes + data)) - len(xz9(train_bytes))
     xz = next(r for r in rows if r["method"] == "xz -9e")["bytes"]
     for r in rows:
         r["vs_xz"] = r["bytes"] / xz - 1
@@ -139,6 +153,7 @@ def bench_run(run: Path, chars: int | None, segments: int, tune_chars: int) -> d
         "run": str(run),
         "model": json.loads((run / checkpoint.CONFIG).read_text())["model"],
         "text": f"validation split of {config.corpus.source}" + (f", first {n:,}" if chars else ""),
+        "coder": {"threads": threads, "weights_dtype": dtype, "segments": segments},
         "num_chars": n,
         "num_bytes": len(data),
         "rows": rows,
@@ -150,6 +165,7 @@ def bench_run(run: Path, chars: int | None, segments: int, tune_chars: int) -> d
             "dynamic_rms_seconds_one_stream": dyn_one.seconds,
             f"dynamic_rms_bpc_{segments}_segments": dyn_seg.bpc,
             f"dynamic_sgd_bpc_{segments}_segments": sgd_seg.bpc,
+            "xz_9e_given_the_training_split_bpc": 8 * given / n,
         },
         "dynamic_settings": {"rms": dataclasses.asdict(settings), "sgd": dataclasses.asdict(sgd)},
         "tuning": {
@@ -169,12 +185,21 @@ def main() -> None:
     p.add_argument("--chars", type=int, default=None, help="score only the first N characters")
     p.add_argument("--segments", type=int, default=compression.DEFAULT_SEGMENTS)
     p.add_argument("--tune-chars", type=int, default=32_000, help="training chars for tuning")
+    p.add_argument("--threads", type=int, default=compression.THREADS)
+    p.add_argument(
+        "--weights-dtype",
+        default=compression.DEFAULT_WEIGHTS_DTYPE,
+        choices=tuple(compression.WEIGHTS_DTYPES),
+    )
     p.add_argument("--json", default="benchmarks/results/compress.json")
     a = p.parse_args()
     results = {
         "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        "coder pinned to 1 thread; shared 2-core machine (wall-clock speeds depend on load)",
-        "texts": [bench_run(r, a.chars, a.segments, a.tune_chars) for r in a.runs],
+        f"coder pinned to {a.threads} threads, recurrent weights {a.weights_dtype}",
+        "texts": [
+            bench_run(r, a.chars, a.segments, a.tune_chars, a.threads, a.weights_dtype)
+            for r in a.runs
+        ],
     }
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
     Path(a.json).write_text(json.dumps(results, indent=2) + "\n")

@@ -5,11 +5,12 @@ The model predicts, an arithmetic coder spends -log2 p bits on what actually cam
 Langdon 1979; Witten, Neal & Cleary 1987), so a file costs about its bits per character.
 Imports errors, vocab, model and dynamic from rnnlab; ``constriction`` only inside the coder.
 
-Layout of a ``.rz`` file::
+Layout of a ``.rz`` file (format 2)::
 
-    b"RNNLABZ\\0" | fixed fields: version, mode, precision, threads, segments, length,
-    original bytes, SHA-256 of the original, SHA-256 of the model, probe digest | compact JSON:
-    versions, dynamic settings | payload (u32 words) | 8-byte SHA-256 of everything before it
+    b"RNNLABZ\\0" | fixed fields: version, mode, precision, threads, weights dtype, segments,
+    length, original bytes, SHA-256 of the original (first 16 bytes), SHA-256 of the model,
+    probe digest | versions ("rnnlab torch constriction") | dynamic settings as compact JSON
+    (empty when static) | payload (u32 words) | 8-byte SHA-256 of everything before it
 
 The text is cut into ``segments`` contiguous pieces coded side by side as one batch, each from a
 zero state (its first symbol uniform), so the model runs at batch S rather than batch 1::
@@ -17,10 +18,11 @@ zero state (its first symbol uniform), so the model runs at batch S rather than 
     text:  [ seg 0 (L chars) | seg 1 (L) | ... | seg S-1 (<= L) ]
     step t codes symbol t of every segment still that long: S symbols per model call
 
-Determinism: encoder and decoder call the very same step function (batch S, one character,
-float32, CPU, one thread), turn logits into integer frequencies with a float64 softmax and a
-fixed-point floor (every symbol at least 1), and hand the coder those integers as exact
-float64 ratios. What could still differ between two machines (another CPU's kernels, another
+Determinism: encoder and decoder call the very same step function (cells.StepDecoder, the
+sampler's: batch S, one character, the recurrent weights in the header's dtype, CPU, the
+header's number of threads, pinned), turn logits into integer frequencies with a float64
+softmax and a fixed-point floor (every symbol at least 1), and hand the coder those integers as
+exact float64 ratios. What could still differ between two machines (another CPU's kernels, another
 torch) is caught before decoding by a probe digest of the quantized probabilities on a fixed
 input, and after decoding by the original's SHA-256; either way the result is an error, never
 wrong output.
@@ -40,6 +42,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from .cells import StepDecoder
 from .config import __version__
 from .dynamic import DynamicConfig, DynamicUpdater
 from .errors import UsageError
@@ -47,9 +50,13 @@ from .model import CharLM
 from .vocab import Vocab, unknown_characters
 
 MAGIC = b"RNNLABZ\0"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 PRECISION_BITS = 20  # frequencies sum to 2**20; the coder itself works at 24 bits
 DEFAULT_SEGMENTS = 64
+THREADS = 2  # pinned, recorded, and pinned again by the decoder (measured: 2 cores)
+MAX_THREADS = 256
+WEIGHTS_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+DEFAULT_WEIGHTS_DTYPE = "float32"
 MAX_SEGMENTS = 1 << 16  # the batch the decoder will allocate: bounded for untrusted files
 MAX_LENGTH = 1 << 40  # symbols; a header claiming more is corrupt
 PROBE_STEPS = 16
@@ -121,12 +128,14 @@ def weights_digest(model: torch.nn.Module) -> str:
 
 # --- the header ---------------------------------------------------------------------------------
 
-# magic | version, mode, precision bits, threads (u8 each) | segments (u32) | length, original
-# bytes (u64 each) | SHA-256 of the original | SHA-256 of weights + vocabulary | probe (8 bytes)
-# | u16 length + compact JSON (versions, dynamic settings) | payload (u32 words) | checksum
-_FIXED = struct.Struct("<BBBBIQQ32s32s8sH")
+# magic | version, mode, precision bits, threads, weights dtype (u8 each) | segments (u32) |
+# length, original bytes (u64 each) | SHA-256 of the original (16 bytes) | SHA-256 of weights +
+# vocabulary (32) | probe (8) | u8 length + versions text | u16 length + dynamic JSON (0: static)
+# | payload (u32 words) | checksum. Small on purpose: every byte is 8 bits on the file's bpc.
+_FIXED = struct.Struct("<BBBBBIQQ16s32s8s")
 CHECKSUM_BYTES = 8  # truncated SHA-256 of everything before it: corruption, caught up front
 MODES = ("char", "byte")
+DTYPES = tuple(WEIGHTS_DTYPES)
 
 
 @dataclass(frozen=True)
@@ -137,11 +146,12 @@ class Header:
     format_version: int
     mode: str  # "char" or "byte": what the symbols are
     precision_bits: int
-    threads: int
+    threads: int  # torch intra-op threads of the step function, pinned both ways
+    weights_dtype: str  # "float32" or "bfloat16": the recurrent weights of the step function
     segments: int
     length: int  # symbols (characters or bytes)
     original_bytes: int
-    original_sha256: str
+    original_sha256: str  # its first 16 bytes, hex
     model_sha256: str  # weights and vocabulary (``model_digest``)
     probe_sha256: str  # first 8 bytes of ``probe_digest``
     versions: dict  # rnnlab, torch and constriction versions that wrote the file
@@ -152,22 +162,34 @@ class Header:
         return segment_layout(self.length, self.segments)[1]
 
     def to_bytes(self) -> bytes:
-        extra = {"versions": self.versions, "dynamic": self.dynamic}
-        text = json.dumps(extra, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        names = ("rnnlab", "torch", "constriction")
+        versions = " ".join(self.versions[k] for k in names).encode("ascii")
+        dyn = b""
+        if self.dynamic is not None:
+            dyn = json.dumps(self.dynamic, sort_keys=True, separators=(",", ":")).encode()
         fixed = _FIXED.pack(
             self.format_version,
             MODES.index(self.mode),
             self.precision_bits,
             self.threads,
+            DTYPES.index(self.weights_dtype),
             self.segments,
             self.length,
             self.original_bytes,
             bytes.fromhex(self.original_sha256),
             bytes.fromhex(self.model_sha256),
             bytes.fromhex(self.probe_sha256),
-            len(text),
         )
-        return fixed + text
+        return fixed + struct.pack("<B", len(versions)) + versions + _u16(len(dyn)) + dyn
+
+
+def _u16(n: int) -> bytes:
+    return struct.pack("<H", n)
+
+
+def original_digest(data: bytes) -> str:
+    """The header's checksum of the original: the first 16 bytes of its SHA-256, hex."""
+    return hashlib.sha256(data).hexdigest()[:32]
 
 
 def model_digest(model: torch.nn.Module, vocab: Vocab) -> str:
@@ -193,36 +215,40 @@ def read_header(blob: bytes) -> tuple[Header, np.ndarray]:
             "that wrote it"
         )
     truncated = CompressedFileError("the compressed file is truncated; use a complete copy")
-    if len(blob) < start + _FIXED.size + CHECKSUM_BYTES:
-        raise truncated
-    fields = _FIXED.unpack_from(blob, start)
-    n = fields[-1]
-    payload_start = start + _FIXED.size + n
-    if payload_start + CHECKSUM_BYTES > len(blob):
+    if len(blob) < start + _FIXED.size + 3 + CHECKSUM_BYTES:
         raise truncated
     body, digest = blob[:-CHECKSUM_BYTES], blob[-CHECKSUM_BYTES:]
     if hashlib.sha256(body).digest()[:CHECKSUM_BYTES] != digest:
         raise CompressedFileError(
             "the compressed file is corrupt or truncated (checksum mismatch); use a good copy"
         )
-    version, mode, bits, threads, segments, length, nbytes, orig, model, probe, _ = fields
+    fields = _FIXED.unpack_from(body, start)
+    version, mode, bits, threads, dtype, segments, length, nbytes, orig, model, probe = fields
     try:
-        extra = json.loads(blob[start + _FIXED.size : payload_start].decode("utf-8"))
+        at = start + _FIXED.size
+        versions = body[at + 1 : at + 1 + body[at]].decode("ascii").split(" ")
+        at += 1 + body[at]
+        (n_dyn,) = struct.unpack_from("<H", body, at)
+        dyn = body[at + 2 : at + 2 + n_dyn]
+        payload_start = at + 2 + n_dyn
+        if payload_start > len(body) or len(dyn) != n_dyn:
+            raise truncated
         header = Header(
             version,
             MODES[mode],
             bits,
             threads,
+            DTYPES[dtype],
             segments,
             length,
             nbytes,
             orig.hex(),
             model.hex(),
             probe.hex(),
-            dict(extra["versions"]),
-            extra["dynamic"],
+            dict(zip(("rnnlab", "torch", "constriction"), versions, strict=True)),
+            json.loads(dyn.decode("utf-8")) if n_dyn else None,
         )
-    except (ValueError, TypeError, KeyError, IndexError, UnicodeDecodeError, RecursionError):
+    except (ValueError, TypeError, KeyError, IndexError, struct.error, RecursionError):
         raise CompressedFileError("the compressed file's header is corrupt") from None
     _check_header(header)
     if (len(body) - payload_start) % 4:
@@ -237,7 +263,7 @@ def _check_header(h: Header) -> None:
         and 0 <= h.original_bytes <= 4 * MAX_LENGTH
         and 1 <= h.segments <= min(MAX_SEGMENTS, max(1, h.length))
         and 8 <= h.precision_bits <= 24
-        and h.threads == 1
+        and 1 <= h.threads <= MAX_THREADS
         and (h.dynamic is None or isinstance(h.dynamic, dict))
     )
     if not ok:
@@ -258,27 +284,38 @@ def segment_layout(length: int, segments: int) -> tuple[int, int]:
 
 class _Stepper:
     """The one function both directions call: the next symbol's integer frequencies for every
-    segment, given the symbols before it; plus the dynamic-evaluation updates, if any."""
+    segment, given the symbols before it; plus the dynamic-evaluation updates, if any.
+
+    The step is the sampler's (cells.StepDecoder: one product per layer, the input projection a
+    table lookup), with the recurrent weights in ``weights_dtype``; after a dynamic update it is
+    rebuilt from the updated weights."""
 
     def __init__(
         self,
         model: CharLM,
         segments: int,
         precision_bits: int,
+        weights_dtype: str = DEFAULT_WEIGHTS_DTYPE,
         dynamic: DynamicConfig | None = None,
         stats: dict[str, torch.Tensor] | None = None,
     ) -> None:
         self.model = model
         self.S = segments
         self.bits = precision_bits
-        self.state = model.init_state(segments, "cpu")
+        self.dtype = WEIGHTS_DTYPES[weights_dtype]
+        self.decoder = StepDecoder.from_model(model, self.dtype)
+        self.layers = [list(s.unbind(0)) for s in model.init_state(segments, "cpu")]
         V = model.config.vocab_size
         self.uniform = quantize(torch.zeros(segments, V), precision_bits)
         self.updater = DynamicUpdater(model, dynamic, stats) if dynamic else None
         self.inputs: list[torch.Tensor] = []  # (S,) ids fed since the last update
         self.targets: list[torch.Tensor] = []
         self.masks: list[torch.Tensor] = []
-        self.chunk_state = self.state
+        self.chunk_state = self.state()
+
+    def state(self) -> tuple[torch.Tensor, ...]:
+        """The carried state as CharLM's tuple of (L, S, H) tensors."""
+        return tuple(torch.stack(s) for s in self.layers)
 
     @torch.no_grad()
     def first(self) -> np.ndarray:
@@ -289,11 +326,11 @@ class _Stepper:
         """Frequencies (S, V) of the next symbols, after feeding ``prev`` (S,)."""
         ids = torch.as_tensor(prev, dtype=torch.int64)
         if self.updater is not None and not self.inputs:
-            self.chunk_state = self.state
-        logits, self.state = self.model(ids[:, None], self.state)  # (S, 1, V)
+            self.chunk_state = self.state()
+        logits = self.decoder.advance(ids, self.layers)  # (S, V)
         if self.updater is not None:
             self.inputs.append(ids)
-        return quantize(logits[:, 0], self.bits)
+        return quantize(logits, self.bits)
 
     def observed(self, symbols: np.ndarray, active: int) -> None:
         """The symbols just coded (S,), of which the first ``active`` segments are real."""
@@ -310,6 +347,7 @@ class _Stepper:
                 torch.stack(self.masks, 1),
                 self.chunk_state,
             )
+            self.decoder = StepDecoder.from_model(self.model, self.dtype)
             self.inputs, self.targets, self.masks = [], [], []
 
 
@@ -321,11 +359,13 @@ def _prepare(model: CharLM) -> CharLM:
     return m
 
 
-def probe_digest(model: CharLM, segments: int, precision_bits: int) -> str:
+def probe_digest(
+    model: CharLM, segments: int, precision_bits: int, weights_dtype: str = DEFAULT_WEIGHTS_DTYPE
+) -> str:
     """SHA-256 of the quantized probabilities on a fixed input, computed by the coder's own step
     function: equal on two machines only if their kernels agree on these bits."""
     V = model.config.vocab_size
-    stepper = _Stepper(model, segments, precision_bits)
+    stepper = _Stepper(model, segments, precision_bits, weights_dtype)
     h = hashlib.sha256()
     g = np.random.default_rng(0)
     for _ in range(PROBE_STEPS):
@@ -363,6 +403,8 @@ def compress(
     dynamic: DynamicConfig | None = None,
     stats: dict[str, torch.Tensor] | None = None,
     stats_sha256: str | None = None,
+    weights_dtype: str = DEFAULT_WEIGHTS_DTYPE,
+    threads: int = THREADS,
 ) -> bytes:
     """Compress ``data`` with ``model``; ``decompress`` with the same model gives it back.
 
@@ -374,6 +416,8 @@ def compress(
         dynamic: adapt the weights while coding (Krause et al. 2018), or None (static).
         stats: the RMS statistics the "rms" rule needs (``dynamic.gradient_stats``).
         stats_sha256: their digest, recorded so the decoder can check its own copy.
+        weights_dtype: "float32" or "bfloat16": the step function's recurrent weights.
+        threads: torch threads of the step function (recorded; the decoder pins the same).
 
     Returns:
         The ``.rz`` file's bytes.
@@ -384,23 +428,28 @@ def compress(
     """
     if not 1 <= segments <= MAX_SEGMENTS:
         raise UsageError(f"--segments must be in [1, {MAX_SEGMENTS}], got {segments}")
+    if not 1 <= threads <= MAX_THREADS:
+        raise UsageError(f"--threads must be in [1, {MAX_THREADS}], got {threads}")
+    if weights_dtype not in WEIGHTS_DTYPES:
+        raise UsageError(f"--weights-dtype must be one of {', '.join(WEIGHTS_DTYPES)}")
     constriction = _constriction()
     ids = _symbols(data, vocab)
     n = len(ids)
     S, L = segment_layout(n, segments)
-    with pinned_threads(1):
+    with pinned_threads(threads):
         m = _prepare(model)
         header = Header(
             format_version=FORMAT_VERSION,
             mode=vocab.mode,
             precision_bits=PRECISION_BITS,
-            threads=1,
+            threads=threads,
+            weights_dtype=weights_dtype,
             segments=S,
             length=n,
             original_bytes=len(data),
-            original_sha256=hashlib.sha256(data).hexdigest(),
+            original_sha256=original_digest(data),
             model_sha256=model_digest(m, vocab),
-            probe_sha256=probe_digest(m, S, PRECISION_BITS)[:16],
+            probe_sha256=probe_digest(m, S, PRECISION_BITS, weights_dtype)[:16],
             versions={
                 "rnnlab": __version__,
                 "torch": torch.__version__,
@@ -414,7 +463,7 @@ def compress(
         active = _active_counts(n, S, L)
         encoder = constriction.stream.queue.RangeEncoder()
         family = constriction.stream.model.Categorical(perfect=False)
-        stepper = _Stepper(m, S, PRECISION_BITS, dynamic, stats)
+        stepper = _Stepper(m, S, PRECISION_BITS, weights_dtype, dynamic, stats)
         total = float(1 << PRECISION_BITS)
         for t in range(L if n else 0):
             freq = stepper.first() if t == 0 else stepper.next(grid[:, t - 1])
@@ -440,7 +489,7 @@ def decompress(
     """
     constriction = _constriction()
     header, payload = read_header(blob)
-    with pinned_threads(1):
+    with pinned_threads(header.threads):
         m = _prepare(model)
         check_model(header, m, vocab)
         if header.dynamic is not None and stats_sha256 != header.dynamic.get("stats_sha256"):
@@ -452,7 +501,8 @@ def decompress(
         n, S, L = header.length, header.segments, header.segment_len
         if segment_layout(n, S) != (S, L):
             raise CompressedFileError("the compressed file's header is invalid (segments)")
-        if header.probe_sha256 != probe_digest(m, S, header.precision_bits)[:16]:
+        probe = probe_digest(m, S, header.precision_bits, header.weights_dtype)
+        if header.probe_sha256 != probe[:16]:
             raise CompressedFileError(
                 "this machine computes the model's probabilities differently from the one "
                 f"that compressed the file (torch {header.versions.get('torch')} there, "
@@ -465,7 +515,7 @@ def decompress(
         except Exception:
             raise CompressedFileError("the compressed file's payload is corrupt") from None
         family = constriction.stream.model.Categorical(perfect=False)
-        stepper = _Stepper(m, S, header.precision_bits, dynamic, stats)
+        stepper = _Stepper(m, S, header.precision_bits, header.weights_dtype, dynamic, stats)
         total = float(1 << header.precision_bits)
         for t in range(L if n else 0):
             freq = stepper.first() if t == 0 else stepper.next(grid[:, t - 1])
@@ -476,9 +526,7 @@ def decompress(
                 raise CompressedFileError("the compressed file's payload is corrupt") from None
             stepper.observed(grid[:, t], a)
     data = _unsymbols(grid.reshape(-1)[:n], vocab)
-    if len(data) != header.original_bytes or (
-        hashlib.sha256(data).hexdigest() != header.original_sha256
-    ):
+    if len(data) != header.original_bytes or (original_digest(data) != header.original_sha256):
         raise CompressedFileError(
             "decoding did not reproduce the original (checksum mismatch): this machine or "
             "library differs from the one that compressed it; nothing was written"

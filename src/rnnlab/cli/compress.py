@@ -27,6 +27,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="pieces coded side by side as one batch (speed; each costs about log2 V bits)",
     )
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=compression.THREADS,
+        help="torch threads of the coder's step (recorded; decompression uses the same)",
+    )
+    parser.add_argument(
+        "--weights-dtype",
+        choices=tuple(compression.WEIGHTS_DTYPES),
+        default=compression.DEFAULT_WEIGHTS_DTYPE,
+        help="the recurrent weights of the coder's step (bfloat16: faster, slightly larger file)",
+    )
+    parser.add_argument(
         "--dynamic", action="store_true", help="adapt the weights while coding (both directions)"
     )
     add_flags(parser, dynamic.DynamicConfig, "dynamic evaluation (with --dynamic)")
@@ -78,12 +90,26 @@ def run(args: argparse.Namespace) -> int:
     out = check_output(src, args.output, Path(f"{src}.rz"))
     if not 1 <= args.segments <= 65536:
         raise UsageError(f"--segments must be between 1 and 65,536, got {args.segments}")
+    if not 1 <= args.threads <= compression.MAX_THREADS:
+        raise UsageError(
+            f"--threads must be between 1 and {compression.MAX_THREADS}, got {args.threads}"
+        )
     settings = options(args, dynamic.DynamicConfig) if args.dynamic else None
     model, vocab, config = checkpoint.load_model(run_dir, checkpoint.WEIGHTS[args.weights], "cpu")
     data = read_input(src)
     stats, digest = dynamic_stats(model, config, settings) if settings else (None, None)
     started = time.perf_counter()
-    blob = compression.compress(data, model, vocab, args.segments, settings, stats, digest)
+    blob = compression.compress(
+        data,
+        model,
+        vocab,
+        args.segments,
+        settings,
+        stats,
+        digest,
+        weights_dtype=args.weights_dtype,
+        threads=args.threads,
+    )
     seconds = time.perf_counter() - started
     files.atomic_write(out, blob)
     header, _ = compression.read_header(blob)
@@ -95,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
         "symbols": header.length,
         "bits_per_symbol": 8 * len(blob) / max(1, header.length),
         "segments": header.segments,
+        "threads": header.threads,
+        "weights_dtype": header.weights_dtype,
         "dynamic": header.dynamic,
         "seconds": seconds,
         "kB_per_s": len(data) / 1000 / max(seconds, 1e-9),
