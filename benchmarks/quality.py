@@ -36,8 +36,8 @@ LN2 = 0.6931471805599453
 # (README, "Choosing the scan cells' sizes")
 TABLE = {
     "lstm 2x512 (default)": [],
-    "mingru 2x512": ["--cell", "mingru"],
-    "minlstm 2x512": ["--cell", "minlstm"],
+    "mingru 2x512, dropout 0": ["--cell", "mingru", "--dropout", "0"],
+    "minlstm 2x512, dropout 0": ["--cell", "minlstm", "--dropout", "0"],
 }
 MARKS_MIN = (2, 5, 10)
 

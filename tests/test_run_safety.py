@@ -341,6 +341,15 @@ def test_a_damaged_config_is_one_line_and_changes_nothing(
     assert digest(trained) == before
 
 
+def test_a_config_written_before_ff_mult_existed_still_samples(trained, capsys):
+    """Fields added since 0.1.0 (config.ADDED_FIELDS) take their default when absent."""
+    edit_config(trained, "model", "ff_mult", ...)
+    assert main(["sample", str(trained), "--length", "20"]) == 0
+    edit_config(trained, "model", "ff_mult", 2)  # an LSTM has no feed-forward block
+    assert main(["sample", str(trained)]) == 2
+    assert "--ff-mult is for --cell mingru or minlstm" in capsys.readouterr().err
+
+
 def test_weights_that_are_not_regular_files_are_refused_at_once(trained, capsys):
     best = trained / "model.safetensors"
     best.unlink()

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import safetensors.torch
 import torch
+import torch.nn.functional as F
 from conftest import words_text
 
 from rnnlab import sampling, training
@@ -70,13 +71,20 @@ def oracle(model, ids, h):
             hs[k] = keep * hs[k] + take * cand
             outs.append(x[:, t] + layer.out(hs[k]))
         x = torch.stack(outs, 1)
+        if layer.ff is not None:  # --ff-mult: x + W_2 gelu(W_1 RMSNorm(x))
+            norm, up, _, down = layer.ff
+            u = x / (x.pow(2).mean(-1, keepdim=True) + norm.eps).sqrt() * norm.weight
+            x = x + F.gelu(u @ up.weight.T + up.bias) @ down.weight.T + down.bias
     return model.head(rnn.norm(x)), torch.stack(hs)
 
 
+@pytest.mark.parametrize("ff_mult", [0, 2])
 @pytest.mark.parametrize("cell", CELLS)
-def test_parallel_sequential_step_and_oracle_agree(cell):
+def test_parallel_sequential_step_and_oracle_agree(cell, ff_mult):
     torch.manual_seed(1)
-    config = ModelConfig(cell=cell, vocab_size=7, hidden_size=6, num_layers=2, embedding_size=4)
+    config = ModelConfig(
+        cell=cell, vocab_size=7, hidden_size=6, num_layers=2, embedding_size=4, ff_mult=ff_mult
+    )
     model = CharLM(config).double().eval()
     ids = torch.randint(0, 7, (3, 19))
     h0 = torch.rand(2, 3, 6, dtype=torch.float64)  # carried in: positive, as a real state is
@@ -122,10 +130,12 @@ def test_gradients_of_both_scans_equal_the_oracles(cell):
             torch.testing.assert_close(x, y, rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.parametrize("ff_mult", [0, 2])
 @pytest.mark.parametrize("cell", CELLS)
-def test_chunked_pass_equals_one_long_pass(cell):
+def test_chunked_pass_equals_one_long_pass(cell, ff_mult):
     torch.manual_seed(3)
-    model = CharLM(ModelConfig(cell=cell, vocab_size=9, hidden_size=8, num_layers=3)).double()
+    config = ModelConfig(cell=cell, vocab_size=9, hidden_size=8, num_layers=3, ff_mult=ff_mult)
+    model = CharLM(config).double()
     model.eval()
     ids = torch.randint(0, 9, (2, 40))
     whole, (h,) = model(ids)

@@ -61,6 +61,7 @@ MAX_SEED = 2**63 - 1
 MAX_PARAMETERS = 2_000_000_000  # 8 GB of float32 weights, before gradients and optimizer state
 GATES = {"lstm": 4, "gru": 3, "rnn": 1, "rnn-relu": 1}
 SCAN_MATRICES = {"mingru": 3, "minlstm": 4}  # H x H matrices per layer: gates, then W_o
+MAX_FF_MULT = 16
 
 
 def _check_range(value: Any, lo: float, hi: float, flag: str) -> None:
@@ -100,6 +101,11 @@ class ModelConfig:
     dropout: float = _opt(0.2, "--dropout", "dropout between layers and before the head")
     init: str = _opt("default", "--init", "initialization preset for the recurrent weights", INITS)
     forget_bias: float = _opt(1.0, "--forget-bias", "LSTM forget-gate bias at init (1 as char-rnn)")
+    ff_mult: int = _opt(
+        0,
+        "--ff-mult",
+        "minGRU/minLSTM: a feed-forward block (width ff-mult x hidden) after each layer; 0: none",
+    )
     vocab_size: int = 0  # set from the corpus, never a flag
 
     def __post_init__(self) -> None:
@@ -111,10 +117,17 @@ class ModelConfig:
         _check_range(self.embedding_size, 1, MAX_EMBEDDING, "--embedding")
         _check(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), got {self.dropout}")
         _check_range(self.forget_bias, -1e3, 1e3, "--forget-bias")
+        _check_range(self.ff_mult, 0, MAX_FF_MULT, "--ff-mult")
+        _check(
+            self.ff_mult == 0 or self.cell in SCAN_MATRICES,
+            f"--ff-mult is for --cell mingru or minlstm, not {self.cell}; leave it at 0",
+        )
         _check_range(self.vocab_size, 0, MAX_VOCAB, "vocab_size")
         H, E, L = self.hidden_size, self.embedding_size, self.num_layers
         if self.cell in SCAN_MATRICES:  # input projection, then per layer gates + W_o + norm
             recurrent = (E + 1) * H + L * (SCAN_MATRICES[self.cell] * (H + 1) * H + H) + H
+            F = self.ff_mult * H  # per layer: RMSNorm, H -> F, F -> H
+            recurrent += L * (H + (H + 1) * F + (F + 1) * H) if F else 0
         else:
             recurrent = GATES[self.cell] * H * (E + H + (L - 1) * 2 * H + 2 * L)
         parameters = recurrent + (E + H + 1) * self.vocab_size
@@ -256,6 +269,8 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 # fields renamed since 0.1.0 (CHANGELOG.md): config.json written before reads the same
 RENAMED_FIELDS = {"dtype": "autocast_dtype", "clip": "clip_mode", "clip_value": "grad_clip"}
+# fields added since 0.1.0: a config.json written before has none, and gets the default
+ADDED_FIELDS = {"ff_mult"}
 
 
 def from_dict(cls: type, data: Any, strict: bool = False) -> Any:
@@ -276,7 +291,7 @@ def from_dict(cls: type, data: Any, strict: bool = False) -> Any:
     fields = dataclasses.fields(cls)
     if strict:
         for f in fields:
-            if f.name not in data:
+            if f.name not in data and f.name not in ADDED_FIELDS:
                 raise ConfigError(f"{cls.__name__}.{f.name} is missing")
     names = {f.name for f in fields}
     return cls(**{k: v for k, v in data.items() if k in names})

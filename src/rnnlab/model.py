@@ -83,7 +83,12 @@ def recurrent_stack(config: ModelConfig, input_size: int) -> nn.Module:
     way. CharLM puts an embedding in front; the lab a linear projection."""
     if config.cell in SCAN_CELLS:
         return MinRNNStack(
-            config.cell, input_size, config.hidden_size, config.num_layers, config.dropout
+            config.cell,
+            input_size,
+            config.hidden_size,
+            config.num_layers,
+            config.dropout,
+            config.ff_mult,
         )
     kind = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN, "rnn-relu": nn.RNN}[config.cell]
     extra = {"nonlinearity": "relu" if config.cell == "rnn-relu" else "tanh"}
@@ -196,7 +201,8 @@ def flops_per_char(config: ModelConfig) -> float:
     """Training FLOPs per character (forward + backward = 3x forward), matmuls only."""
     if config.cell in SCAN_CELLS:
         H, E, V = config.hidden_size, config.embedding_size, config.vocab_size
-        return 3.0 * scan_flops_per_char(config.cell, E, H, config.num_layers) + 6.0 * H * V
+        L, F = config.num_layers, config.ff_mult * H
+        return 3.0 * scan_flops_per_char(config.cell, E, H, L) + 6.0 * (L * 2 * H * F + H * V)
     gates = {"lstm": 4, "gru": 3, "rnn": 1, "rnn-relu": 1}[config.cell]
     H, E, V = config.hidden_size, config.embedding_size, config.vocab_size
     per_layer = [gates * H * ((E if i == 0 else H) + H) for i in range(config.num_layers)]
