@@ -159,6 +159,24 @@ def test_scan_cells_refuse_recurrent_init_presets():
         ModelConfig(cell="mingru", init="orthogonal")
 
 
+def test_each_family_gets_its_measured_block_unless_told_otherwise():
+    """--cell mingru alone means the scan block the sweep chose (README), an LSTM keeps its own;
+    a flag given wins; a run's config.json is concrete, and null there is refused."""
+    from rnnlab.config import from_dict, to_dict
+
+    for cell in CELLS:
+        c = ModelConfig(cell=cell)
+        assert (c.hidden_size, c.ff_mult, c.dropout) == (384, 4, 0.0)
+    lstm = ModelConfig(cell="lstm")
+    assert (lstm.hidden_size, lstm.ff_mult, lstm.dropout) == (512, 0, 0.2)
+    c = ModelConfig(cell="mingru", hidden_size=64, ff_mult=0, dropout=0.1)
+    assert (c.hidden_size, c.ff_mult, c.dropout) == (64, 0, 0.1)
+    saved = to_dict(ModelConfig(cell="minlstm"))
+    assert from_dict(ModelConfig, saved, strict=True) == ModelConfig(cell="minlstm")
+    with pytest.raises(ConfigError, match="hidden_size must be a number"):
+        from_dict(ModelConfig, saved | {"hidden_size": None}, strict=True)
+
+
 def test_gradflow_is_the_product_of_the_forget_coefficients():
     # one minGRU layer: dh_T/dh_t = diag(a_{t+1} ... a_T), a = 1 - z from the inputs alone
     torch.manual_seed(4)

@@ -33,10 +33,14 @@ def _opt(
     help: str,
     choices: tuple[str, ...] | None = None,
     repeat: bool = False,
+    shown: str | None = None,
 ) -> Any:
     """A field exposed as a flag; ``repeat``: the flag may be given several times (the values
-    are joined by commas)."""
+    are joined by commas); ``shown``: the default as the help should say it, when it depends
+    on another field."""
     meta: dict[str, Any] = {"flag": flag, "help": help}
+    if shown is not None:
+        meta["shown_default"] = shown
     if choices is not None:
         meta["choices"] = choices
     if repeat:
@@ -62,6 +66,16 @@ MAX_PARAMETERS = 2_000_000_000  # 8 GB of float32 weights, before gradients and 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1, "rnn-relu": 1}
 SCAN_MATRICES = {"mingru": 3, "minlstm": 4}  # H x H matrices per layer: gates, then W_o
 MAX_FF_MULT = 16
+# The defaults measured for each family (README: "Why these defaults" for the fused cells,
+# "minGRU and minLSTM" for the scan cells: their 2-minute sweep and the ten-minute table).
+FUSED_DEFAULTS = {"hidden_size": 512, "dropout": 0.2, "ff_mult": 0}
+SCAN_DEFAULTS = {"hidden_size": 384, "dropout": 0.0, "ff_mult": 4}
+CELL_DEFAULTS = {c: SCAN_DEFAULTS if c in SCAN_MATRICES else FUSED_DEFAULTS for c in CELLS}
+
+
+def cell_defaults(cell: str) -> dict[str, Any]:
+    """The hidden size, dropout and feed-forward multiple a ``cell`` gets when not given."""
+    return CELL_DEFAULTS.get(cell, FUSED_DEFAULTS)
 
 
 def _check_range(value: Any, lo: float, hi: float, flag: str) -> None:
@@ -96,21 +110,35 @@ class ModelConfig:
 
     cell: str = _opt("lstm", "--cell", "recurrent cell", CELLS)
     num_layers: int = _opt(2, "--layers", "number of stacked recurrent layers")
-    hidden_size: int = _opt(512, "--hidden", "units per recurrent layer")
+    # None: the measured default of the cell's family (CELL_DEFAULTS), set in __post_init__
+    hidden_size: int | None = _opt(
+        None, "--hidden", "units per recurrent layer", shown="512; 384 for mingru/minlstm"
+    )
     embedding_size: int = _opt(64, "--embedding", "size of the character embedding")
-    dropout: float = _opt(0.2, "--dropout", "dropout between layers and before the head")
+    dropout: float | None = _opt(
+        None,
+        "--dropout",
+        "dropout between layers and before the head",
+        shown="0.2; 0 for mingru/minlstm",
+    )
     init: str = _opt("default", "--init", "initialization preset for the recurrent weights", INITS)
     forget_bias: float = _opt(1.0, "--forget-bias", "LSTM forget-gate bias at init (1 as char-rnn)")
-    ff_mult: int = _opt(
-        0,
+    ff_mult: int | None = _opt(
+        None,
         "--ff-mult",
         "minGRU/minLSTM: a feed-forward block (width ff-mult x hidden) after each layer; 0: none",
+        shown="4 for mingru/minlstm, else 0",
     )
     vocab_size: int = 0  # set from the corpus, never a flag
 
     def __post_init__(self) -> None:
+        for name, value in cell_defaults(self.cell).items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)  # frozen: set once, here
         _check_types(self)
         _check(self.cell in CELLS, f"--cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
+        for name in CELL_DEFAULTS["lstm"]:
+            _check(getattr(self, name) is not None, f"ModelConfig.{name} must not be null")
         _check(self.init in INITS, f"--init must be one of {', '.join(INITS)}, got {self.init!r}")
         _check_range(self.num_layers, 1, MAX_LAYERS, "--layers")
         _check_range(self.hidden_size, 1, MAX_HIDDEN, "--hidden")
@@ -290,6 +318,9 @@ def from_dict(cls: type, data: Any, strict: bool = False) -> Any:
     data = {RENAMED_FIELDS.get(k, k): v for k, v in data.items()}
     fields = dataclasses.fields(cls)
     if strict:
+        for name in set(CELL_DEFAULTS["lstm"]) & set(data):  # null is not "the default" here
+            if cls is ModelConfig and data[name] is None:
+                raise ConfigError(f"ModelConfig.{name} must be a number, got null")
         for f in fields:
             if f.name not in data and f.name not in ADDED_FIELDS:
                 raise ConfigError(f"{cls.__name__}.{f.name} is missing")

@@ -105,7 +105,8 @@ def recurrent_stack(config: ModelConfig, input_size: int) -> nn.Module:
 
 
 def layer_config(cell: str, hidden_size: int, init: str, forget_bias: float) -> ModelConfig:
-    """One recurrent layer of the lab (no dropout), as the ModelConfig the init presets read."""
+    """One recurrent layer of the lab (no dropout, no feed-forward: the bare recurrence), as
+    the ModelConfig the init presets read."""
     return ModelConfig(
         cell=cell,
         num_layers=1,
@@ -114,6 +115,7 @@ def layer_config(cell: str, hidden_size: int, init: str, forget_bias: float) -> 
         dropout=0.0,
         init=init,
         forget_bias=forget_bias,
+        ff_mult=0,
     )
 
 
