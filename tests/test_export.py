@@ -27,7 +27,7 @@ REAL = (
 )
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "rnn-relu"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "rnn-relu", "mingru", "minlstm"])
 def test_onnx_matches_pytorch_over_1000_steps(tmp_path, cell):
     run = make_run(tmp_path / cell, cell=cell, seed=3, text=REAL)
     out = tmp_path / "model.onnx"

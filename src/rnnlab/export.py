@@ -40,6 +40,28 @@ class _Graph(torch.nn.Module):
         return (logits, *new_state)
 
 
+class _RMSNorm(torch.nn.Module):
+    """nn.RMSNorm in basic operations: the TorchScript exporter has no ``rms_norm`` at opset 17
+    (minGRU / minLSTM blocks use it)."""
+
+    def __init__(self, norm: torch.nn.RMSNorm) -> None:
+        super().__init__()
+        self.weight, self.eps = norm.weight, norm.eps or torch.finfo(norm.weight.dtype).eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def _exportable(module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` with every nn.RMSNorm replaced by ``_RMSNorm`` (same weights), in place."""
+    for name, child in module.named_children():
+        if isinstance(child, torch.nn.RMSNorm):
+            setattr(module, name, _RMSNorm(child))
+        else:
+            _exportable(child)
+    return module
+
+
 def state_names(model: CharLM) -> list[str]:
     return ["h", "c"][: model.num_states]
 
@@ -68,7 +90,9 @@ def export_onnx(
     output = Path(output)
     check_writable(output)
     model, vocab, config = checkpoint.load_model(Path(run_dir), weights, "cpu")
-    graph = _Graph(model.float()).eval()  # eval: dropout off (the wrapper too, or it traces on)
+    # eval: dropout off (the wrapper too, or it traces on); minGRU/minLSTM: their time loop is
+    # recorded as an ONNX Loop (scan.export_scan), their norms in basic operations
+    graph = _Graph(_exportable(model.float())).eval()
     names = state_names(model)
     ids = torch.zeros(1, 2, dtype=torch.long)
     state = model.init_state(1)

@@ -114,6 +114,27 @@ def linear_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor) -> torch.Ten
     return _LinearScan.apply(a, b, h0)
 
 
+def _loop_scan(a: torch.Tensor, b: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """The recurrence as a TorchScript loop: what ONNX export records (an ONNX Loop over any T),
+    where tracing ``linear_scan`` would unroll it for the example's length only."""
+    outs: list[torch.Tensor] = []
+    for t in range(a.size(0)):
+        h = a[t] * h + b[t]
+        outs.append(h)
+    return torch.stack(outs)
+
+
+_scripted_loop_scan = None
+
+
+def export_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+    """``linear_scan`` for ONNX export (scripted on first use)."""
+    global _scripted_loop_scan
+    if _scripted_loop_scan is None:
+        _scripted_loop_scan = torch.jit.script(_loop_scan)
+    return _scripted_loop_scan(a, b, h0)
+
+
 def log_space_scan(log_a: torch.Tensor, log_b: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
     """The same h_t from log a and log b (b > 0, h0 >= 0), in parallel over T (Heinsen 2023).
 
@@ -174,8 +195,11 @@ class MinRNNLayer(nn.Module):
         else:
             a, b, gates = coefficients(self.cell, k)
             # one step (sampling, the lab's probes, which differentiate it with torch.func):
-            # plain autograd; more: the hand-written scan
-            h = torch.addcmul(b, a, h0) if k.size(0) == 1 else linear_scan(a, b, h0)  # (T, B, H)
+            # plain autograd; ONNX export: a loop over any T; else the hand-written scan
+            if torch.jit.is_tracing():
+                h = export_scan(a, b, h0)
+            else:
+                h = torch.addcmul(b, a, h0) if k.size(0) == 1 else linear_scan(a, b, h0)
         y = x + self.drop(self.out(h)).to(x.dtype)
         if self.ff is not None:
             y = y + self.drop(self.ff(y)).to(x.dtype)
