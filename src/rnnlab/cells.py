@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from .scan import SCAN_GATES, MinRNNStack, ScanDecoder, ScanReference
+from .scan import SCAN_GATES, MinRNNStack, ScanReference, coefficients
 
 FUSED_GATES = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n"), "rnn": (), "rnn-relu": ()}
 GATES = FUSED_GATES | SCAN_GATES
@@ -235,9 +236,9 @@ class StepDecoder:
         cls, model: nn.Module, dtype: torch.dtype | None = None
     ) -> StepDecoder | ScanDecoder:
         """From a CharLM (anything with .config.cell, .rnn, .embedding and .head); a minGRU /
-        minLSTM model gets scan.ScanDecoder (float32, ``dtype`` ignored)."""
+        minLSTM model gets a ScanDecoder (the same step for those blocks)."""
         if isinstance(model.rnn, MinRNNStack):
-            return ScanDecoder(model.embedding, model.rnn, model.head)
+            return ScanDecoder(model, dtype)
         return cls(
             model.config.cell,
             dict(model.rnn.named_parameters()),
@@ -314,3 +315,62 @@ class StepDecoder:
             x = sig[2 * H :] * torch.tanh(c)
             hs[i], cs[i] = x[None], c[None]
         return torch.addmv(self.head_b, self.head_w, x)[None]  # (1, V)
+
+
+class ScanDecoder:
+    """StepDecoder for a CharLM whose stack is a scan.MinRNNStack (minGRU / minLSTM blocks): one
+    character in O(1), equal to ``CharLM.forward``, its matrices kept like StepDecoder's
+    (``dtype`` None: as they are; bfloat16 or int8 for speed) while the state, the norms and the
+    gate arithmetic stay in float32. The input projection of every symbol is a (V, H) table."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype | None = None) -> None:
+        stack = model.rnn
+        self.cell = stack.cell
+        with torch.no_grad():
+            emb = model.embedding.weight.detach()
+            self.table = emb @ stack.project.weight.detach().T + stack.project.bias.detach()
+            self.layers = []
+            for layer in stack.layers:
+                ff = None
+                if layer.ff is not None:
+                    norm, up, _, down = layer.ff
+                    ff = (norm, _packed(up, dtype), _packed(down, dtype))
+                self.layers.append(
+                    (layer.norm, _packed(layer.gates, dtype), _packed(layer.out, dtype), ff)
+                )
+            self.norm = stack.norm
+            self.head_w = model.head.weight.detach().contiguous()
+            self.head_b = model.head.bias.detach().clone()
+
+    @torch.no_grad()
+    def advance(self, token: torch.Tensor, layers: list[list[torch.Tensor]]) -> torch.Tensor:
+        """token (B,), layers [hs] with hs a list of L (B, H) states, updated in place ->
+        logits (B, V)."""
+        hs = layers[0]
+        y = torch.index_select(self.table, 0, token).to(hs[0].dtype)  # (B, H) the stream
+        for i, (norm, gates, out, ff) in enumerate(self.layers):
+            a, b, _ = coefficients(self.cell, _apply(gates, norm(y)).to(hs[i].dtype))
+            hs[i] = torch.addcmul(b, a, hs[i])
+            y = y + _apply(out, hs[i]).to(y.dtype)
+            if ff is not None:
+                ff_norm, up, down = ff
+                y = y + _apply(down, F.gelu(_apply(up, ff_norm(y)).to(y.dtype))).to(y.dtype)
+        return torch.addmm(self.head_b, self.norm(y), self.head_w.T)  # (B, V)
+
+    def step(
+        self, token: torch.Tensor, state: tuple[torch.Tensor, ...]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        layers = [list(s.unbind(0)) for s in state]
+        logits = self.advance(token, layers)
+        return logits, tuple(torch.stack(s) for s in layers)
+
+
+def _packed(linear: nn.Linear, dtype: torch.dtype | None) -> tuple[PackedWeight, torch.Tensor]:
+    return PackedWeight(linear.weight.detach(), dtype), linear.bias.detach().clone()
+
+
+def _apply(packed: tuple[PackedWeight, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """y = W x + b in float32 (or the weights' float dtype) for a packed nn.Linear."""
+    w, bias = packed
+    y = w(x)
+    return y.to(bias.dtype) + bias

@@ -298,26 +298,6 @@ def scan_flops_per_char(cell: str, input_size: int, hidden_size: int, num_layers
     return 2.0 * (input_size * hidden_size + num_layers * per_layer)
 
 
-class ScanDecoder:
-    """The one-character step of a CharLM whose stack is a MinRNNStack, for sampling:
-    ``advance(token, [hs])`` as cells.StepDecoder's (float32; no weight packing)."""
-
-    def __init__(self, embedding: nn.Embedding, stack: MinRNNStack, head: nn.Linear) -> None:
-        self.embedding, self.stack, self.head = embedding, stack, head
-
-    @torch.no_grad()
-    def advance(self, token: torch.Tensor, layers: list[list[torch.Tensor]]) -> torch.Tensor:
-        """token (B,), layers [hs] with hs a list of L (B, H) tensors -> logits (B, V)."""
-        return self.head(self.stack.step(self.embedding(token), layers[0]))
-
-    def step(
-        self, token: torch.Tensor, state: tuple[torch.Tensor, ...]
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        layers = [list(s.unbind(0)) for s in state]
-        logits = self.advance(token, layers)
-        return logits, tuple(torch.stack(s) for s in layers)
-
-
 class ScanReference(nn.Module):
     """cells.ReferenceRNN's interface over a MinRNNStack (sharing its weights): for the viz and
     the lab, ``forward(x, (h,), record) -> (out, (h,), trace)`` with trace {gates..., "h"}."""
