@@ -82,7 +82,7 @@ def test_chrono_init_sets_forget_bias_in_range():
 
 
 def test_flops_count_for_the_reference_shape():
-    cfg = ModelConfig(hidden_size=512, num_layers=2, embedding_size=512, vocab_size=65)
+    cfg = ModelConfig(cell="lstm", hidden_size=512, num_layers=2, embedding_size=512, vocab_size=65)
     # the peers' anchor file counts 25.37 MFLOP/char for this 2x512 LSTM
     assert abs(flops_per_char(cfg) / 1e6 - 25.37) < 0.01
 
@@ -90,7 +90,7 @@ def test_flops_count_for_the_reference_shape():
 @pytest.mark.parametrize("dtype, tol", [(torch.bfloat16, 2e-2), (torch.int8, 2e-2)])
 def test_low_precision_decoder_stays_close(dtype, tol):
     torch.manual_seed(0)
-    m = CharLM(ModelConfig(hidden_size=64, num_layers=2, vocab_size=11)).eval()
+    m = CharLM(ModelConfig(cell="lstm", hidden_size=64, num_layers=2, vocab_size=11)).eval()
     ids = torch.randint(0, 11, (1, 50))
     full, _ = m(ids)
     dec = StepDecoder.from_model(m, dtype)

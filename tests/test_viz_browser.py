@@ -34,7 +34,9 @@ def built(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("viz")
     vocab = Vocab.from_chars(TEXT)
     torch.manual_seed(0)
-    config = ModelConfig(num_layers=2, hidden_size=16, embedding_size=8, vocab_size=len(vocab))
+    config = ModelConfig(
+        cell="lstm", num_layers=2, hidden_size=16, embedding_size=8, vocab_size=len(vocab)
+    )
     model = CharLM(config).eval()
     run = tmp / "run"
     run.mkdir()

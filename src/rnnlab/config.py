@@ -108,7 +108,7 @@ def _check_types(config: Any) -> None:
 class ModelConfig:
     """Architecture of a CharLM. Stored in config.json; fixed for the life of a run."""
 
-    cell: str = _opt("lstm", "--cell", "recurrent cell", CELLS)
+    cell: str = _opt("mingru", "--cell", "recurrent cell (README: the ten-minute table)", CELLS)
     num_layers: int = _opt(2, "--layers", "number of stacked recurrent layers")
     # None: the measured default of the cell's family (CELL_DEFAULTS), set in __post_init__
     hidden_size: int | None = _opt(
@@ -137,7 +137,7 @@ class ModelConfig:
                 object.__setattr__(self, name, value)  # frozen: set once, here
         _check_types(self)
         _check(self.cell in CELLS, f"--cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
-        for name in CELL_DEFAULTS["lstm"]:
+        for name in FUSED_DEFAULTS:
             _check(getattr(self, name) is not None, f"ModelConfig.{name} must not be null")
         _check(self.init in INITS, f"--init must be one of {', '.join(INITS)}, got {self.init!r}")
         _check_range(self.num_layers, 1, MAX_LAYERS, "--layers")
@@ -318,7 +318,7 @@ def from_dict(cls: type, data: Any, strict: bool = False) -> Any:
     data = {RENAMED_FIELDS.get(k, k): v for k, v in data.items()}
     fields = dataclasses.fields(cls)
     if strict:
-        for name in set(CELL_DEFAULTS["lstm"]) & set(data):  # null is not "the default" here
+        for name in set(FUSED_DEFAULTS) & set(data):  # null is not "the default" here
             if cls is ModelConfig and data[name] is None:
                 raise ConfigError(f"ModelConfig.{name} must be a number, got null")
         for f in fields:
