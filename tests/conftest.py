@@ -17,7 +17,7 @@ import pytest
 import torch
 
 SHARED_RUN_FLAGS = (
-    "--hidden 16 --layers 2 --embedding 8 --batch-size 4 --seq-len 16 --lr 1e-2 "
+    "--cell lstm --hidden 16 --layers 2 --embedding 8 --batch-size 4 --seq-len 16 --lr 1e-2 "
     "--autocast-dtype float32 --device cpu --quiet --max-steps 30 --final-sample 0"
 ).split()
 

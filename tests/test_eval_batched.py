@@ -93,7 +93,8 @@ def test_cli_eval_exact_and_batched(tmp_path, capsys):
     corpus.write_text(words_text())
     out = tmp_path / "run"
     tiny = (
-        "--hidden 16 --layers 1 --embedding 8 --batch-size 4 --seq-len 16 --autocast-dtype float32"
+        "--cell lstm --hidden 16 --layers 1 --embedding 8 --batch-size 4 --seq-len 16 "
+        "--autocast-dtype float32"
     )
     assert main(["train", str(corpus), "--out", str(out), "--max-steps", "20", "--quiet"]
                 + tiny.split() + ["--device", "cpu"]) == 0  # fmt: skip

@@ -16,7 +16,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rnnlab.bpc import bits_per_char
-from rnnlab.config import CorpusConfig, LongRangeConfig, ModelConfig, TrainConfig, from_dict
+from rnnlab.config import (
+    FUSED_DEFAULTS,
+    CorpusConfig,
+    LongRangeConfig,
+    ModelConfig,
+    TrainConfig,
+    cell_defaults,
+    from_dict,
+)
 from rnnlab.data import encode_with
 from rnnlab.errors import UsageError
 from rnnlab.model import CharLM
@@ -121,6 +129,8 @@ def test_config_fields_of_any_value_parse_or_are_a_usage_error(cls_and_data):
         assert "\n" not in str(e)
         return
     for name, value in data.items():  # whatever was accepted is what the field holds
+        if value is None and name in FUSED_DEFAULTS and cls is ModelConfig:
+            value = cell_defaults(config.cell)[name]  # null: the cell's measured default
         assert getattr(config, name) == value or value != value
 
 

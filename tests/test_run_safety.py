@@ -22,7 +22,7 @@ from rnnlab.cli import main
 from rnnlab.config import CorpusConfig, ModelConfig, TrainConfig
 from rnnlab.errors import UsageError
 
-SMALL = dict(hidden_size=16, num_layers=2, embedding_size=8, dropout=0.1)
+SMALL = dict(cell="lstm", hidden_size=16, num_layers=2, embedding_size=8, dropout=0.1)
 FAST = dict(
     batch_size=4, seq_len=16, sample_chars=0, autocast_dtype="float32", device="cpu", warmup_steps=3
 )
@@ -155,8 +155,9 @@ def test_a_full_disk_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, mon
 # --min-lr-fraction 1: a flat rate after warmup, so a run extended from 10 to 30 steps follows
 # the path of a run given 30 steps at once
 CLI_RUN = (
-    "--min-lr-fraction 1 --hidden 16 --layers 1 --embedding 8 --batch-size 4 --seq-len 16 "
-    "--dropout 0 --autocast-dtype float32 --device cpu --quiet --sample-chars 0 --final-sample 0"
+    "--cell lstm --min-lr-fraction 1 --hidden 16 --layers 1 --embedding 8 --batch-size 4 "
+    "--seq-len 16 --dropout 0 --autocast-dtype float32 --device cpu --quiet --sample-chars 0 "
+    "--final-sample 0"
 ).split()
 
 

@@ -97,6 +97,7 @@ def _check_types(config: Any) -> None:
         value, kinds = getattr(config, f.name), str(f.type).replace(" ", "").split("|")
         if value is None and "None" in kinds:
             continue
+        kinds = [k for k in kinds if k != "None"]  # None was handled: the value must be a kind
         allowed = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
         types = tuple(t for k in kinds for t in allowed.get(k, (object,)))
         ok = isinstance(value, types) and (isinstance(value, bool) == ("bool" in kinds))

@@ -34,9 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--weights-dtype",
-        choices=tuple(compression.WEIGHTS_DTYPES),
-        default=compression.DEFAULT_WEIGHTS_DTYPE,
-        help="the recurrent weights of the coder's step (bfloat16: faster, slightly larger file)",
+        choices=("auto", *compression.WEIGHTS_DTYPES),
+        default="auto",
+        help="the weights of the coder's step; auto: bfloat16 where the CPU has it (faster, "
+        "measured), else float32",
     )
     parser.add_argument(
         "--dynamic", action="store_true", help="adapt the weights while coding (both directions)"
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         settings,
         stats,
         digest,
-        weights_dtype=args.weights_dtype,
+        weights_dtype=compression.resolve_weights_dtype(args.weights_dtype),
         threads=args.threads,
     )
     seconds = time.perf_counter() - started
