@@ -75,7 +75,7 @@ CELL_DEFAULTS = {c: SCAN_DEFAULTS if c in SCAN_MATRICES else FUSED_DEFAULTS for 
 
 def cell_defaults(cell: str) -> dict[str, Any]:
     """The hidden size, dropout and feed-forward multiple a ``cell`` gets when not given."""
-    return CELL_DEFAULTS.get(cell, FUSED_DEFAULTS)
+    return CELL_DEFAULTS.get(cell, FUSED_DEFAULTS) if isinstance(cell, str) else FUSED_DEFAULTS
 
 
 def _check_range(value: Any, lo: float, hi: float, flag: str) -> None:
