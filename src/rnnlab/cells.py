@@ -357,12 +357,7 @@ class ScanDecoder:
                 y = y + _apply(down, F.gelu(_apply(up, ff_norm(y)).to(y.dtype))).to(y.dtype)
         return torch.addmm(self.head_b, self.norm(y), self.head_w.T)  # (B, V)
 
-    def step(
-        self, token: torch.Tensor, state: tuple[torch.Tensor, ...]
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        layers = [list(s.unbind(0)) for s in state]
-        logits = self.advance(token, layers)
-        return logits, tuple(torch.stack(s) for s in layers)
+    step = StepDecoder.step  # the same wrapper around ``advance``
 
 
 def _packed(linear: nn.Linear, dtype: torch.dtype | None) -> tuple[PackedWeight, torch.Tensor]:

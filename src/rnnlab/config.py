@@ -138,8 +138,6 @@ class ModelConfig:
                 object.__setattr__(self, name, value)  # frozen: set once, here
         _check_types(self)
         _check(self.cell in CELLS, f"--cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
-        for name in FUSED_DEFAULTS:
-            _check(getattr(self, name) is not None, f"ModelConfig.{name} must not be null")
         _check(self.init in INITS, f"--init must be one of {', '.join(INITS)}, got {self.init!r}")
         _check_range(self.num_layers, 1, MAX_LAYERS, "--layers")
         _check_range(self.hidden_size, 1, MAX_HIDDEN, "--hidden")
