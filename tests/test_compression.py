@@ -147,7 +147,7 @@ def test_corrupt_truncated_foreign_and_other_version_files_are_refused():
         (blob[: len(blob) // 2], "truncated"),
         (blob[:100] + bytes([blob[100] ^ 1]) + blob[101:], "corrupt"),
         (blob[:-40] + bytes([blob[-40] ^ 0x10]) + blob[-39:], "corrupt"),
-        (rewrite(blob, format_version=1), "format version 1"),
+        (rewrite(blob, format_version=2), "format version 2"),
         (rewrite(blob, length=10**15), "header is invalid"),
         (rewrite(blob, probe_sha256="0" * 16), "computes the model's probabilities differently"),
         (rewrite(blob, original_sha256="0" * 16), "checksum mismatch"),
@@ -244,7 +244,7 @@ def test_cli_errors_are_one_line(runs, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "'@'" in err and "'~'" in err and len(err.strip().splitlines()) == 1
     junk = tmp_path / "junk.rz"
-    junk.write_bytes(b"RNNLABZ\0" + b"\x02" * 50)
+    junk.write_bytes(C.MAGIC + bytes([C.FORMAT_VERSION]) * 50)
     assert main(["decompress", str(runs / "a"), str(junk), "-o", str(tmp_path / "out")]) == 2
     assert "truncated" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

@@ -267,6 +267,10 @@ class StepDecoder:
         of generation, written for few tensor operations per character."""
         if self.cell == "lstm" and token.size(0) == 1:
             return self._advance_lstm_1(int(token), layers)
+        return torch.addmm(self.head_b, self.hidden(token, layers), self.head_w.T)  # (B, V)
+
+    def hidden(self, token: torch.Tensor, layers: list[list[torch.Tensor]]) -> torch.Tensor:
+        """``advance`` without the head: the (B, H) vector it reads (``CharLM.features``)."""
         H, hs = self.H, layers[0]
         x = None
         for i in range(self.L):
@@ -297,7 +301,7 @@ class StepDecoder:
                     h = torch.tanh(g) if self.cell == "rnn" else torch.relu(g)
             hs[i] = h
             x = h
-        return torch.addmm(self.head_b, x, self.head_w.T)  # (B, V)
+        return x
 
     def _advance_lstm_1(self, token: int, layers: list[list[torch.Tensor]]) -> torch.Tensor:
         """LSTM at batch 1 on 1-D vectors: about a dozen tensor calls per layer, so the cost is
@@ -346,6 +350,11 @@ class ScanDecoder:
     def advance(self, token: torch.Tensor, layers: list[list[torch.Tensor]]) -> torch.Tensor:
         """token (B,), layers [hs] with hs a list of L (B, H) states, updated in place ->
         logits (B, V)."""
+        return torch.addmm(self.head_b, self.hidden(token, layers), self.head_w.T)  # (B, V)
+
+    @torch.no_grad()
+    def hidden(self, token: torch.Tensor, layers: list[list[torch.Tensor]]) -> torch.Tensor:
+        """``advance`` without the head: the (B, H) vector it reads (``CharLM.features``)."""
         hs = layers[0]
         y = torch.index_select(self.table, 0, token).to(hs[0].dtype)  # (B, H) the stream
         for i, (norm, gates, out, ff) in enumerate(self.layers):
@@ -355,7 +364,7 @@ class ScanDecoder:
             if ff is not None:
                 ff_norm, up, down = ff
                 y = y + _apply(down, F.gelu(_apply(up, ff_norm(y)).to(y.dtype))).to(y.dtype)
-        return torch.addmm(self.head_b, self.norm(y), self.head_w.T)  # (B, V)
+        return self.norm(y)
 
     step = StepDecoder.step  # the same wrapper around ``advance``
 

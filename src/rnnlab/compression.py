@@ -9,8 +9,9 @@ Layout of a ``.rz`` file (format 2)::
 
     b"RNNLABZ\\0" | fixed fields: version, mode, precision, threads, weights dtype, segments,
     length, original bytes, SHA-256 of the original (first 16 bytes), SHA-256 of the model,
-    probe digest | versions ("rnnlab torch constriction") | dynamic settings as compact JSON
-    (empty when static) | payload (u32 words) | 8-byte SHA-256 of everything before it
+    probe digest | versions ("rnnlab torch constriction") | adaptation settings (adaptive.py;
+    10 bytes, or 1 when off) | dynamic settings as compact JSON (empty when static) | payload
+    (u32 words) | 4-byte SHA-256 of everything before it
 
 The text is cut into ``segments`` contiguous pieces coded side by side as one batch, each from a
 zero state (its first symbol uniform), so the model runs at batch S rather than batch 1::
@@ -42,6 +43,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from .adaptive import AdaptConfig, Adapter, softmax64
 from .cells import StepDecoder
 from .config import __version__
 from .dynamic import DynamicConfig, DynamicUpdater
@@ -50,7 +52,7 @@ from .model import CharLM
 from .vocab import Vocab, unknown_characters
 
 MAGIC = b"RNNLABZ\0"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: the adaptation settings (format 2 had none)
 PRECISION_BITS = 20  # frequencies sum to 2**20; the coder itself works at 24 bits
 # Measured on 2 cores (README, "Compressing files with a model"): 128 segments side by side and
 # bf16 weights reach 20+ kB/s each way with the default model; the 64 segments and float32 of
@@ -105,14 +107,15 @@ def quantize(logits: torch.Tensor, precision_bits: int = PRECISION_BITS) -> np.n
         after one count per symbol, floored; the rounding remainder goes to the row's most
         likely symbol (the first one on ties), so each row sums to 2**precision_bits.
     """
-    B, V = logits.shape
+    return quantize_probs(softmax64(logits), precision_bits)
+
+
+def quantize_probs(p: np.ndarray, precision_bits: int = PRECISION_BITS) -> np.ndarray:
+    """``quantize`` of (B, V) float64 probabilities (each row summing to 1)."""
+    B, V = p.shape
     total = 1 << precision_bits
     if total // 2 < V:
         raise ValueError(f"{V} symbols do not fit {precision_bits}-bit frequencies")
-    x = logits.detach().to("cpu", torch.float64).numpy()
-    x = x - x.max(axis=1, keepdims=True)
-    p = np.exp(x)
-    p /= p.sum(axis=1, keepdims=True)
     freq = np.floor(p * (total - V)).astype(np.int64) + 1  # (B, V)
     rows = np.arange(B)
     freq[rows, freq.argmax(axis=1)] += total - freq.sum(axis=1)
@@ -144,10 +147,12 @@ def weights_digest(model: torch.nn.Module) -> str:
 
 # magic | version, mode, precision bits, threads, weights dtype (u8 each) | segments (u32) |
 # length, original bytes (u64 each) | SHA-256 of the original (first 8 bytes) | SHA-256 of the
-# weights + vocabulary (first 16) | probe (8) | u8 length + versions text | u16 length + dynamic
-# JSON (0: static) | payload (u32 words) | checksum (4). Small on purpose: every byte of it is 8
+# weights + vocabulary (first 16) | probe (8) | u8 length + versions text | u8 0 or 1 + the
+# adaptation settings (_ADAPT) | u16 length + dynamic JSON (0: static) | payload (u32 words) |
+# checksum (4). Small on purpose: every byte of it is 8
 # bits on the file's bits per character (about 90 bytes: 0.0065 bpc on 111,540 characters).
 _FIXED = struct.Struct("<BBBBBIQQ8s16s8s")
+_ADAPT = struct.Struct("<ffB")  # head_lr, confidence_bin (float32), match_len
 CHECKSUM_BYTES = 4  # truncated SHA-256 of everything before it: corruption, caught up front
 MODES = ("char", "byte")
 DTYPES = tuple(WEIGHTS_DTYPES)
@@ -171,6 +176,7 @@ class Header:
     probe_sha256: str  # first 8 bytes of ``probe_digest``
     versions: dict  # rnnlab, torch and constriction versions that wrote the file
     dynamic: dict | None  # DynamicConfig fields and the statistics' SHA-256, or None
+    adapt: AdaptConfig | None = None  # its floats exactly representable in float32
 
     @property
     def segment_len(self) -> int:
@@ -195,7 +201,21 @@ class Header:
             bytes.fromhex(self.model_sha256),
             bytes.fromhex(self.probe_sha256),
         )
-        return fixed + struct.pack("<B", len(versions)) + versions + _u16(len(dyn)) + dyn
+        adapt = b"\0"
+        if self.adapt is not None:
+            a = self.adapt
+            adapt = b"\1" + _ADAPT.pack(a.head_lr, a.confidence_bin, a.match_len)
+        return fixed + struct.pack("<B", len(versions)) + versions + adapt + _u16(len(dyn)) + dyn
+
+
+def as_float32(config: AdaptConfig) -> AdaptConfig:
+    """The settings as the header stores them (its floats rounded to float32), so that the
+    compressor adapts exactly as the decompressor will."""
+    return AdaptConfig(
+        float(np.float32(config.head_lr)),
+        config.match_len,
+        float(np.float32(config.confidence_bin)),
+    )
 
 
 def _u16(n: int) -> bytes:
@@ -243,6 +263,17 @@ def read_header(blob: bytes) -> tuple[Header, np.ndarray]:
         at = start + _FIXED.size
         versions = body[at + 1 : at + 1 + body[at]].decode("ascii").split(" ")
         at += 1 + body[at]
+        adapt = None
+        if body[at] not in (0, 1):
+            raise CompressedFileError("the compressed file's header is corrupt")
+        if body[at] == 1:
+            lr, conf, match_len = _ADAPT.unpack_from(body, at + 1)
+            try:
+                adapt = AdaptConfig(lr, match_len, conf)
+            except UsageError:
+                raise ValueError("adaptation settings") from None
+            at += _ADAPT.size
+        at += 1
         (n_dyn,) = struct.unpack_from("<H", body, at)
         dyn = body[at + 2 : at + 2 + n_dyn]
         payload_start = at + 2 + n_dyn
@@ -262,6 +293,7 @@ def read_header(blob: bytes) -> tuple[Header, np.ndarray]:
             probe.hex(),
             dict(zip(("rnnlab", "torch", "constriction"), versions, strict=True)),
             json.loads(dyn.decode("utf-8")) if n_dyn else None,
+            adapt,
         )
     except (ValueError, TypeError, KeyError, IndexError, struct.error, RecursionError):
         raise CompressedFileError("the compressed file's header is corrupt") from None
@@ -299,11 +331,13 @@ def segment_layout(length: int, segments: int) -> tuple[int, int]:
 
 class _Stepper:
     """The one function both directions call: the next symbol's integer frequencies for every
-    segment, given the symbols before it; plus the dynamic-evaluation updates, if any.
+    segment, given the symbols before it; plus the adaptation or the dynamic-evaluation updates,
+    if any.
 
     The step is the sampler's (cells.StepDecoder: one product per layer, the input projection a
     table lookup), with the recurrent weights in ``weights_dtype``; after a dynamic update it is
-    rebuilt from the updated weights."""
+    rebuilt from the updated weights. With ``adapt``, its features go to an adaptive.Adapter
+    (the head and the match model) instead of the fixed head."""
 
     def __init__(
         self,
@@ -313,7 +347,11 @@ class _Stepper:
         weights_dtype: str = DEFAULT_WEIGHTS_DTYPE,
         dynamic: DynamicConfig | None = None,
         stats: dict[str, torch.Tensor] | None = None,
+        adapt: AdaptConfig | None = None,
+        segment_len: int = 1,
     ) -> None:
+        if adapt is not None and dynamic is not None:
+            raise UsageError("--adapt and --dynamic are alternatives; choose one")
         self.model = model
         self.S = segments
         self.bits = precision_bits
@@ -323,6 +361,11 @@ class _Stepper:
         V = model.config.vocab_size
         self.uniform = quantize(torch.zeros(segments, V), precision_bits)
         self.updater = DynamicUpdater(model, dynamic, stats) if dynamic else None
+        self.adapter = (
+            Adapter(model.head.weight, model.head.bias, adapt, segments, segment_len)
+            if adapt
+            else None
+        )
         self.inputs: list[torch.Tensor] = []  # (S,) ids fed since the last update
         self.targets: list[torch.Tensor] = []
         self.masks: list[torch.Tensor] = []
@@ -340,6 +383,10 @@ class _Stepper:
     def next(self, prev: np.ndarray) -> np.ndarray:
         """Frequencies (S, V) of the next symbols, after feeding ``prev`` (S,)."""
         ids = torch.as_tensor(prev, dtype=torch.int64)
+        if self.adapter is not None:
+            return quantize_probs(
+                self.adapter.predict(self.decoder.hidden(ids, self.layers)), self.bits
+            )
         if self.updater is not None and not self.inputs:
             self.chunk_state = self.state()
         logits = self.decoder.advance(ids, self.layers)  # (S, V)
@@ -349,6 +396,8 @@ class _Stepper:
 
     def observed(self, symbols: np.ndarray, active: int) -> None:
         """The symbols just coded (S,), of which the first ``active`` segments are real."""
+        if self.adapter is not None:
+            self.adapter.observe(symbols, active)
         if self.updater is None or not self.inputs:
             return
         self.targets.append(torch.as_tensor(symbols, dtype=torch.int64))
@@ -420,6 +469,7 @@ def compress(
     stats_sha256: str | None = None,
     weights_dtype: str = DEFAULT_WEIGHTS_DTYPE,
     threads: int = THREADS,
+    adapt: AdaptConfig | None = None,
 ) -> bytes:
     """Compress ``data`` with ``model``; ``decompress`` with the same model gives it back.
 
@@ -433,6 +483,7 @@ def compress(
         stats_sha256: their digest, recorded so the decoder can check its own copy.
         weights_dtype: "float32" or "bfloat16": the step function's recurrent weights.
         threads: torch threads of the step function (recorded; the decoder pins the same).
+        adapt: adapt the head and mix in a match model while coding (adaptive.py), or None.
 
     Returns:
         The ``.rz`` file's bytes.
@@ -471,6 +522,7 @@ def compress(
                 "constriction": _version("constriction"),
             },
             dynamic=_dynamic_field(dynamic, stats_sha256),
+            adapt=as_float32(adapt) if adapt is not None else None,
         )
         grid = np.zeros(S * L, dtype=np.int64)
         grid[:n] = ids
@@ -478,7 +530,7 @@ def compress(
         active = _active_counts(n, S, L)
         encoder = constriction.stream.queue.RangeEncoder()
         family = constriction.stream.model.Categorical(perfect=False)
-        stepper = _Stepper(m, S, PRECISION_BITS, weights_dtype, dynamic, stats)
+        stepper = _Stepper(m, S, PRECISION_BITS, weights_dtype, dynamic, stats, header.adapt, L)
         total = float(1 << PRECISION_BITS)
         for t in range(L if n else 0):
             freq = stepper.first() if t == 0 else stepper.next(grid[:, t - 1])
@@ -530,7 +582,9 @@ def decompress(
         except Exception:
             raise CompressedFileError("the compressed file's payload is corrupt") from None
         family = constriction.stream.model.Categorical(perfect=False)
-        stepper = _Stepper(m, S, header.precision_bits, header.weights_dtype, dynamic, stats)
+        stepper = _Stepper(
+            m, S, header.precision_bits, header.weights_dtype, dynamic, stats, header.adapt, L
+        )
         total = float(1 << header.precision_bits)
         for t in range(L if n else 0):
             freq = stepper.first() if t == 0 else stepper.next(grid[:, t - 1])

@@ -64,6 +64,12 @@ class CharLM(nn.Module):
         Returns:
             logits (B, T, V) and the state after the last step.
         """
+        out, new_state = self.features(ids, state)
+        logits = self.head(self.drop(out))  # (B, T, V)
+        return logits, new_state
+
+    def features(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """``forward`` without the head: what it reads, (B, T, H), and the state after."""
         x = self.embedding(ids)  # (B, T, E)
         if state is None:
             state = self.init_state(ids.size(0), ids.device)
@@ -71,9 +77,7 @@ class CharLM(nn.Module):
         # the model's dtype, which is exact both ways, so it is one type wherever it is saved
         out, new_state = self.rnn(x, state if self.num_states == 2 else state[0])  # (B, T, H)
         new_state = new_state if isinstance(new_state, tuple) else (new_state,)
-        new_state = tuple(s.to(self.head.weight.dtype) for s in new_state)
-        logits = self.head(self.drop(out))  # (B, T, V)
-        return logits, new_state
+        return out, tuple(s.to(self.head.weight.dtype) for s in new_state)
 
 
 def recurrent_stack(config: ModelConfig, input_size: int) -> nn.Module:

@@ -1,0 +1,293 @@
+"""Cheap adaptation while reading: a match model and dynamic evaluation of the output layer,
+both learned from the text already read, so every character is still predicted before it is seen.
+
+Full dynamic evaluation (dynamic.py) backpropagates through the whole network after each chunk:
+three times the forward's arithmetic, which caps a coder on 2 CPU cores far below 20 kB/s. Two
+mechanisms cost almost nothing beside the forward and recover most of its gain on repetitive
+text such as source code:
+
+* **Output-layer dynamic evaluation.** After each step the head (V x H, bias) takes one SGD step
+  on the log loss of the characters just read. Its gradient is an outer product of what the step
+  already computed, (p - onehot(y)) h^T: no backward pass (Krause et al. 2018 adapt all weights;
+  this is their update restricted to the softmax layer).
+* **A match model** (Mahoney's lpaq1 MatchModel, for characters). A hash of the last
+  ``match_len`` characters finds the most recent place the same context occurred in the text
+  already read; the character that followed it is predicted while the match lasts. How far to
+  trust it is learned by counting, per (match length, the network's own confidence in that
+  character) cell, how often it was right, and that frequency replaces the network's probability
+  of the predicted character (the others are scaled to fill the rest).
+
+Everything runs on S streams side by side, the layout of the compressor (each stream a contiguous
+piece of the text, from a zero state): the match model looks across all streams' past, the head
+learns from all of them. The arithmetic is float32 torch for the head (deterministic for a fixed
+thread count) and float64/integer NumPy for the rest, so a compressor and a decompressor that
+feed the same features see bit-identical probabilities. Imports errors and model from rnnlab.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import UsageError
+from .model import CharLM
+
+LENGTH_BUCKETS = 16  # match lengths 0..15+ (characters matched since the match was found)
+CONFIDENCE_BUCKETS = 12  # bins of -log2 p(predicted) under the network
+TABLE_BITS = 20  # the match model's hash table: 2**20 slots
+_MUL = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing
+
+
+def _flag(default: Any, flag: str, help: str) -> Any:
+    """A field the CLI exposes as ``flag`` (see cli._add_config_flags)."""
+    return field(default=default, metadata={"flag": flag, "help": help})
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    """The two mechanisms' settings; 0 turns one off.
+
+    The defaults were chosen on the training splits of tiny Shakespeare and the Python standard
+    library (benchmarks/compress.py --tune-adapt), never on an evaluated text.
+    """
+
+    head_lr: float = _flag(0.1, "--adapt-head-lr", "SGD step of the output layer (0: off)")
+    match_len: int = _flag(5, "--adapt-match-len", "context length of the match model (0: off)")
+    confidence_bin: float = _flag(
+        0.35, "--adapt-confidence-bin", "bits per bin of the network's confidence"
+    )
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.head_lr) and 0 <= self.head_lr <= 100):
+            raise UsageError(f"--adapt-head-lr must be in [0, 100], got {self.head_lr}")
+        if not (isinstance(self.match_len, int) and 0 <= self.match_len <= 64):
+            raise UsageError(f"--adapt-match-len must be in [0, 64], got {self.match_len}")
+        if not (math.isfinite(self.confidence_bin) and 0.01 <= self.confidence_bin <= 100):
+            raise UsageError(
+                f"--adapt-confidence-bin must be in [0.01, 100], got {self.confidence_bin}"
+            )
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> AdaptConfig:
+        """From a header or JSON (unknown keys ignored); errors are UsageErrors."""
+        try:
+            return cls(
+                head_lr=float(raw["head_lr"]),
+                match_len=int(raw["match_len"]),
+                confidence_bin=float(raw["confidence_bin"]),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise UsageError(f"invalid adaptation settings ({e})") from None
+
+
+def softmax64(logits: torch.Tensor) -> np.ndarray:
+    """(B, V) logits -> float64 probabilities, the same bits wherever the logits are the same."""
+    x = logits.detach().to("cpu", torch.float64).numpy()
+    x = x - x.max(axis=1, keepdims=True)
+    p = np.exp(x)
+    p /= p.sum(axis=1, keepdims=True)
+    return p
+
+
+class Adapter:
+    """The adaptive output of a network read on ``streams`` side by side.
+
+    Call ``predict`` with the network's features for the next position of every stream, then
+    ``observe`` with the characters that came; positions are consecutive from 0 (the first
+    position of each stream is observed without a prediction).
+    """
+
+    def __init__(
+        self,
+        head_weight: torch.Tensor,
+        head_bias: torch.Tensor,
+        config: AdaptConfig,
+        streams: int,
+        length: int,
+    ) -> None:
+        """Args:
+        head_weight, head_bias: the network's output layer, (V, H) and (V,); copied.
+        config: the settings.
+        streams: S, the batch of every call.
+        length: positions per stream (the longest stream).
+        """
+        self.config = config
+        self.w = head_weight.detach().to("cpu", torch.float32).clone()
+        self.b = head_bias.detach().to("cpu", torch.float32).clone()
+        self.S, self.length = streams, max(1, length)
+        self.history = np.zeros(streams * self.length, dtype=np.int64)  # row s: stream s
+        self.t = -1  # the last observed position
+        self.pending: tuple | None = None
+        if config.match_len:
+            self.slot_key = np.zeros(1 << TABLE_BITS, dtype=np.uint64)
+            self.slot_at = np.full(1 << TABLE_BITS, -1, dtype=np.int64)
+            self.pointer = np.full(streams, -1, dtype=np.int64)  # index into history, or -1
+            self.run = np.zeros(streams, dtype=np.int64)
+            self.hits = np.full((LENGTH_BUCKETS, CONFIDENCE_BUCKETS), 0.5)
+            self.trials = np.full((LENGTH_BUCKETS, CONFIDENCE_BUCKETS), 1.0)
+
+    @torch.no_grad()
+    def predict(self, features: torch.Tensor) -> np.ndarray:
+        """(S, H) features of the next position -> (S, V) float64 probabilities."""
+        h = features.detach().to("cpu", torch.float32)
+        head = softmax64(torch.addmm(self.b, h, self.w.T))
+        p = head.copy()
+        match = None
+        if self.config.match_len:
+            rows = np.flatnonzero(self.pointer >= 0)
+            if len(rows):
+                guess = self.history[self.pointer[rows]]
+                trusted = p[rows, guess]
+                bits = -np.log2(np.maximum(trusted, 1e-300)) / self.config.confidence_bin
+                cb = np.minimum(bits, CONFIDENCE_BUCKETS - 1).astype(np.int64)
+                lb = np.minimum(self.run[rows], LENGTH_BUCKETS - 1)
+                q = self.hits[lb, cb] / self.trials[lb, cb]
+                p[rows, guess] = 0.0
+                rest = p[rows].sum(axis=1)
+                p[rows] *= ((1.0 - q) / np.where(rest > 0, rest, 1.0))[:, None]
+                p[rows, guess] = q
+                p /= p.sum(axis=1, keepdims=True)
+                match = (rows, guess, lb, cb)
+        self.pending = (h, head, match)
+        return p
+
+    @torch.no_grad()
+    def observe(self, symbols: np.ndarray, active: int) -> None:
+        """The characters (S,) at the next position; only the first ``active`` streams have one."""
+        t = self.t = self.t + 1
+        if t >= self.length:
+            raise ValueError("more positions than the Adapter was built for")
+        y = np.asarray(symbols, dtype=np.int64)
+        self.history[np.arange(active) * self.length + t] = y[:active]
+        if self.pending is not None:
+            self._learn(y, active)
+            self.pending = None
+        if self.config.match_len:
+            self._index(t, active)
+
+    def _learn(self, y: np.ndarray, active: int) -> None:
+        h, head, match = self.pending
+        if self.config.head_lr and active:
+            g = torch.from_numpy(head[:active]).float()  # d(-log p_y)/d logits = p - onehot(y)
+            g[torch.arange(active), torch.from_numpy(y[:active])] -= 1.0
+            step = self.config.head_lr / active
+            self.w.addmm_(g.T, h[:active], alpha=-step)
+            self.b.add_(g.sum(0), alpha=-step)
+        if match is not None:
+            rows, guess, lb, cb = match
+            live = rows < active
+            rows, guess, lb, cb = rows[live], guess[live], lb[live], cb[live]
+            hit = y[rows] == guess
+            np.add.at(self.hits, (lb, cb), hit.astype(np.float64))
+            np.add.at(self.trials, (lb, cb), 1.0)
+            nxt = self.pointer[rows] + 1
+            ok = hit & (nxt % self.length != 0)  # a match does not run off its stream's end
+            self.pointer[rows] = np.where(ok, nxt, -1)
+            self.run[rows] = np.where(ok, self.run[rows] + 1, 0)
+        self.pointer[active:] = -1
+
+    def _index(self, t: int, active: int) -> None:
+        """Remember where the context ending at t - 1 led (position t); look up the one ending
+        at t for the streams without a match."""
+        n, base = self.config.match_len, np.arange(active) * self.length
+        if t >= n:  # context t-n .. t-1, followed by t
+            keys = self._keys(base, t - n, n)
+            slots = self._slots(keys)
+            self.slot_key[slots] = keys
+            self.slot_at[slots] = base + t
+        if t >= n - 1:
+            free = np.flatnonzero(self.pointer[:active] < 0)
+            if len(free):
+                keys = self._keys(base[free], t - n + 1, n)
+                slots = self._slots(keys)
+                found = (self.slot_at[slots] >= 0) & (self.slot_key[slots] == keys)
+                rows = free[found]
+                self.pointer[rows] = self.slot_at[slots[found]]
+                self.run[rows] = 0
+
+    def _keys(self, base: np.ndarray, start: int, n: int) -> np.ndarray:
+        key = np.zeros(len(base), dtype=np.uint64)
+        for j in range(n):
+            key = key * _MUL + (self.history[base + start + j].astype(np.uint64) + np.uint64(1))
+        return key
+
+    @staticmethod
+    def _slots(keys: np.ndarray) -> np.ndarray:
+        return ((keys * _MUL) >> np.uint64(64 - TABLE_BITS)).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class AdaptResult:
+    """Bits per character of a text read on ``streams`` side by side with adaptation. ``bpc``
+    counts every character, the first of each stream at log2 V (as the compressor codes it)."""
+
+    bpc: float
+    static_bpc: float  # the same streams without adaptation
+    num_chars: int
+    streams: int
+    seconds: float
+    config: dict
+
+
+@torch.no_grad()
+def adaptive_bits_per_char(
+    model: CharLM,
+    ids: np.ndarray,
+    config: AdaptConfig,
+    streams: int = 128,
+    chunk_len: int = 256,
+) -> AdaptResult:
+    """What ``rnnlab compress`` with the same settings spends, up to the coder's rounding: the
+    text cut into ``streams`` contiguous pieces (compression.segment_layout), each read from a
+    zero state by the float32 model, its output adapted while reading.
+
+    Args:
+        model: a trained CharLM (left unchanged).
+        ids: (N,) ids of the text.
+        config: the adaptation settings.
+        streams: pieces read side by side (the compressor's ``--segments``).
+        chunk_len: positions per forward call (memory).
+
+    Returns:
+        An AdaptResult.
+    """
+    from .compression import segment_layout
+
+    n = len(ids)
+    if n < 1:
+        raise UsageError("need at least 1 character to evaluate")
+    started = time.perf_counter()
+    model = model.eval()
+    device = model.head.weight.device
+    S, L = segment_layout(n, streams)
+    grid = np.zeros(S * L, dtype=np.int64)
+    grid[:n] = np.asarray(ids, dtype=np.int64)
+    grid = grid.reshape(S, L)
+    active = [min(S, max(0, math.ceil((n - t) / L))) for t in range(L)]
+    V = model.config.vocab_size
+    adapter = Adapter(model.head.weight, model.head.bias, config, S, L)
+    bits = static_bits = S * math.log2(V)  # each stream's first character: uniform
+    state, p, static = None, None, None  # p, static: predictions for position t, (S, V)
+    for start in range(0, L, chunk_len):
+        x = torch.as_tensor(grid[:, start : start + chunk_len], device=device)
+        feats, state = model.features(x, state)  # (S, T, H)
+        feats = feats.float().cpu()
+        logits = model.head(feats.to(model.head.weight.dtype)).float()
+        fixed = torch.log_softmax(logits, -1).double().numpy() / math.log(2)  # (S, T, V)
+        for k in range(feats.size(1)):
+            t = start + k
+            a, rows = active[t], np.arange(active[t])
+            if p is not None:
+                bits -= float(np.log2(p[rows, grid[:a, t]]).sum())
+                static_bits -= float(static[rows, grid[:a, t]].sum())
+            adapter.observe(grid[:, t], a)
+            if t + 1 < L:
+                p, static = adapter.predict(feats[:, k]), fixed[:, k]
+    return AdaptResult(
+        bits / n, static_bits / n, n, S, time.perf_counter() - started, asdict(config)
+    )
