@@ -40,7 +40,8 @@ from .model import CharLM
 LENGTH_BUCKETS = 16  # match lengths 0..15+ (characters matched since the match was found)
 CONFIDENCE_BUCKETS = 12  # bins of -log2 p(predicted) under the network
 TABLE_BITS = 20  # the match model's hash table: 2**20 slots
-_MUL = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing
+_MUL = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing; uint64 arithmetic wraps around
+_ONE = np.uint64(1)
 
 
 def _flag(default: Any, flag: str, help: str) -> Any:
@@ -58,6 +59,9 @@ class AdaptConfig:
 
     head_lr: float = _flag(0.1, "--adapt-head-lr", "SGD step of the output layer (0: off)")
     match_len: int = _flag(5, "--adapt-match-len", "context length of the match model (0: off)")
+    match_long: int = _flag(
+        16, "--adapt-match-long", "context length of a second, longer match model (0: off)"
+    )
     confidence_bin: float = _flag(
         0.35, "--adapt-confidence-bin", "bits per bin of the network's confidence"
     )
@@ -65,8 +69,9 @@ class AdaptConfig:
     def __post_init__(self) -> None:
         if not (math.isfinite(self.head_lr) and 0 <= self.head_lr <= 100):
             raise UsageError(f"--adapt-head-lr must be in [0, 100], got {self.head_lr}")
-        if not (isinstance(self.match_len, int) and 0 <= self.match_len <= 64):
-            raise UsageError(f"--adapt-match-len must be in [0, 64], got {self.match_len}")
+        for flag, n in (("len", self.match_len), ("long", self.match_long)):
+            if not (isinstance(n, int) and 0 <= n <= 64):
+                raise UsageError(f"--adapt-match-{flag} must be in [0, 64], got {n}")
         if not (math.isfinite(self.confidence_bin) and 0.01 <= self.confidence_bin <= 100):
             raise UsageError(
                 f"--adapt-confidence-bin must be in [0.01, 100], got {self.confidence_bin}"
@@ -79,6 +84,7 @@ class AdaptConfig:
             return cls(
                 head_lr=float(raw["head_lr"]),
                 match_len=int(raw["match_len"]),
+                match_long=int(raw.get("match_long", 0)),
                 confidence_bin=float(raw["confidence_bin"]),
             )
         except (KeyError, TypeError, ValueError) as e:
@@ -92,6 +98,85 @@ def softmax64(logits: torch.Tensor) -> np.ndarray:
     p = np.exp(x)
     p /= p.sum(axis=1, keepdims=True)
     return p
+
+
+class MatchModel:
+    """Predicts that the text repeats: the character that followed the most recent occurrence of
+    the last ``n`` characters (in any stream), trusted as often as such a guess was right."""
+
+    def __init__(self, n: int, streams: int, history: np.ndarray, length: int) -> None:
+        self.n, self.history, self.length = n, history, length  # history: the Adapter's
+        self.slot_key = np.zeros(1 << TABLE_BITS, dtype=np.uint64)
+        self.slot_at = np.full(1 << TABLE_BITS, -1, dtype=np.int64)
+        self.key = np.zeros(streams, dtype=np.uint64)  # hash of each stream's last n symbols
+        self.previous_key = np.zeros(streams, dtype=np.uint64)
+        self.drop = np.uint64(pow(int(_MUL), n, 1 << 64))  # the oldest symbol's multiplier
+        self.pointer = np.full(streams, -1, dtype=np.int64)  # index into history, or -1
+        self.run = np.zeros(streams, dtype=np.int64)
+        self.hits = np.full((LENGTH_BUCKETS, CONFIDENCE_BUCKETS), 0.5)
+        self.trials = np.full((LENGTH_BUCKETS, CONFIDENCE_BUCKETS), 1.0)
+        self.pending: tuple | None = None
+
+    def apply(self, p: np.ndarray, confidence_bin: float) -> None:
+        """Give each matching stream's guess its learned probability, in place in p (S, V)."""
+        self.pending = None
+        rows = np.flatnonzero(self.pointer >= 0)
+        if not len(rows):
+            return
+        guess = self.history[self.pointer[rows]]
+        bits = -np.log2(np.maximum(p[rows, guess], 1e-300)) / confidence_bin
+        cb = np.minimum(bits, CONFIDENCE_BUCKETS - 1).astype(np.int64)
+        lb = np.minimum(self.run[rows], LENGTH_BUCKETS - 1)
+        q = self.hits[lb, cb] / self.trials[lb, cb]
+        p[rows, guess] = 0.0
+        rest = p.sum(axis=1)[rows]  # the others' mass, summed exactly (no 1 - p cancellation)
+        scale = np.ones(len(p))
+        scale[rows] = (1.0 - q) / np.where(rest > 0, rest, 1.0)
+        p *= scale[:, None]
+        p[rows, guess] = q
+        self.pending = (rows, guess, lb, cb)
+
+    def learn(self, y: np.ndarray, active: int) -> None:
+        if self.pending is not None:
+            rows, guess, lb, cb = self.pending
+            live = rows < active
+            rows, guess, lb, cb = rows[live], guess[live], lb[live], cb[live]
+            hit = y[rows] == guess
+            np.add.at(self.hits, (lb, cb), hit.astype(np.float64))
+            np.add.at(self.trials, (lb, cb), 1.0)
+            nxt = self.pointer[rows] + 1
+            ok = hit & (nxt % self.length != 0)  # a match does not run off its stream's end
+            self.pointer[rows] = np.where(ok, nxt, -1)
+            self.run[rows] = np.where(ok, self.run[rows] + 1, 0)
+            self.pending = None
+        self.pointer[active:] = -1
+
+    def index(self, t: int, active: int) -> None:
+        """Roll the context hashes on by the symbols at t, remember where the context ending at
+        t - 1 led (position t), and look up the one ending at t for streams without a match."""
+        n, base = self.n, np.arange(active) * self.length
+        self.previous_key[:active] = self.key[:active]
+        key = self.key[:active] * _MUL + (self.history[base + t].astype(np.uint64) + _ONE)
+        if t >= n:  # the symbol that leaves the window
+            key -= self.drop * (self.history[base + t - n].astype(np.uint64) + _ONE)
+        self.key[:active] = key
+        if t >= n:  # context t-n .. t-1, followed by t
+            slots = self._slots(self.previous_key[:active])
+            self.slot_key[slots] = self.previous_key[:active]
+            self.slot_at[slots] = base + t
+        if t >= n - 1:
+            free = np.flatnonzero(self.pointer[:active] < 0)
+            if len(free):
+                keys = key[free]
+                slots = self._slots(keys)
+                found = (self.slot_at[slots] >= 0) & (self.slot_key[slots] == keys)
+                rows = free[found]
+                self.pointer[rows] = self.slot_at[slots[found]]
+                self.run[rows] = 0
+
+    @staticmethod
+    def _slots(keys: np.ndarray) -> np.ndarray:
+        return ((keys * _MUL) >> np.uint64(64 - TABLE_BITS)).astype(np.int64)
 
 
 class Adapter:
@@ -123,37 +208,20 @@ class Adapter:
         self.history = np.zeros(streams * self.length, dtype=np.int64)  # row s: stream s
         self.t = -1  # the last observed position
         self.pending: tuple | None = None
-        if config.match_len:
-            self.slot_key = np.zeros(1 << TABLE_BITS, dtype=np.uint64)
-            self.slot_at = np.full(1 << TABLE_BITS, -1, dtype=np.int64)
-            self.pointer = np.full(streams, -1, dtype=np.int64)  # index into history, or -1
-            self.run = np.zeros(streams, dtype=np.int64)
-            self.hits = np.full((LENGTH_BUCKETS, CONFIDENCE_BUCKETS), 0.5)
-            self.trials = np.full((LENGTH_BUCKETS, CONFIDENCE_BUCKETS), 1.0)
+        lens = [n for n in (config.match_long, config.match_len) if n]
+        self.matches = [MatchModel(n, streams, self.history, self.length) for n in lens]
 
     @torch.no_grad()
     def predict(self, features: torch.Tensor) -> np.ndarray:
         """(S, H) features of the next position -> (S, V) float64 probabilities."""
         h = features.detach().to("cpu", torch.float32)
-        head = softmax64(torch.addmm(self.b, h, self.w.T))
-        p = head.copy()
-        match = None
-        if self.config.match_len:
-            rows = np.flatnonzero(self.pointer >= 0)
-            if len(rows):
-                guess = self.history[self.pointer[rows]]
-                trusted = p[rows, guess]
-                bits = -np.log2(np.maximum(trusted, 1e-300)) / self.config.confidence_bin
-                cb = np.minimum(bits, CONFIDENCE_BUCKETS - 1).astype(np.int64)
-                lb = np.minimum(self.run[rows], LENGTH_BUCKETS - 1)
-                q = self.hits[lb, cb] / self.trials[lb, cb]
-                p[rows, guess] = 0.0
-                rest = p[rows].sum(axis=1)
-                p[rows] *= ((1.0 - q) / np.where(rest > 0, rest, 1.0))[:, None]
-                p[rows, guess] = q
-                p /= p.sum(axis=1, keepdims=True)
-                match = (rows, guess, lb, cb)
-        self.pending = (h, head, match)
+        head = torch.softmax(torch.addmm(self.b, h, self.w.T), dim=1)  # (S, V) float32
+        p = head.double().numpy()
+        for match in self.matches:
+            match.apply(p, self.config.confidence_bin)
+        if self.matches:
+            p /= p.sum(axis=1, keepdims=True)
+        self.pending = (h, head)
         return p
 
     @torch.no_grad()
@@ -164,61 +232,17 @@ class Adapter:
             raise ValueError("more positions than the Adapter was built for")
         y = np.asarray(symbols, dtype=np.int64)
         self.history[np.arange(active) * self.length + t] = y[:active]
-        if self.pending is not None:
-            self._learn(y, active)
-            self.pending = None
-        if self.config.match_len:
-            self._index(t, active)
-
-    def _learn(self, y: np.ndarray, active: int) -> None:
-        h, head, match = self.pending
-        if self.config.head_lr and active:
-            g = torch.from_numpy(head[:active]).float()  # d(-log p_y)/d logits = p - onehot(y)
+        if self.pending is not None and self.config.head_lr and active:
+            h, head = self.pending
+            g = head[:active]  # d(-log p_y)/d logits = p - onehot(y)
             g[torch.arange(active), torch.from_numpy(y[:active])] -= 1.0
             step = self.config.head_lr / active
             self.w.addmm_(g.T, h[:active], alpha=-step)
             self.b.add_(g.sum(0), alpha=-step)
-        if match is not None:
-            rows, guess, lb, cb = match
-            live = rows < active
-            rows, guess, lb, cb = rows[live], guess[live], lb[live], cb[live]
-            hit = y[rows] == guess
-            np.add.at(self.hits, (lb, cb), hit.astype(np.float64))
-            np.add.at(self.trials, (lb, cb), 1.0)
-            nxt = self.pointer[rows] + 1
-            ok = hit & (nxt % self.length != 0)  # a match does not run off its stream's end
-            self.pointer[rows] = np.where(ok, nxt, -1)
-            self.run[rows] = np.where(ok, self.run[rows] + 1, 0)
-        self.pointer[active:] = -1
-
-    def _index(self, t: int, active: int) -> None:
-        """Remember where the context ending at t - 1 led (position t); look up the one ending
-        at t for the streams without a match."""
-        n, base = self.config.match_len, np.arange(active) * self.length
-        if t >= n:  # context t-n .. t-1, followed by t
-            keys = self._keys(base, t - n, n)
-            slots = self._slots(keys)
-            self.slot_key[slots] = keys
-            self.slot_at[slots] = base + t
-        if t >= n - 1:
-            free = np.flatnonzero(self.pointer[:active] < 0)
-            if len(free):
-                keys = self._keys(base[free], t - n + 1, n)
-                slots = self._slots(keys)
-                found = (self.slot_at[slots] >= 0) & (self.slot_key[slots] == keys)
-                rows = free[found]
-                self.pointer[rows] = self.slot_at[slots[found]]
-                self.run[rows] = 0
-
-    def _keys(self, base: np.ndarray, start: int, n: int) -> np.ndarray:
-        key = np.zeros(len(base), dtype=np.uint64)
-        for j in range(n):
-            key = key * _MUL + (self.history[base + start + j].astype(np.uint64) + np.uint64(1))
-        return key
-
-    @staticmethod
-    def _slots(keys: np.ndarray) -> np.ndarray:
-        return ((keys * _MUL) >> np.uint64(64 - TABLE_BITS)).astype(np.int64)
+        self.pending = None
+        for match in self.matches:
+            match.learn(y, active)
+            match.index(t, active)
 
 
 @dataclass(frozen=True)
@@ -269,9 +293,8 @@ def adaptive_bits_per_char(
     grid[:n] = np.asarray(ids, dtype=np.int64)
     grid = grid.reshape(S, L)
     active = [min(S, max(0, math.ceil((n - t) / L))) for t in range(L)]
-    V = model.config.vocab_size
     adapter = Adapter(model.head.weight, model.head.bias, config, S, L)
-    bits = static_bits = S * math.log2(V)  # each stream's first character: uniform
+    bits = static_bits = S * math.log2(model.config.vocab_size)  # first characters: uniform
     state, p, static = None, None, None  # p, static: predictions for position t, (S, V)
     for start in range(0, L, chunk_len):
         x = torch.as_tensor(grid[:, start : start + chunk_len], device=device)

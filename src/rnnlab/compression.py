@@ -32,6 +32,7 @@ wrong output.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import math
@@ -152,7 +153,7 @@ def weights_digest(model: torch.nn.Module) -> str:
 # checksum (4). Small on purpose: every byte of it is 8
 # bits on the file's bits per character (about 90 bytes: 0.0065 bpc on 111,540 characters).
 _FIXED = struct.Struct("<BBBBBIQQ8s16s8s")
-_ADAPT = struct.Struct("<ffB")  # head_lr, confidence_bin (float32), match_len
+_ADAPT = struct.Struct("<ffBB")  # head_lr, confidence_bin (float32), match_len, match_long
 CHECKSUM_BYTES = 4  # truncated SHA-256 of everything before it: corruption, caught up front
 MODES = ("char", "byte")
 DTYPES = tuple(WEIGHTS_DTYPES)
@@ -204,17 +205,17 @@ class Header:
         adapt = b"\0"
         if self.adapt is not None:
             a = self.adapt
-            adapt = b"\1" + _ADAPT.pack(a.head_lr, a.confidence_bin, a.match_len)
+            adapt = b"\1" + _ADAPT.pack(a.head_lr, a.confidence_bin, a.match_len, a.match_long)
         return fixed + struct.pack("<B", len(versions)) + versions + adapt + _u16(len(dyn)) + dyn
 
 
 def as_float32(config: AdaptConfig) -> AdaptConfig:
     """The settings as the header stores them (its floats rounded to float32), so that the
     compressor adapts exactly as the decompressor will."""
-    return AdaptConfig(
-        float(np.float32(config.head_lr)),
-        config.match_len,
-        float(np.float32(config.confidence_bin)),
+    return dataclasses.replace(
+        config,
+        head_lr=float(np.float32(config.head_lr)),
+        confidence_bin=float(np.float32(config.confidence_bin)),
     )
 
 
@@ -267,9 +268,11 @@ def read_header(blob: bytes) -> tuple[Header, np.ndarray]:
         if body[at] not in (0, 1):
             raise CompressedFileError("the compressed file's header is corrupt")
         if body[at] == 1:
-            lr, conf, match_len = _ADAPT.unpack_from(body, at + 1)
+            lr, conf, match_len, match_long = _ADAPT.unpack_from(body, at + 1)
             try:
-                adapt = AdaptConfig(lr, match_len, conf)
+                adapt = AdaptConfig(
+                    head_lr=lr, match_len=match_len, match_long=match_long, confidence_bin=conf
+                )
             except UsageError:
                 raise ValueError("adaptation settings") from None
             at += _ADAPT.size
