@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .data import stream_grid
 from .errors import UsageError
 from .model import CharLM
 
@@ -267,7 +268,7 @@ def adaptive_bits_per_char(
     chunk_len: int = 256,
 ) -> AdaptResult:
     """What ``rnnlab compress`` with the same settings spends, up to the coder's rounding: the
-    text cut into ``streams`` contiguous pieces (compression.segment_layout), each read from a
+    text cut into ``streams`` contiguous pieces (data.stream_layout), each read from a
     zero state by the float32 model, its output adapted while reading.
 
     Args:
@@ -280,18 +281,14 @@ def adaptive_bits_per_char(
     Returns:
         An AdaptResult.
     """
-    from .compression import segment_layout
-
     n = len(ids)
     if n < 1:
         raise UsageError("need at least 1 character to evaluate")
     started = time.perf_counter()
     model = model.eval()
     device = model.head.weight.device
-    S, L = segment_layout(n, streams)
-    grid = np.zeros(S * L, dtype=np.int64)
-    grid[:n] = np.asarray(ids, dtype=np.int64)
-    grid = grid.reshape(S, L)
+    grid, _ = stream_grid(np.asarray(ids, dtype=np.int64), streams)
+    S, L = grid.shape
     active = [min(S, max(0, math.ceil((n - t) / L))) for t in range(L)]
     adapter = Adapter(model.head.weight, model.head.bias, config, S, L)
     bits = static_bits = S * math.log2(model.config.vocab_size)  # first characters: uniform

@@ -47,6 +47,7 @@ import torch
 from .adaptive import AdaptConfig, Adapter, softmax64
 from .cells import StepDecoder
 from .config import __version__
+from .data import stream_layout
 from .dynamic import DynamicConfig, DynamicUpdater
 from .errors import UsageError
 from .model import CharLM
@@ -324,12 +325,9 @@ def _check_header(h: Header) -> None:
 
 
 def segment_layout(length: int, segments: int) -> tuple[int, int]:
-    """(segments actually used, symbols per segment): S pieces of L = ceil(n / S) symbols, the
-    last ones shorter; no segment is empty."""
-    if length == 0:
-        return 1, 1
-    L = math.ceil(length / max(1, min(segments, length)))
-    return math.ceil(length / L), L
+    """(segments actually used, symbols per segment): data.stream_layout, S pieces of
+    L = ceil(n / S) symbols, the last ones shorter; no segment is empty."""
+    return stream_layout(length, segments)
 
 
 class _Stepper:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable
@@ -227,6 +228,27 @@ class StreamBatches:
         index = starts[:, None] + np.arange(self.seq_len + 1)[None, :]  # (B, T+1)
         window = torch.from_numpy(self.ids[index].astype(np.int64))
         return window[:, :-1], window[:, 1:]
+
+
+def stream_layout(length: int, streams: int) -> tuple[int, int]:
+    """(streams actually used, symbols per stream) of a text cut into contiguous pieces read side
+    by side: S pieces of L = ceil(n / S) symbols, the last one shorter, none empty."""
+    if length == 0:
+        return 1, 1
+    L = math.ceil(length / max(1, min(streams, length)))
+    return math.ceil(length / L), L
+
+
+def stream_grid(ids: np.ndarray, streams: int) -> tuple[np.ndarray, np.ndarray]:
+    """``ids`` laid out by ``stream_layout`` as rows: (S, L) ids (0 past the end) and the (S, L)
+    bool mask of real positions."""
+    n = len(ids)
+    S, L = stream_layout(n, streams)
+    grid = np.zeros(S * L, dtype=np.int64)
+    grid[:n] = np.asarray(ids)
+    mask = np.zeros(S * L, dtype=bool)
+    mask[:n] = True
+    return grid.reshape(S, L), mask.reshape(S, L)
 
 
 def too_short_message(num_train: int, batch_size: int, seq_len: int) -> str:

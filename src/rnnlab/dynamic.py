@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .data import stream_grid
 from .errors import UsageError
 from .model import CharLM
 
@@ -202,23 +203,6 @@ def stats_digest(stats: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def segment_grid(ids: np.ndarray, streams: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cut ``ids`` into ``streams`` contiguous pieces of ceil(n / S) (the last ones shorter),
-    laid out as rows: the same layout the compressor uses.
-
-    Returns:
-        (S, L) ids (0 where a row is shorter) and (S, L) bool mask of real positions.
-    """
-    n = len(ids)
-    L = math.ceil(n / max(1, min(streams, n)))
-    S = math.ceil(n / L)
-    grid = np.zeros(S * L, dtype=np.int64)
-    grid[:n] = np.asarray(ids)
-    mask = np.zeros(S * L, dtype=bool)
-    mask[:n] = True
-    return grid.reshape(S, L), mask.reshape(S, L)
-
-
 @dataclass(frozen=True)
 class DynamicResult:
     """Bits per character of ``ids`` scored while adapting; the count excludes the first
@@ -260,7 +244,7 @@ def dynamic_bits_per_char(
     m = copy.deepcopy(model).eval()
     device = m.head.weight.device
     updater = DynamicUpdater(m, config, stats)
-    grid, mask = segment_grid(ids, streams)
+    grid, mask = stream_grid(ids, streams)
     x = torch.as_tensor(grid, device=device)
     valid = torch.as_tensor(mask, device=device)
     state = m.init_state(x.size(0), device)

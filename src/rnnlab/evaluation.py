@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import checkpoint
+from .adaptive import AdaptConfig, adaptive_bits_per_char
 from .bpc import LN2, bits_per_char, iter_char_nats, iter_char_nats_batched, loss_nats
 from .dynamic import DynamicConfig, dynamic_bits_per_char, gradient_stats, tune
 from .errors import UsageError
@@ -310,4 +311,65 @@ def evaluate_dynamic(
     return DynamicReport(
         name, len(eval_ids) - 1, static_bpc, static_s, result.bpc, result.seconds,
         result.config, trials,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AdaptReport:
+    """What ``evaluate_adaptive`` found: the same streams read with and without adaptation;
+    both count every character (each stream's first at log2 V), as ``rnnlab compress`` codes
+    them, so ``adaptive_bpc`` is what the compressed file costs before its header."""
+
+    text: str
+    num_chars: int
+    streams: int
+    static_bpc: float
+    adaptive_bpc: float
+    seconds: float
+    adapt: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def evaluate_adaptive(
+    run: str | Path,
+    text_or_path: str | Path | None = None,
+    *,
+    settings: AdaptConfig | None = None,
+    streams: int = 128,
+    weights: str = "best",
+    device: str = "cpu",
+    unknown: str = "error",
+) -> AdaptReport:
+    """Bits per character of the text read as ``rnnlab compress`` reads it: ``streams`` pieces
+    side by side, the output layer adapting and the match model learning (adaptive.py).
+
+    Args:
+        run: the run directory.
+        text_or_path: None (the validation split), a ``Path`` or the text itself.
+        settings: the adaptation settings (AdaptConfig's defaults if None).
+        streams: pieces read side by side (``rnnlab compress --segments``).
+        weights, device, unknown: as in ``evaluate``.
+    """
+    settings = settings or AdaptConfig()
+    opts = EvalOptions(weights=weights, device=device, unknown=unknown)
+    if not 1 <= streams <= 1 << 16:
+        raise UsageError(f"--segments must be between 1 and 65,536, got {streams}")
+    model, vocab, config = checkpoint.load_model(
+        Path(run), checkpoint.WEIGHTS[opts.weights], resolve_device(opts.device)
+    )
+    with tempfile.TemporaryDirectory(prefix="rnnlab-eval-") as scratch:
+        if text_or_path is None:
+            hint = "give a FILE, or keep the run's corpus on this machine"
+            _, ids = corpus_splits(config.corpus, config.train.val_fraction, hint)
+            name = "validation split"
+        else:
+            ids, name = encode_text(vocab, text_or_path, Path(scratch), opts.unknown)
+        if len(ids) < 1:
+            raise UsageError(f"{name} is empty")
+        result = adaptive_bits_per_char(model, np.asarray(ids), settings, streams)
+    return AdaptReport(
+        name, result.num_chars, result.streams, result.static_bpc, result.bpc, result.seconds,
+        result.config,
     )  # fmt: skip

@@ -1,14 +1,16 @@
 """rnnlab compress / decompress: a file coded by a trained model's predictions (range coding,
-compression.py), static or with dynamic evaluation; the optional extra `compress`."""
+compression.py), adaptive (the default), static, or with full dynamic evaluation; the optional
+extra `compress`."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
 
-from .. import checkpoint, compression, dynamic, files
+from .. import adaptive, checkpoint, compression, dynamic, files
 from ..checkpoint import RunConfig
 from ..errors import UsageError
 from ..tokens import corpus_splits
@@ -40,7 +42,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "measured), else float32",
     )
     parser.add_argument(
-        "--dynamic", action="store_true", help="adapt the weights while coding (both directions)"
+        "--static",
+        action="store_true",
+        help="no adaptation: the model's own probabilities (default: the output layer adapts and "
+        "a match model learns while coding, both directions; rnnlab eval --adapt scores it)",
+    )
+    add_flags(parser, adaptive.AdaptConfig, "adaptation (the default)")
+    parser.add_argument(
+        "--dynamic",
+        action="store_true",
+        help="full dynamic evaluation instead: every weight adapts while coding (slow)",
     )
     add_flags(parser, dynamic.DynamicConfig, "dynamic evaluation (with --dynamic)")
 
@@ -95,7 +106,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--threads must be between 1 and {compression.MAX_THREADS}, got {args.threads}"
         )
+    if args.static and args.dynamic:
+        raise UsageError("--static and --dynamic are alternatives; choose one")
     settings = options(args, dynamic.DynamicConfig) if args.dynamic else None
+    adapt = None if args.static or args.dynamic else options(args, adaptive.AdaptConfig)
     model, vocab, config = checkpoint.load_model(run_dir, checkpoint.WEIGHTS[args.weights], "cpu")
     data = read_input(src)
     stats, digest = dynamic_stats(model, config, settings) if settings else (None, None)
@@ -110,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         digest,
         weights_dtype=compression.resolve_weights_dtype(args.weights_dtype),
         threads=args.threads,
+        adapt=adapt,
     )
     seconds = time.perf_counter() - started
     files.atomic_write(out, blob)
@@ -125,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
         "threads": header.threads,
         "weights_dtype": header.weights_dtype,
         "dynamic": header.dynamic,
+        "adapt": dataclasses.asdict(header.adapt) if header.adapt else None,
         "seconds": seconds,
         "kB_per_s": len(data) / 1000 / max(seconds, 1e-9),
     }

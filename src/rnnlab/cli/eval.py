@@ -7,9 +7,12 @@ import argparse
 import json
 from pathlib import Path
 
+from ..adaptive import AdaptConfig
 from ..bpc import LN2
+from ..compression import DEFAULT_SEGMENTS
 from ..dynamic import DynamicConfig
-from ..evaluation import EvalReport, evaluate, evaluate_dynamic
+from ..errors import UsageError
+from ..evaluation import EvalReport, evaluate, evaluate_adaptive, evaluate_dynamic
 from ..options import EvalOptions
 from ..viz import plot_wins
 from .flags import add_flags, check_output_file, options
@@ -40,9 +43,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(never the evaluated text) before evaluating; 0: use the flags",
     )
     add_flags(parser, DynamicConfig, "dynamic evaluation")
+    parser.add_argument(
+        "--adapt",
+        action="store_true",
+        help="read the text as `rnnlab compress` does: --segments pieces side by side, the "
+        "output layer adapting and a match model learning; prints static and adaptive bpc",
+    )
+    parser.add_argument(
+        "--segments",
+        type=int,
+        default=DEFAULT_SEGMENTS,
+        help="with --adapt: pieces read side by side (as rnnlab compress --segments)",
+    )
+    add_flags(parser, AdaptConfig, "adaptation (with --adapt)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.adapt and (args.dynamic or args.dynamic_tune):
+        raise UsageError("--adapt and --dynamic are alternatives; choose one")
+    if args.adapt:
+        return run_adaptive(args)
     if args.dynamic or args.dynamic_tune:
         return run_dynamic(args)
     opts = options(args, EvalOptions)
@@ -93,6 +113,31 @@ def run_dynamic(args: argparse.Namespace) -> int:
     print(
         f"dynamic  {report.dynamic_bpc:.4f} bpc  {report.dynamic_seconds:7.1f} s  ({c['rule']}, "
         f"lr {c['learning_rate']:g}, decay {c['decay']:g}, segment {c['segment_len']})"
+    )
+    return 0
+
+
+def run_adaptive(args: argparse.Namespace) -> int:
+    """`rnnlab eval RUN [FILE] --adapt`: the compressor's reading, static and adaptive."""
+    opts = options(args, EvalOptions)
+    report = evaluate_adaptive(
+        args.run,
+        Path(args.file) if args.file else None,
+        settings=options(args, AdaptConfig),
+        streams=args.segments,
+        weights=opts.weights,
+        device=opts.device,
+        unknown=opts.unknown,
+    )
+    if args.json:
+        print(json.dumps(report.to_json()))
+        return 0
+    c = report.adapt
+    print(f"{report.text}: {report.num_chars:,} characters, {report.streams} segments")
+    print(f"static    {report.static_bpc:.4f} bpc")
+    print(
+        f"adaptive  {report.adaptive_bpc:.4f} bpc  {report.seconds:7.1f} s  (head lr "
+        f"{c['head_lr']:g}, match {c['match_len']} and {c['match_long']})"
     )
     return 0
 
