@@ -218,10 +218,11 @@ def test_compress_and_decompress_in_separate_processes(runs, tmp_path):
         )
         return done.returncode, done.stdout, done.stderr
 
-    for extra in ([], ["--dynamic", "--dynamic-segment-len", "16"]):
+    for extra in ([], ["--static"], ["--dynamic", "--dynamic-segment-len", "16"]):
         code, out, err = cli("compress", str(runs / "a"), str(original), "--json", *extra)
         assert code == 0, err
         report = json.loads(out)
+        assert (report["adapt"] is not None) == (extra == [])  # adaptive unless told otherwise
         assert report["compressed_bytes"] == (tmp_path / "in.txt.rz").stat().st_size
         back = tmp_path / "back.txt"
         code, _, err = cli(
@@ -272,4 +273,4 @@ def test_the_header_describes_the_file_and_costs_few_bytes():
     assert (header.threads, header.weights_dtype) == (C.THREADS, C.DEFAULT_WEIGHTS_DTYPE)
     assert hashlib.sha256(blob[:-4]).digest()[:4] == blob[-4:]
     # the fixed cost of a file: every byte of it is on the file's bits per character
-    assert len(blob) - 4 * len(payload) <= 8 + C._FIXED.size + 1 + 40 + 2 + 4 < 120
+    assert len(blob) - 4 * len(payload) <= 8 + C._FIXED.size + 1 + 40 + 1 + 2 + 4 < 120
