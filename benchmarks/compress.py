@@ -1,15 +1,18 @@
-"""rnnlab as a compressor: bits per character of `rnnlab compress` (static and --dynamic) against
+"""rnnlab as a compressor: bits per character of `rnnlab compress` (adaptive, the default;
+--static; --dynamic) against
 gzip -9, bzip2 -9, xz -9e, zstd -19 and brotli -q 11, all measured in the same run on the same
 text, with compression and decompression speed; every rnnlab file is decompressed and compared
-byte for byte. Also the model's own figures (`rnnlab eval`, static and dynamic) and the size
-cost of coding the text as S segments side by side rather than one stream.
+byte for byte. Also the model's own figures (`rnnlab eval`: static, --adapt, --dynamic) for the
+very setting of each file, and the size cost of coding the text as S segments side by side
+rather than one stream.
 
-    python benchmarks/compress.py RUN [RUN ...] [--chars N] [--segments 64] [--threads 2]
+    python benchmarks/compress.py RUN [RUN ...] [--chars N] [--offset K] [--segments 128] [--threads 2]
         [--weights-dtype float32] [--json out.json]
 
 Each RUN is scored on its own validation split (the last 10% of its corpus), truncated to
 --chars characters when given. Dynamic-evaluation hyperparameters are chosen on the run's
-training split (never the scored text). The coder runs on --threads threads (pinned, and
+training split (never the scored text); the adaptation's defaults are fixed, and a grid of them
+on the training split is reported beside them. The coder runs on --threads threads (pinned, and
 recorded in the file for the decoder).
 """
 
@@ -31,7 +34,7 @@ import numpy as np
 import torch
 import zstandard
 
-from rnnlab import checkpoint, compression, dynamic, evaluation, training
+from rnnlab import adaptive, checkpoint, compression, dynamic, evaluation, training
 from rnnlab.data import split
 
 BASELINES = {
@@ -74,12 +77,18 @@ def row(name, data, blob_len, n_chars, c_s, d_s, **extra):
 
 
 def bench_run(
-    run: Path, chars: int | None, segments: int, tune_chars: int, threads: int, dtype: str
+    run: Path,
+    chars: int | None,
+    segments: int,
+    tune_chars: int,
+    threads: int,
+    dtype: str,
+    offset: int = 0,
 ) -> dict:
     model, vocab, config = checkpoint.load_model(run, checkpoint.BEST, "cpu")
     tokens = training.load_tokens(config.corpus, config.corpus.sha256)
     train_ids, val_ids = split(tokens.open(), config.train.val_fraction)
-    ids = np.asarray(val_ids[: chars or len(val_ids)]).astype(np.int64)
+    ids = np.asarray(val_ids[offset : offset + (chars or len(val_ids))]).astype(np.int64)
     text = vocab.decode(ids.tolist())
     data = text.encode("utf-8") if vocab.mode == "char" else bytes(ids.astype(np.uint8))
     n = len(ids)
@@ -90,13 +99,13 @@ def bench_run(
         assert back == data
         rows.append(row(name, data, len(blob), n, c_s, d_s))
 
-    def ours(name, seg, settings=None, stats=None, digest=None, trials=1, **extra):
+    def ours(name, seg, settings=None, stats=None, digest=None, trials=1, adapt=None, **extra):
         """Round trip(s); the speeds are the best of ``trials`` (the machine's speed drifts)."""
         times = []
         for _ in range(trials):
             blob, c_s = timed(
                 lambda: compression.compress(
-                    data, model, vocab, seg, settings, stats, digest, dtype, threads
+                    data, model, vocab, seg, settings, stats, digest, dtype, threads, adapt
                 )
             )
             back, d_s = timed(compression.decompress, blob, model, vocab, stats, digest)
@@ -125,13 +134,31 @@ def bench_run(
         eval_bpc=same_setting(static_seg, segments),
     )
 
+    # the default: the output layer adapts and the match model learns (adaptive.py)
+    adapt = adaptive.AdaptConfig()
+    adapt_seg = adaptive.adaptive_bits_per_char(model, ids, adapt, segments)
+    ours(
+        f"rnnlab adaptive, {segments} segments",
+        segments,
+        trials=3,
+        adapt=adapt,
+        eval_bpc=adapt_seg.bpc,
+    )
+    adapt_one = adaptive.adaptive_bits_per_char(model, ids, adapt, 1)
+    wide = np.asarray(train_ids[-(20_000 + 400 * segments) : -20_000]).astype(np.int64)
+    adapt_grid = []
+    for head_lr in (0.0, 0.05, 0.1, 0.2):
+        for match_long in (0, 16):
+            c = adaptive.AdaptConfig(head_lr=head_lr, match_long=match_long)
+            r = adaptive.adaptive_bits_per_char(model, wide, c, segments)
+            adapt_grid.append({**dataclasses.asdict(c), "bpc": r.bpc, "static_bpc": r.static_bpc})
+
     with compression.pinned_threads(1):  # as `rnnlab compress` computes them
         stats = dynamic.gradient_stats(model, train_ids, 50)
     digest = dynamic.stats_digest(stats)
     # tuning text: from the training split, never the scored text; one stream: tune_chars; side
     # by side: 400 characters per stream, so that each stream takes several updates
     piece = np.asarray(train_ids[-(20_000 + tune_chars) : -20_000]).astype(np.int64)
-    wide = np.asarray(train_ids[-(20_000 + 400 * segments) : -20_000]).astype(np.int64)
     t0 = time.perf_counter()
     settings, trials = dynamic.tune(
         model, piece, stats, "rms", learning_rates=(3e-5, 1e-4, 3e-4, 1e-3), decays=(0.0, 1e-2)
@@ -174,7 +201,8 @@ def bench_run(
     return {
         "run": str(run),
         "model": json.loads((run / checkpoint.CONFIG).read_text())["model"],
-        "text": f"validation split of {config.corpus.source}" + (f", first {n:,}" if chars else ""),
+        "text": f"validation split of {config.corpus.source}"
+        + (f", characters {offset:,} to {offset + n:,}" if chars or offset else ""),
         "coder": {"threads": threads, "weights_dtype": dtype, "segments": segments},
         "num_chars": n,
         "num_bytes": len(data),
@@ -183,6 +211,9 @@ def bench_run(
             "static_bpc_one_stream": static_bpc,
             "static_seconds": static_s[0],
             f"static_bpc_{segments}_segments": static_seg,
+            f"adaptive_bpc_{segments}_segments": adapt_seg.bpc,
+            "adaptive_bpc_one_stream": adapt_one.bpc,
+            "adaptive_seconds_one_stream": adapt_one.seconds,
             "dynamic_rms_bpc_one_stream": dyn_one.bpc,
             "dynamic_rms_seconds_one_stream": dyn_one.seconds,
             "dynamic_sgd_bpc_one_stream": sgd_one.bpc,
@@ -190,6 +221,8 @@ def bench_run(
             f"dynamic_{best_seg.rule}_bpc_{segments}_segments": dyn_seg.bpc,
             "xz_9e_given_the_training_split_bpc": 8 * given / n,
         },
+        "adapt_settings": dataclasses.asdict(adapt),
+        "adapt_grid_on_the_training_split": {"chars": len(wide), "trials": adapt_grid},
         "dynamic_settings": {
             "rms_one_stream": dataclasses.asdict(settings),
             "sgd_one_stream": dataclasses.asdict(sgd),
@@ -209,7 +242,8 @@ def bench_run(
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("runs", nargs="+", type=Path)
-    p.add_argument("--chars", type=int, default=None, help="score only the first N characters")
+    p.add_argument("--chars", type=int, default=None, help="score only N characters")
+    p.add_argument("--offset", type=int, default=0, help="from this character of the split")
     p.add_argument("--segments", type=int, default=compression.DEFAULT_SEGMENTS)
     p.add_argument("--tune-chars", type=int, default=32_000, help="training chars for tuning")
     p.add_argument("--threads", type=int, default=compression.THREADS)
@@ -224,7 +258,7 @@ def main() -> None:
         "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"coder pinned to {a.threads} threads, recurrent weights {a.weights_dtype}",
         "texts": [
-            bench_run(r, a.chars, a.segments, a.tune_chars, a.threads, a.weights_dtype)
+            bench_run(r, a.chars, a.segments, a.tune_chars, a.threads, a.weights_dtype, a.offset)
             for r in a.runs
         ],
     }
