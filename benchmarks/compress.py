@@ -6,8 +6,8 @@ byte for byte. Also the model's own figures (`rnnlab eval`: static, --adapt, --d
 very setting of each file, and the size cost of coding the text as S segments side by side
 rather than one stream.
 
-    python benchmarks/compress.py RUN [RUN ...] [--chars N] [--offset K] [--segments 128] [--threads 2]
-        [--weights-dtype float32] [--json out.json]
+    python benchmarks/compress.py RUN [RUN ...] [--chars N] [--offset K] [--segments 128]
+        [--threads 2] [--weights-dtype float32] [--json out.json]
 
 Each RUN is scored on its own validation split (the last 10% of its corpus), truncated to
 --chars characters when given. Dynamic-evaluation hyperparameters are chosen on the run's
