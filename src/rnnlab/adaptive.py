@@ -216,8 +216,11 @@ class Adapter:
     def predict(self, features: torch.Tensor) -> np.ndarray:
         """(S, H) features of the next position -> (S, V) float64 probabilities."""
         h = features.detach().to("cpu", torch.float32)
-        head = torch.softmax(torch.addmm(self.b, h, self.w.T), dim=1)  # (S, V) float32
-        p = head.double().numpy()
+        # float64: no probability underflows to 0 (the coder gives every symbol a count anyway,
+        # but eval's -log2 p must stay finite)
+        p64 = torch.softmax(torch.addmm(self.b, h, self.w.T).double(), dim=1)  # (S, V)
+        head = p64.float()
+        p = p64.numpy()
         for match in self.matches:
             match.apply(p, self.config.confidence_bin)
         if self.matches:

@@ -324,8 +324,10 @@ class StepDecoder:
 class ScanDecoder:
     """StepDecoder for a CharLM whose stack is a scan.MinRNNStack (minGRU / minLSTM blocks): one
     character in O(1), equal to ``CharLM.forward``, its matrices kept like StepDecoder's
-    (``dtype`` None: as they are; bfloat16 or int8 for speed) while the state, the norms and the
-    gate arithmetic stay in float32. The input projection of every symbol is a (V, H) table."""
+    (``dtype`` None: as they are; bfloat16 or int8 for speed) while the state, the residual
+    stream, the norms and the gate arithmetic stay in float32 (the feed-forward's hidden layer
+    stays in the weights' dtype, GELU included). The input projection of every symbol is a
+    (V, H) table."""
 
     def __init__(self, model: nn.Module, dtype: torch.dtype | None = None) -> None:
         stack = model.rnn
@@ -338,11 +340,11 @@ class ScanDecoder:
                 ff = None
                 if layer.ff is not None:
                     norm, up, _, down = layer.ff
-                    ff = (norm, _packed(up, dtype), _packed(down, dtype))
+                    ff = (_norm(norm), _packed(up, dtype), _packed(down, dtype))
                 self.layers.append(
-                    (layer.norm, _packed(layer.gates, dtype), _packed(layer.out, dtype), ff)
+                    (_norm(layer.norm), _packed(layer.gates, dtype), _packed(layer.out, dtype), ff)
                 )
-            self.norm = stack.norm
+            self.norm = _norm(stack.norm)
             self.head_w = model.head.weight.detach().contiguous()
             self.head_b = model.head.bias.detach().clone()
 
@@ -358,23 +360,37 @@ class ScanDecoder:
         hs = layers[0]
         y = torch.index_select(self.table, 0, token).to(hs[0].dtype)  # (B, H) the stream
         for i, (norm, gates, out, ff) in enumerate(self.layers):
-            a, b, _ = coefficients(self.cell, _apply(gates, norm(y)).to(hs[i].dtype))
+            a, b, _ = coefficients(self.cell, _linear(gates, _rms(norm, y)).to(hs[i].dtype))
             hs[i] = torch.addcmul(b, a, hs[i])
-            y = y + _apply(out, hs[i]).to(y.dtype)
+            y = y + _linear(out, hs[i])  # a bf16 product is promoted to the stream's float32
             if ff is not None:
                 ff_norm, up, down = ff
-                y = y + _apply(down, F.gelu(_apply(up, ff_norm(y)).to(y.dtype))).to(y.dtype)
-        return self.norm(y)
+                y = y + _linear(down, F.gelu(_linear(up, _rms(ff_norm, y))))
+        return _rms(self.norm, y)
 
     step = StepDecoder.step  # the same wrapper around ``advance``
 
 
 def _packed(linear: nn.Linear, dtype: torch.dtype | None) -> tuple[PackedWeight, torch.Tensor]:
-    return PackedWeight(linear.weight.detach(), dtype), linear.bias.detach().clone()
+    """The weights as ``PackedWeight``, the bias in the dtype of their products."""
+    w = PackedWeight(linear.weight.detach(), dtype)
+    return w, linear.bias.detach().to(torch.bfloat16 if w.w is None else w.w.dtype)
 
 
-def _apply(packed: tuple[PackedWeight, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """y = W x + b in float32 (or the weights' float dtype) for a packed nn.Linear."""
+def _norm(norm: nn.RMSNorm) -> tuple[torch.Tensor, float]:
+    return norm.weight.detach(), norm.eps
+
+
+def _rms(norm: tuple[torch.Tensor, float], x: torch.Tensor) -> torch.Tensor:
+    """nn.RMSNorm's arithmetic without the module call (the decoder's hot loop)."""
+    weight, eps = norm
+    return torch.rms_norm(x, weight.shape, weight, eps)
+
+
+def _linear(packed: tuple[PackedWeight, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """y = W x + b in the weights' dtype (bfloat16 for int8): one fused product and bias where
+    the weights are float (the hot loop of the scan decoder)."""
     w, bias = packed
-    y = w(x)
-    return y.to(bias.dtype) + bias
+    if w.w is None:
+        return w(x) + bias
+    return torch.addmm(bias, x.to(w.w.dtype), w.w.T)
