@@ -184,6 +184,18 @@ def test_dynamic_round_trip_and_a_missing_statistics_file_is_refused():
         C.decompress(blob, MODEL, VOCAB)
     sgd = C.compress(data, MODEL, VOCAB, 2, DynamicConfig("sgd", 0.05, 0.0, 16))
     assert C.decompress(sgd, MODEL, VOCAB) == data
+    # the settings cost 23 bytes (rule, float32 rate and decay, length, 8-byte digest) and read
+    # back as the float32 values both directions used
+    header, payload = C.read_header(blob)
+    assert header.dynamic == {
+        "rule": "rms",
+        "learning_rate": float(np.float32(1e-3)),
+        "decay": float(np.float32(1e-2)),
+        "segment_len": 20,
+        "stats_sha256": digest[:16],
+    }
+    static = C.compress(data, MODEL, VOCAB, 3)
+    assert (len(blob) - 4 * len(payload)) - (len(static) - 4 * len(C.read_header(static)[1])) == 22
 
 
 # --- the CLI, and two separate processes ---------------------------------------------------------
@@ -273,4 +285,4 @@ def test_the_header_describes_the_file_and_costs_few_bytes():
     assert (header.threads, header.weights_dtype) == (C.THREADS, C.DEFAULT_WEIGHTS_DTYPE)
     assert hashlib.sha256(blob[:-4]).digest()[:4] == blob[-4:]
     # the fixed cost of a file: every byte of it is on the file's bits per character
-    assert len(blob) - 4 * len(payload) <= 8 + C._FIXED.size + 1 + 40 + 1 + 2 + 4 < 120
+    assert len(blob) - 4 * len(payload) <= 8 + C._FIXED.size + 1 + 40 + 1 + 1 + 4 < 120

@@ -10,7 +10,7 @@ Layout of a ``.rz`` file (format 2)::
     b"RNNLABZ\\0" | fixed fields: version, mode, precision, threads, weights dtype, segments,
     length, original bytes, SHA-256 of the original (first 16 bytes), SHA-256 of the model,
     probe digest | versions ("rnnlab torch constriction") | adaptation settings (adaptive.py;
-    10 bytes, or 1 when off) | dynamic settings as compact JSON (empty when static) | payload
+    11 bytes, or 1 when off) | dynamic-evaluation settings (22 bytes, or 1 when off) | payload
     (u32 words) | 4-byte SHA-256 of everything before it
 
 The text is cut into ``segments`` contiguous pieces coded side by side as one batch, each from a
@@ -48,7 +48,7 @@ from .adaptive import AdaptConfig, Adapter, softmax64
 from .cells import StepDecoder
 from .config import __version__
 from .data import stream_layout
-from .dynamic import DynamicConfig, DynamicUpdater
+from .dynamic import RULES, DynamicConfig, DynamicUpdater
 from .errors import UsageError
 from .model import CharLM
 from .vocab import Vocab, unknown_characters
@@ -150,11 +150,14 @@ def weights_digest(model: torch.nn.Module) -> str:
 # magic | version, mode, precision bits, threads, weights dtype (u8 each) | segments (u32) |
 # length, original bytes (u64 each) | SHA-256 of the original (first 8 bytes) | SHA-256 of the
 # weights + vocabulary (first 16) | probe (8) | u8 length + versions text | u8 0 or 1 + the
-# adaptation settings (_ADAPT) | u16 length + dynamic JSON (0: static) | payload (u32 words) |
+# adaptation settings (_ADAPT) | u8 0 or 1 + the dynamic settings (_DYNAMIC) | payload (u32 words) |
 # checksum (4). Small on purpose: every byte of it is 8
 # bits on the file's bits per character (about 90 bytes: 0.0065 bpc on 111,540 characters).
 _FIXED = struct.Struct("<BBBBBIQQ8s16s8s")
 _ADAPT = struct.Struct("<ffBB")  # head_lr, confidence_bin (float32), match_len, match_long
+# rule, learning rate, decay (float32), segment length, the statistics' SHA-256 (first 8 bytes,
+# zeros without statistics)
+_DYNAMIC = struct.Struct("<BffI8s")
 CHECKSUM_BYTES = 4  # truncated SHA-256 of everything before it: corruption, caught up front
 MODES = ("char", "byte")
 DTYPES = tuple(WEIGHTS_DTYPES)
@@ -177,7 +180,7 @@ class Header:
     model_sha256: str  # first 16 bytes of ``model_digest`` (weights and vocabulary)
     probe_sha256: str  # first 8 bytes of ``probe_digest``
     versions: dict  # rnnlab, torch and constriction versions that wrote the file
-    dynamic: dict | None  # DynamicConfig fields and the statistics' SHA-256, or None
+    dynamic: dict | None  # DynamicConfig fields and "stats_sha256" (16 hex digits or None)
     adapt: AdaptConfig | None = None  # its floats exactly representable in float32
 
     @property
@@ -187,9 +190,13 @@ class Header:
     def to_bytes(self) -> bytes:
         names = ("rnnlab", "torch", "constriction")
         versions = " ".join(self.versions[k] for k in names).encode("ascii")
-        dyn = b""
+        dyn = b"\0"
         if self.dynamic is not None:
-            dyn = json.dumps(self.dynamic, sort_keys=True, separators=(",", ":")).encode()
+            d = self.dynamic
+            digest = bytes.fromhex(d["stats_sha256"]) if d["stats_sha256"] else bytes(8)
+            dyn = b"\1" + _DYNAMIC.pack(
+                RULES.index(d["rule"]), d["learning_rate"], d["decay"], d["segment_len"], digest
+            )
         fixed = _FIXED.pack(
             self.format_version,
             MODES.index(self.mode),
@@ -207,7 +214,7 @@ class Header:
         if self.adapt is not None:
             a = self.adapt
             adapt = b"\1" + _ADAPT.pack(a.head_lr, a.confidence_bin, a.match_len, a.match_long)
-        return fixed + struct.pack("<B", len(versions)) + versions + adapt + _u16(len(dyn)) + dyn
+        return fixed + struct.pack("<B", len(versions)) + versions + adapt + dyn
 
 
 def as_float32(config: AdaptConfig) -> AdaptConfig:
@@ -218,10 +225,6 @@ def as_float32(config: AdaptConfig) -> AdaptConfig:
         head_lr=float(np.float32(config.head_lr)),
         confidence_bin=float(np.float32(config.confidence_bin)),
     )
-
-
-def _u16(n: int) -> bytes:
-    return struct.pack("<H", n)
 
 
 def original_digest(data: bytes) -> str:
@@ -278,10 +281,21 @@ def read_header(blob: bytes) -> tuple[Header, np.ndarray]:
                 raise ValueError("adaptation settings") from None
             at += _ADAPT.size
         at += 1
-        (n_dyn,) = struct.unpack_from("<H", body, at)
-        dyn = body[at + 2 : at + 2 + n_dyn]
-        payload_start = at + 2 + n_dyn
-        if payload_start > len(body) or len(dyn) != n_dyn:
+        dyn = None
+        if body[at] not in (0, 1):
+            raise CompressedFileError("the compressed file's header is corrupt")
+        if body[at] == 1:
+            rule, lr, decay, segment_len, digest = _DYNAMIC.unpack_from(body, at + 1)
+            dyn = {
+                "rule": RULES[rule],
+                "learning_rate": lr,
+                "decay": decay,
+                "segment_len": segment_len,
+                "stats_sha256": digest.hex() if any(digest) else None,
+            }
+            at += _DYNAMIC.size
+        payload_start = at + 1
+        if payload_start > len(body):
             raise truncated
         header = Header(
             version,
@@ -296,7 +310,7 @@ def read_header(blob: bytes) -> tuple[Header, np.ndarray]:
             model.hex(),
             probe.hex(),
             dict(zip(("rnnlab", "torch", "constriction"), versions, strict=True)),
-            json.loads(dyn.decode("utf-8")) if n_dyn else None,
+            dyn,
             adapt,
         )
     except (ValueError, TypeError, KeyError, IndexError, struct.error, RecursionError):
@@ -531,6 +545,8 @@ def compress(
         active = _active_counts(n, S, L)
         encoder = constriction.stream.queue.RangeEncoder()
         family = constriction.stream.model.Categorical(perfect=False)
+        if header.dynamic is not None:  # as the decoder will read them
+            dynamic = DynamicConfig.from_dict(header.dynamic)
         stepper = _Stepper(m, S, PRECISION_BITS, weights_dtype, dynamic, stats, header.adapt, L)
         total = float(1 << PRECISION_BITS)
         for t in range(L if n else 0):
@@ -560,7 +576,7 @@ def decompress(
     with pinned_threads(header.threads):
         m = _prepare(model)
         check_model(header, m, vocab)
-        if header.dynamic is not None and stats_sha256 != header.dynamic.get("stats_sha256"):
+        if header.dynamic is not None and _short(stats_sha256) != header.dynamic["stats_sha256"]:
             raise CompressedFileError(
                 "the file was compressed with --dynamic and statistics this run does not have; "
                 "decompress it with the same run directory"
@@ -619,9 +635,16 @@ def _active_counts(n: int, S: int, L: int) -> list[int]:
 
 
 def _dynamic_field(dynamic: DynamicConfig | None, stats_sha256: str | None) -> dict | None:
+    """The header's dynamic settings: the floats as float32 (what the header stores, and so what
+    both directions use), the statistics' digest to 8 bytes."""
     if dynamic is None:
         return None
-    return {**asdict(dynamic), "stats_sha256": stats_sha256}
+    f32 = {k: float(np.float32(getattr(dynamic, k))) for k in ("learning_rate", "decay")}
+    return {**asdict(dynamic), **f32, "stats_sha256": _short(stats_sha256)}
+
+
+def _short(stats_sha256: str | None) -> str | None:
+    return stats_sha256[:16] if stats_sha256 else None
 
 
 def _assemble(header: Header, payload: bytes) -> bytes:
