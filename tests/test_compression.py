@@ -184,7 +184,7 @@ def test_dynamic_round_trip_and_a_missing_statistics_file_is_refused():
         C.decompress(blob, MODEL, VOCAB)
     sgd = C.compress(data, MODEL, VOCAB, 2, DynamicConfig("sgd", 0.05, 0.0, 16))
     assert C.decompress(sgd, MODEL, VOCAB) == data
-    # the settings cost 23 bytes (rule, float32 rate and decay, length, 8-byte digest) and read
+    # the settings cost 21 bytes (rule, float32 rate and decay, length, 8-byte digest) and read
     # back as the float32 values both directions used
     header, payload = C.read_header(blob)
     assert header.dynamic == {
@@ -195,7 +195,8 @@ def test_dynamic_round_trip_and_a_missing_statistics_file_is_refused():
         "stats_sha256": digest[:16],
     }
     static = C.compress(data, MODEL, VOCAB, 3)
-    assert (len(blob) - 4 * len(payload)) - (len(static) - 4 * len(C.read_header(static)[1])) == 22
+    extra = (len(blob) - 4 * len(payload)) - (len(static) - 4 * len(C.read_header(static)[1]))
+    assert extra == C._DYNAMIC.size == 21
 
 
 # --- the CLI, and two separate processes ---------------------------------------------------------
