@@ -147,7 +147,7 @@ def bench_run(
     adapt_one = adaptive.adaptive_bits_per_char(model, ids, adapt, 1)
     wide = np.asarray(train_ids[-(20_000 + 400 * segments) : -20_000]).astype(np.int64)
     adapt_grid = []
-    for head_lr in (0.0, 0.05, 0.1, 0.2):
+    for head_lr in (0.0, 0.05 / 128, 0.1 / 128, 0.2 / 128):  # per character
         for match_long in (0, 16):
             c = adaptive.AdaptConfig(head_lr=head_lr, match_long=match_long)
             r = adaptive.adaptive_bits_per_char(model, wide, c, segments)
