@@ -84,6 +84,7 @@ def bench_run(
     threads: int,
     dtype: str,
     offset: int = 0,
+    trials: int = 3,
 ) -> dict:
     model, vocab, config = checkpoint.load_model(run, checkpoint.BEST, "cpu")
     tokens = training.load_tokens(config.corpus, config.corpus.sha256)
@@ -130,7 +131,7 @@ def bench_run(
     ours(
         f"rnnlab static, {segments} segments",
         segments,
-        trials=3,
+        trials=trials,
         eval_bpc=same_setting(static_seg, segments),
     )
 
@@ -140,7 +141,7 @@ def bench_run(
     ours(
         f"rnnlab adaptive, {segments} segments",
         segments,
-        trials=3,
+        trials=trials,
         adapt=adapt,
         eval_bpc=adapt_seg.bpc,
     )
@@ -244,6 +245,7 @@ def main() -> None:
     p.add_argument("runs", nargs="+", type=Path)
     p.add_argument("--chars", type=int, default=None, help="score only N characters")
     p.add_argument("--offset", type=int, default=0, help="from this character of the split")
+    p.add_argument("--trials", type=int, default=3, help="round trips of static and adaptive")
     p.add_argument("--segments", type=int, default=compression.DEFAULT_SEGMENTS)
     p.add_argument("--tune-chars", type=int, default=32_000, help="training chars for tuning")
     p.add_argument("--threads", type=int, default=compression.THREADS)
@@ -258,7 +260,9 @@ def main() -> None:
         "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"coder pinned to {a.threads} threads, recurrent weights {a.weights_dtype}",
         "texts": [
-            bench_run(r, a.chars, a.segments, a.tune_chars, a.threads, a.weights_dtype, a.offset)
+            bench_run(
+                r, a.chars, a.segments, a.tune_chars, a.threads, a.weights_dtype, a.offset, a.trials
+            )
             for r in a.runs
         ],
     }
