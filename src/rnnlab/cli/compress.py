@@ -44,8 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--static",
         action="store_true",
-        help="no adaptation: the model's own probabilities (default: the output layer adapts and "
-        "a match model learns while coding, both directions; rnnlab eval --adapt scores it)",
+        help="no adaptation: the model's own probabilities; without it the output layer adapts "
+        "and match models learn while coding, both directions (rnnlab eval --adapt scores that)",
     )
     add_flags(parser, adaptive.AdaptConfig, "adaptation (the default)")
     parser.add_argument(
