@@ -8,10 +8,11 @@ text such as source code:
 
 * **Output-layer dynamic evaluation.** After each step the head (V x H, bias) takes one SGD step
   on the summed log loss of the characters just read (so its rate is per character, the same
-  for one stream as for 128). Its gradient is an outer product of what the step
-  already computed, (p - onehot(y)) h^T: no backward pass (Krause et al. 2018 adapt all weights;
-  this is their update restricted to the softmax layer).
-* **A match model** (Mahoney's lpaq1 MatchModel, for characters). A hash of the last
+  for one stream as for 128). Its gradient is an outer product of what the step already
+  computed, (p - onehot(y)) h^T: no backward pass (Krause et al. 2018 adapt all weights; this
+  is their update restricted to the softmax layer).
+* **Match models** (Mahoney's lpaq1 MatchModel, for characters; two, of different lengths,
+  applied one after the other). A hash of the last
   ``match_len`` characters finds the most recent place the same context occurred in the text
   already read; the character that followed it is predicted while the match lasts. How far to
   trust it is learned by counting, per (match length, the network's own confidence in that
@@ -20,9 +21,10 @@ text such as source code:
 
 Everything runs on S streams side by side, the layout of the compressor (each stream a contiguous
 piece of the text, from a zero state): the match model looks across all streams' past, the head
-learns from all of them. The arithmetic is float32 torch for the head (deterministic for a fixed
-thread count) and float64/integer NumPy for the rest, so a compressor and a decompressor that
-feed the same features see bit-identical probabilities. Imports errors and model from rnnlab.
+learns from all of them. The head is float32 torch (its logits' softmax in float64, its gradient
+product in bf16; deterministic for a fixed thread count), the match models float64 and integer
+NumPy, so a compressor and a decompressor that feed the same features see bit-identical
+probabilities. Imports errors, data and model from rnnlab.
 """
 
 from __future__ import annotations
@@ -55,8 +57,10 @@ def _flag(default: Any, flag: str, help: str) -> Any:
 class AdaptConfig:
     """The two mechanisms' settings; 0 turns one off.
 
-    The defaults were chosen on the training splits of tiny Shakespeare and the Python standard
-    library (benchmarks/compress.py --tune-adapt), never on an evaluated text.
+    How the defaults were chosen (README, "Compressing files with a model"): the rate, the first
+    match length and the bins from a first look at held-out standard-library code, the second
+    match length on the training split; benchmarks/compress.py reports a grid of them on the
+    run's training split and scores a slice of code that played no part in any choice.
     """
 
     head_lr: float = _flag(
@@ -82,19 +86,6 @@ class AdaptConfig:
             raise UsageError(
                 f"--adapt-confidence-bin must be in [0.01, 100], got {self.confidence_bin}"
             )
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> AdaptConfig:
-        """From a header or JSON (unknown keys ignored); errors are UsageErrors."""
-        try:
-            return cls(
-                head_lr=float(raw["head_lr"]),
-                match_len=int(raw["match_len"]),
-                match_long=int(raw.get("match_long", 0)),
-                confidence_bin=float(raw["confidence_bin"]),
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise UsageError(f"invalid adaptation settings ({e})") from None
 
 
 def softmax64(logits: torch.Tensor) -> np.ndarray:
