@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import stream_grid
+from .data import stream_active, stream_grid
 from .errors import UsageError
 from .model import CharLM
 
@@ -101,9 +101,11 @@ class MatchModel:
     """Predicts that the text repeats: the character that followed the most recent occurrence of
     the last ``n`` characters (in any stream), trusted as often as such a guess was right."""
 
-    def __init__(self, n: int, streams: int, history: np.ndarray, length: int) -> None:
-        self.n, self.history, self.length = n, history, length  # history: the Adapter's
-        self.starts = np.arange(streams) * length  # where each stream's row begins
+    def __init__(self, n: int, history: np.ndarray, starts: np.ndarray, length: int) -> None:
+        """``history``, ``starts`` (where each stream's row begins) and ``length`` (of a row)
+        are the Adapter's: the text read so far, shared by its match models."""
+        streams = len(starts)
+        self.n, self.history, self.starts, self.length = n, history, starts, length
         self.slot_key = np.zeros(1 << TABLE_BITS, dtype=np.uint64)
         self.slot_at = np.full(1 << TABLE_BITS, -1, dtype=np.int64)
         self.key = np.zeros(streams, dtype=np.uint64)  # hash of each stream's last n symbols
@@ -202,12 +204,13 @@ class Adapter:
         self.config = config
         self.w = head_weight.detach().to("cpu", torch.float32).clone()
         self.b = head_bias.detach().to("cpu", torch.float32).clone()
-        self.S, self.length = streams, max(1, length)
+        self.length = max(1, length)
         self.history = np.zeros(streams * self.length, dtype=np.int64)  # row s: stream s
+        self.starts = np.arange(streams) * self.length
         self.t = -1  # the last observed position
         self.pending: tuple | None = None
         lens = [n for n in (config.match_long, config.match_len) if n]
-        self.matches = [MatchModel(n, streams, self.history, self.length) for n in lens]
+        self.matches = [MatchModel(n, self.history, self.starts, self.length) for n in lens]
 
     @torch.no_grad()
     def predict(self, features: torch.Tensor) -> np.ndarray:
@@ -232,7 +235,7 @@ class Adapter:
         if t >= self.length:
             raise ValueError("more positions than the Adapter was built for")
         y = np.asarray(symbols, dtype=np.int64)
-        self.history[np.arange(active) * self.length + t] = y[:active]
+        self.history[self.starts[:active] + t] = y[:active]
         if self.pending is not None and self.config.head_lr and active:
             h, head = self.pending
             g = head[:active]  # d(-log p_y)/d logits = p - onehot(y)
@@ -292,7 +295,7 @@ def adaptive_bits_per_char(
     device = model.head.weight.device
     grid, _ = stream_grid(np.asarray(ids, dtype=np.int64), streams)
     S, L = grid.shape
-    active = [min(S, max(0, math.ceil((n - t) / L))) for t in range(L)]
+    active = stream_active(n, streams)
     adapter = Adapter(model.head.weight, model.head.bias, config, S, L)
     bits = static_bits = S * math.log2(model.config.vocab_size)  # first characters: uniform
     state, p, static = None, None, None  # p, static: predictions for position t, (S, V)

@@ -239,6 +239,12 @@ def stream_layout(length: int, streams: int) -> tuple[int, int]:
     return math.ceil(length / L), L
 
 
+def stream_active(length: int, streams: int) -> list[int]:
+    """For each position t of the ``stream_layout``, how many streams (a prefix) reach it."""
+    S, L = stream_layout(length, streams)
+    return [min(S, max(0, math.ceil((length - t) / L))) for t in range(L)]
+
+
 def stream_grid(ids: np.ndarray, streams: int) -> tuple[np.ndarray, np.ndarray]:
     """``ids`` laid out by ``stream_layout`` as rows: (S, L) ids (0 past the end) and the (S, L)
     bool mask of real positions."""

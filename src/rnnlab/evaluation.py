@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from .ladder import (
 from .model import CharLM, resolve_device
 from .options import EvalOptions
 from .tokens import corpus_splits, encode_text
+from .vocab import Vocab
 from .wins import (
     CLASSES,
     DISTANCE_BINS,
@@ -151,6 +153,22 @@ def _ladder(vocab, train_ids, eval_ids, quick: bool) -> Ladder:
     return Ladder(rungs)
 
 
+@contextmanager
+def _scored_text(
+    vocab: Vocab,
+    text_or_path: str | Path | None,
+    validation: Callable[[], np.ndarray],
+    unknown: str,
+) -> Iterator[tuple[np.ndarray, str]]:
+    """(ids, name) of the text to score: ``validation()`` when no text is given, else the text
+    encoded into a temporary folder (memory-mapped) that lives as long as the context."""
+    with tempfile.TemporaryDirectory(prefix="rnnlab-eval-") as scratch:
+        if text_or_path is None:
+            yield validation(), "validation split"
+        else:
+            yield encode_text(vocab, text_or_path, Path(scratch), unknown)
+
+
 def evaluate(
     run: str | Path,
     text_or_path: str | Path | None = None,
@@ -200,17 +218,13 @@ def evaluate(
         run, checkpoint.WEIGHTS[opts.weights], resolve_device(opts.device)
     )
     hint = f"pass a text file: rnnlab eval {run} FILE"
-    with tempfile.TemporaryDirectory(prefix="rnnlab-eval-") as scratch:
-        train_ids = None
-        try:
-            train_ids, val_ids = corpus_splits(config.corpus, config.train.val_fraction, hint)
-        except UsageError:
-            if text_or_path is None:
-                raise
+    train_ids = val_ids = None
+    try:
+        train_ids, val_ids = corpus_splits(config.corpus, config.train.val_fraction, hint)
+    except UsageError:
         if text_or_path is None:
-            eval_ids, name = val_ids, "validation split"
-        else:
-            eval_ids, name = encode_text(vocab, text_or_path, Path(scratch), opts.unknown)
+            raise
+    with _scored_text(vocab, text_or_path, lambda: val_ids, opts.unknown) as (eval_ids, name):
         if len(eval_ids) < 2:
             raise UsageError(f"{name} has fewer than 2 characters to evaluate")
         ladder = _ladder(vocab, train_ids, eval_ids, opts.quick)
@@ -290,11 +304,7 @@ def evaluate_dynamic(
     )
     hint = "dynamic evaluation needs the run's training text on this machine"
     train_ids, val_ids = corpus_splits(config.corpus, config.train.val_fraction, hint)
-    with tempfile.TemporaryDirectory(prefix="rnnlab-eval-") as scratch:
-        if text_or_path is None:
-            eval_ids, name = val_ids, "validation split"
-        else:
-            eval_ids, name = encode_text(vocab, text_or_path, Path(scratch), opts.unknown)
+    with _scored_text(vocab, text_or_path, lambda: val_ids, opts.unknown) as (eval_ids, name):
         if len(eval_ids) < 2:
             raise UsageError(f"{name} has fewer than 2 characters to evaluate")
         stats = gradient_stats(model, train_ids, settings.segment_len)
@@ -359,13 +369,12 @@ def evaluate_adaptive(
     model, vocab, config = checkpoint.load_model(
         Path(run), checkpoint.WEIGHTS[opts.weights], resolve_device(opts.device)
     )
-    with tempfile.TemporaryDirectory(prefix="rnnlab-eval-") as scratch:
-        if text_or_path is None:
-            hint = "give a FILE, or keep the run's corpus on this machine"
-            _, ids = corpus_splits(config.corpus, config.train.val_fraction, hint)
-            name = "validation split"
-        else:
-            ids, name = encode_text(vocab, text_or_path, Path(scratch), opts.unknown)
+    hint = "give a FILE, or keep the run's corpus on this machine"
+
+    def validation() -> np.ndarray:
+        return corpus_splits(config.corpus, config.train.val_fraction, hint)[1]
+
+    with _scored_text(vocab, text_or_path, validation, opts.unknown) as (ids, name):
         if len(ids) < 1:
             raise UsageError(f"{name} is empty")
         result = adaptive_bits_per_char(model, np.asarray(ids), settings, streams)
