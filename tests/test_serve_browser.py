@@ -1,10 +1,10 @@
-"""The playground page in a real headless Chromium (Debian's `chromium`), driven by Playwright,
-against a real uvicorn server on loopback. Fails, never skips, without the browser."""
+"""The playground page in a real headless Chromium (Debian's `chromium`, which conftest installs
+when it is missing), driven by Playwright, against a real uvicorn server on loopback. Fails,
+never skips, without the browser."""
 
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -24,14 +24,13 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(chromium_executable):
     from playwright.sync_api import sync_playwright
 
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.fail("chromium is not on PATH; install it (apt-get install chromium; .ci/run does)")
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
+        b = p.chromium.launch(
+            executable_path=chromium_executable, headless=True, args=["--no-sandbox"]
+        )
         yield b
         b.close()
 
