@@ -13,7 +13,7 @@ LAYERS = [
     {"options"},
     {"scan"},
     {"corpus", "data", "model", "cells", "distributed"},
-    {"checkpoint", "sampling", "bpc", "ladder", "wins", "tokens", "dynamic", "adaptive"},
+    {"checkpoint", "sampling", "bpc", "ladder", "wins", "tokens", "dynamic", "adaptive", "plan"},
     {"progress", "finetune", "compression"},
     {"training", "evaluation"},
     {"viz", "lab", "serve", "export"},

@@ -114,6 +114,7 @@ def train(
         progress=progress,
         on_eval=on_eval,
         init_from=_finetune.InitFrom(Path(init_from), extend_vocab) if init_from else None,
+        user=set(options),  # the plan (plan.py) keeps what was given and chooses the rest
     )
     _viz.plot_curves([Path(out)], Path(out) / "curves.png")
     return result

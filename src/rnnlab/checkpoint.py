@@ -61,6 +61,7 @@ class RunConfig:
     model: ModelConfig
     train: TrainConfig
     corpus: CorpusConfig
+    plan: dict[str, Any] | None = None  # what the training plan chose and from what (plan.py)
 
 
 # --- JSON files ---------------------------------------------------------------------------------
@@ -90,7 +91,8 @@ def save_config(run_dir: Path, config: RunConfig) -> None:
             "model": to_dict(config.model),
             "train": to_dict(config.train),
             "corpus": to_dict(config.corpus),
-        },
+        }
+        | ({"plan": config.plan} if config.plan is not None else {}),
     )
 
 
@@ -110,6 +112,7 @@ def load_config(run_dir: Path) -> RunConfig:
             from_dict(ModelConfig, raw.get("model"), strict=True),
             from_dict(TrainConfig, raw.get("train"), strict=True),
             from_dict(CorpusConfig, raw.get("corpus"), strict=True),
+            raw["plan"] if isinstance(raw.get("plan"), dict) else None,
         )
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{run_dir / CONFIG} is invalid: {e}") from None

@@ -5,6 +5,7 @@ can print plain lines. Imports checkpoint (to append to metrics.jsonl); never tr
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ class EvalEvent:
     best_bpc: float
     elapsed_s: float
     sample: str
+    train_bpc: float = math.nan  # mean training loss since the previous validation (rank 0)
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ class MetricsLog:
 
     def eval(self, e: EvalEvent) -> None:
         record = {"step": e.step, "split": "val", "bpc": e.bpc, "loss_nats": e.loss_nats}
+        if math.isfinite(e.train_bpc):
+            record["train_bpc"] = e.train_bpc
         ckpt.append_metrics(self.run_dir, record | {"elapsed_s": e.elapsed_s})
 
 
@@ -98,11 +102,41 @@ class PrintLog:
 
     def eval(self, e: EvalEvent) -> None:
         print(
-            f"step {e.step:6d} | val {e.bpc:.4f} bpc ({e.loss_nats:.4f} nats/char) | "
-            f"best {e.best_bpc:.4f} | {e.elapsed_s:7.1f} s",
+            f"step {e.step:6d} | {train_val(e)} | best {e.best_bpc:.4f} | {e.elapsed_s:7.1f} s",
             file=self.stream,
             flush=True,
         )
+
+
+def train_val(e: EvalEvent) -> str:
+    """Training and validation loss side by side, and the gap between them: a gap that keeps
+    growing while validation stalls is the model memorizing its text."""
+    val = f"val {e.bpc:.4f} bpc ({e.loss_nats:.4f} nats/char)"
+    if not math.isfinite(e.train_bpc):
+        return val
+    return f"train {e.train_bpc:.4f} {val}, gap {e.bpc - e.train_bpc:+.3f}"
+
+
+def when_validation_stopped(events: list[dict]) -> str:
+    """One line on where validation was best, read from a run's metrics events: at the end, or
+    at which step and minute it stopped improving, and by how much the later ones were worse
+    while the training loss kept falling (memorizing the text)."""
+    vals = [e for e in events if e.get("split") == "val" and math.isfinite(e.get("bpc", math.nan))]
+    if not vals:
+        return "no validation was recorded"
+    best = min(range(len(vals)), key=lambda i: vals[i]["bpc"])
+    b = vals[best]
+    where = f"step {b['step']:,} ({b['elapsed_s'] / 60:.1f} min)"
+    if best == len(vals) - 1:
+        return f"validation improved to the end: best at the last validation, {where}"
+    later = vals[best + 1 :]
+    worse = max(e["bpc"] for e in later) - b["bpc"]
+    gap = [e["bpc"] - e["train_bpc"] for e in (b, vals[-1]) if "train_bpc" in e]
+    widened = f"; the train/val gap went {gap[0]:+.3f} -> {gap[1]:+.3f}" if len(gap) == 2 else ""
+    return (
+        f"validation stopped improving at {where}, {b['bpc']:.4f} bpc (kept as the model); "
+        f"the {len(later)} validation(s) after it were up to {worse:.4f} bpc worse{widened}"
+    )
 
 
 class Callbacks:

@@ -13,7 +13,7 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import checkpoint as ckpt
 from . import finetune
+from . import plan as planning
 from .bpc import LN2, loss_nats
 from .checkpoint import RunConfig, TrainingState
 from .config import ConfigError, CorpusConfig, ModelConfig, TrainConfig
@@ -140,6 +141,7 @@ class Start:
     state: TrainingState | None  #            its first checkpoint, which starts over)
     resume: bool
     init_weights: dict[str, torch.Tensor] | None = None  # fine-tuning: the base run's weights
+    plan: planning.Plan | None = None  # what the plan chose (a new run whose flags were planned)
 
 
 def _check_new_out(out: Path) -> None:
@@ -165,15 +167,20 @@ def start_run(
     resume: bool,
     ranks: Ranks,
     init_from: finetune.InitFrom | None = None,
+    user: Collection[str] | None = None,
 ) -> Start:
     """Check every input and read the checkpoint to continue from; write nothing.
 
     On resume the run's own config is used, with a new budget if one is given (a new budget
-    replaces the old one whole; none given: finish the run's own budget).
+    replaces the old one whole; none given: finish the run's own budget). A new run whose
+    ``user`` fields are named is planned (plan.py): the fields the user did not set are chosen
+    from the corpus, the budget and the measured speed of this device.
     """
     weights = state = None
+    recorded_plan = None  # on resume, the plan in the run's config.json, kept as it was
     if resume:
         saved = ckpt.load_config(out)
+        recorded_plan = saved.plan
         corpus, model_config = saved.corpus, saved.model
         given = {"max_steps": train_config.max_steps, "minutes": train_config.minutes}
         budget = given if any(v is not None for v in given.values()) else {}
@@ -219,10 +226,54 @@ def start_run(
             "the validation split is under 2 characters; give more text or raise --val-fraction"
         )
     val_ids = val_ids[: cfg.eval_chars + 1] if cfg.eval_chars else val_ids
+    plan = None
+    if user is not None and not resume and tuned is None:
+        model_config, cfg, plan = _plan(model_config, cfg, user, len(train_ids), ranks)
     batches = StreamBatches(train_ids, cfg.batch_size, cfg.seq_len, cfg.seed)
-    config = RunConfig(model_config, cfg, corpus)
+    config = RunConfig(model_config, cfg, corpus, plan.to_dict() if plan else recorded_plan)
     init_weights = tuned.weights if tuned is not None else None
-    return Start(config, tokens, vocab, batches, val_ids, weights, state, resume, init_weights)
+    return Start(
+        config, tokens, vocab, batches, val_ids, weights, state, resume, init_weights, plan
+    )
+
+
+def _plan(
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    user: Collection[str],
+    train_chars: int,
+    ranks: Ranks,
+) -> tuple[ModelConfig, TrainConfig, planning.Plan]:
+    """plan.make_plan on this device; under torchrun rank 0 measures and the others take its
+    plan, so every process builds the same model."""
+    planned = None
+    if ranks.main:
+        device = resolve_device(train_config.device)
+
+        def speed(m: ModelConfig, t: TrainConfig) -> float:
+            return planning.measure_speed(m, t, device)
+
+        planned = planning.make_plan(
+            model_config, train_config, user, train_chars, speed, ranks.world
+        )
+    return ranks.object_from_main(planned)  # type: ignore[return-value]
+
+
+def plan_only(
+    corpus: CorpusConfig,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    user: Collection[str],
+) -> planning.Plan:
+    """The plan a new run would make (``rnnlab train --plan-only``): the corpus is read and the
+    candidates are timed, nothing is written into a run directory."""
+    ranks = distributed()
+    if train_config.max_steps is None and train_config.minutes is None:
+        train_config = dataclasses.replace(train_config, minutes=DEFAULT_MINUTES)
+    tokens = load_tokens(corpus, None, ranks)
+    model_config = dataclasses.replace(model_config, vocab_size=len(tokens.vocab))
+    train_ids, _ = split(tokens.open(), train_config.val_fraction)
+    return _plan(model_config, train_config, user, len(train_ids), ranks)[2]
 
 
 @contextmanager
@@ -283,6 +334,7 @@ def train(
     on_eval: Callable[[EvalEvent], None] | None = None,
     on_start: Callable[[str], None] | None = None,
     init_from: finetune.InitFrom | None = None,
+    user: Collection[str] | None = None,
 ) -> TrainResult:
     """Train a CharLM into the run directory ``out``, or continue the run there.
 
@@ -300,6 +352,9 @@ def train(
         on_eval: called after each validation with an EvalEvent.
         on_start: called once the inputs are checked, with a one-line description of the run.
         init_from: fine-tune: a new run that starts from this run's weights (finetune.py).
+        user: plan the new run (plan.py): the names of the ModelConfig and TrainConfig fields
+            the user set, which the plan keeps; it chooses the others. None: no plan, the
+            configs are used as given (and on resume and fine-tuning the plan never runs).
 
     Returns:
         A TrainResult; ``stopped`` says why the loop ended and ``exit_code`` what the CLI
@@ -322,9 +377,24 @@ def train(
         with _writer(out, ranks, resume=True):
             start = start_run(corpus, model_config, train_config, out, True, ranks)
             return Trainer(start, out, ranks, log).run()
-    start = start_run(corpus, model_config, train_config, out, False, ranks, init_from)
+    start = start_run(corpus, model_config, train_config, out, False, ranks, init_from, user)
     with _writer(out, ranks, resume=False):
         return Trainer(start, out, ranks, log).run()
+
+
+class _Mean:
+    """A running mean; nan while empty."""
+
+    def __init__(self) -> None:
+        self.total, self.count = 0.0, 0
+
+    def add(self, value: float) -> None:
+        self.total += value
+        self.count += 1
+
+    @property
+    def value(self) -> float:
+        return self.total / self.count if self.count else math.nan
 
 
 # --- the loop -----------------------------------------------------------------------------------
@@ -358,8 +428,11 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, cfg)
         self.step, self.elapsed_s, self.last_eval_s = 0, 0.0, 0.0
         self.best_bpc = self.last_bpc = math.inf
+        self.train_nats = _Mean()  # training loss since the last validation
         self.state: tuple[torch.Tensor, ...] | None = None
         self.checkpoint_step: int | None = None
+        if start.plan is not None:  # the plan's calibration counts in the budget
+            self.elapsed_s = self.last_eval_s = start.plan.calibration_s
         if start.state is not None:
             self._restore(start.weights, start.state)
         self._write_start(start)
@@ -396,7 +469,8 @@ class Trainer:
         c, corpus = self.config.model, self.config.corpus
         resumed = "resuming" if start.state is not None else "training"
         self.log.start(
-            f"{resumed} {c.cell} {c.num_layers}x{c.hidden_size} "
+            (f"{start.plan.line()}\n" if start.plan is not None else "")
+            + f"{resumed} {c.cell} {c.num_layers}x{c.hidden_size} "
             f"({count_parameters(self.model) / 1e6:.2f}M parameters) on {corpus.source} "
             f"({corpus.num_chars:,} {'bytes' if corpus.byte_mode else 'chars'}, vocabulary "
             f"{len(self.vocab)}), {self.amp_dtype or torch.float32} on {self.device}, "
@@ -426,6 +500,8 @@ class Trainer:
                 t0 = time.perf_counter()
                 lr = learning_rate(cfg, self.step, fraction)
                 loss_value, bad, new_state = self.train_step(lr)
+                if not bad:
+                    self.train_nats.add(loss_value)
                 if ranks.world > 1:  # every rank skips, stops and keeps time together
                     flags = [float(bad), float(stop.is_set()), time.perf_counter() - t0]
                     bad_any, stop_any, dt = ranks.agree(flags, self.device)
@@ -540,6 +616,7 @@ class Trainer:
                 lambda: ckpt.save_weights(self.out / ckpt.BEST, self.model, self.step, meta)
             )
         self.ranks.from_main([nats, self.last_bpc, self.best_bpc], self.device)
+        train_bpc, self.train_nats = self.train_nats.value / LN2, _Mean()
         text = ""
         if self.cfg.sample_chars and not message:
             text = generate(
@@ -551,7 +628,9 @@ class Trainer:
                 weights_dtype=self.amp_dtype,  # the preview runs in the autocast type: fast
             )[0]
         self.model.train()
-        event = EvalEvent(self.step, self.last_bpc, nats, self.best_bpc, self.elapsed_s, text)
+        event = EvalEvent(
+            self.step, self.last_bpc, nats, self.best_bpc, self.elapsed_s, text, train_bpc
+        )
         self._saving(lambda: self.log.eval(event))
         return event, message
 

@@ -46,6 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar or previews")
     parser.add_argument(
+        "--plan-only",
+        action="store_true",
+        help="print the training plan (model, dropout, lr, from the corpus, budget and measured "
+        "speed) and exit",
+    )
+    parser.add_argument(
         "--final-sample",
         type=int,
         default=600,
@@ -102,8 +108,8 @@ class ConsoleLog:
 
     def eval(self, e: progress.EvalEvent) -> None:
         tqdm.write(
-            f"step {e.step:6d} | val {e.bpc:.4f} bpc ({e.loss_nats:.4f} nats/char)"
-            f" | best {e.best_bpc:.4f} | {e.elapsed_s:7.1f} s",
+            f"step {e.step:6d} | {progress.train_val(e)} | best {e.best_bpc:.4f} | "
+            f"{e.elapsed_s:7.1f} s",
             file=sys.stderr,
         )
         if e.sample:
@@ -141,10 +147,13 @@ def run(args: argparse.Namespace) -> int:
     init_from = _init_from(args, model_opts)
     model_config = ModelConfig(**model_opts)  # bad values fail here, before any download
     train_config = TrainConfig(**train_opts)
-    out = _run_dir(args, model_opts, train_opts)
     corpus_config = CorpusConfig(
         source=args.corpus or "python", glob=args.glob, byte_mode=args.bytes
     )
+    user = set(model_opts) | set(train_opts)  # the plan keeps these and chooses the rest
+    if args.plan_only:
+        return _print_plan(args, corpus_config, model_config, train_config, user)
+    out = _run_dir(args, model_opts, train_opts)
     console = None if args.quiet else ConsoleLog()
     try:
         result = training.train(
@@ -155,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
             resume=bool(args.resume),
             logger=console,
             init_from=init_from,
+            user=user,
         )
     finally:
         if console is not None:
@@ -164,6 +174,22 @@ def run(args: argparse.Namespace) -> int:
     plot_curves([out], out / "curves.png")
     report(result, out, args)
     return result.exit_code
+
+
+def _print_plan(
+    args: argparse.Namespace,
+    corpus_config: CorpusConfig,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    user: set[str],
+) -> int:
+    """--plan-only: the plan a new run would make, then exit 0."""
+    if args.resume or args.init_from:
+        raise UsageError("--plan-only is for a new run; a resumed or fine-tuned run has its plan")
+    corpus.resolve(args.corpus, args.glob)  # a bad path fails here, in one line
+    plan = training.plan_only(corpus_config, model_config, train_config, user)
+    print(json.dumps(plan.to_dict()) if args.json else plan.line())
+    return 0
 
 
 def _run_dir(args: argparse.Namespace, model_opts: dict, train_opts: dict) -> Path:
@@ -211,6 +237,8 @@ def report(result: training.TrainResult, out: Path, args: argparse.Namespace) ->
             f"best validation {result.best_val_bpc:.4f} bpc "
             f"({summary['best_val_nats']:.4f} nats/char); run: {out}"
         )
+    if result.stopped != "diverged" and (out / checkpoint.METRICS).is_file():
+        err(progress.when_validation_stopped(checkpoint.read_metrics(out)))
     if result.stopped == "interrupted":
         err(f"interrupted ({result.signal}) and saved; continue with: rnnlab train --resume {out}")
     if result.stopped == "diverged":

@@ -4,6 +4,7 @@ display and no global state."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -61,6 +62,19 @@ def plot_curves(runs: list[Path], out: Path, width_px: int = 1400, height_px: in
                 label=label,
                 **style,
             )
+        vals = [e for e in events if e.get("split") == "val" and math.isfinite(e["bpc"])]
+        if vals:  # where validation was best: the weights the run keeps
+            b = min(vals, key=lambda e: e["bpc"])
+            for ax, x in ((by_step, b["step"]), (by_time, b["elapsed_s"] / 60)):
+                ax.plot(
+                    [x],
+                    [b["bpc"]],
+                    marker="*",
+                    ms=14,
+                    color=color,
+                    ls="none",
+                    label=f"{run.name} best val {b['bpc']:.4f}" if ax is by_step else None,
+                )
         baseline = best_baseline(run)
         if baseline:
             for ax in (by_step, by_time):

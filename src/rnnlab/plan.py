@@ -1,0 +1,257 @@
+"""The training plan: the model, its regularization and its learning rate, chosen once before the
+first step from the size of the corpus, the measured speed of this device and the budget.
+
+The rule is a formula fitted to measurements (``benchmarks/scaling.py`` and the tables beside
+the constants below), not a search at run time. Two quantities drive it, both known before
+training starts:
+
+- characters per parameter, C/P: how many characters the budget reads (the calibrated chars/s
+  times the seconds, or steps x batch x seq_len) for each parameter of a candidate model. The
+  ladder's largest model that still reads ``MIN_CHARS_PER_PARAMETER`` characters per parameter
+  in the budget is chosen: a larger one is still early in its learning when the budget ends, a
+  smaller one wastes compute that could have been capacity.
+- epochs, C/N: how many times the budget reads the training text. A model that reads its text
+  many times memorizes it (the train/validation gap of issue 21: 0.27 nats at 6.8 epochs with
+  no dropout); dropout grows with the logarithm of the epochs, from none up to ``MAX_DROPOUT``.
+
+A flag the user gives always wins; the plan fills only what was left unset, and says which
+choices were the user's. Imports config and model; never training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .config import SCAN_MATRICES, ModelConfig, TrainConfig
+from .model import CharLM, clip_gradients, count_parameters, resolve_dtype
+
+# The ladder of candidate models, smallest first: minGRU blocks with a 4x feed-forward (the
+# block that won the ten-minute table, README "Why these defaults"), growing in width, then
+# depth. Each is about twice the compute per character of the one before.
+LADDER: tuple[tuple[int, int], ...] = ((2, 256), (2, 384), (2, 512), (3, 512), (3, 768))
+LADDER_CELL, LADDER_FF_MULT = "mingru", 4
+ARCHITECTURE = ("cell", "num_layers", "hidden_size", "ff_mult", "embedding_size")
+PLANNED = (*ARCHITECTURE, "dropout", "learning_rate", "batch_size", "seq_len")
+
+# Characters the budget must read per parameter for a model to be chosen. The 2-minute sweep
+# and the ten-minute table (README) put 2x384 (3.3M parameters) ahead of 2x512 and 3x512 when
+# the budget read 1.2M-7M characters, 0.4-2 per parameter of 2x384 and under 1 of the larger.
+MIN_CHARS_PER_PARAMETER = 2.0
+# A model no larger than this many parameters per training character: nanoGPT's
+# shakespeare_char (10.7M parameters, 1M characters, dropout 0.2) is the largest ratio a
+# published character model regularizes well.
+MAX_PARAMETERS_PER_CHAR = 10.0
+# Dropout against epochs: none up to DROPOUT_FREE_EPOCHS, then DROPOUT_PER_DOUBLING for each
+# doubling of the epochs, at most MAX_DROPOUT.
+DROPOUT_FREE_EPOCHS = 2.0
+DROPOUT_PER_DOUBLING = 0.1
+MAX_DROPOUT = 0.3
+# lr 4e-3 measured best for 2x384 (README); wider models take it scaled by sqrt(384 / H)
+BASE_LR, BASE_WIDTH = 4e-3, 384
+# calibration: seconds of timed steps per candidate, after one untimed step
+CALIBRATION_S = 0.6
+MIN_CALIBRATION_STEPS = 2
+
+Speed = Callable[[ModelConfig, TrainConfig], float]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the plan chose, from what, and which choices were the user's (stored in
+    config.json under "plan")."""
+
+    model: dict[str, Any]  # the planned ModelConfig fields
+    train: dict[str, Any]  # the planned TrainConfig fields
+    user: tuple[str, ...]  # the flags the user set, which the plan kept
+    train_chars: int
+    budget: str  # "10 min" or "5,000 steps"
+    chars_per_s: dict[str, float]  # measured, by candidate ("2x384"); empty for a step budget
+    planned_chars: float  # characters the budget reads with the chosen model
+    parameters: int
+    calibration_s: float  # counted in the budget
+
+    @property
+    def epochs(self) -> float:
+        return self.planned_chars / max(1, self.train_chars)
+
+    def line(self) -> str:
+        """The one line the run prints before its first step."""
+        m, t = self.model, self.train
+        ff = f" ff{m['ff_mult']}" if m.get("ff_mult") else ""
+        speed = self.chars_per_s.get(_name(m["num_layers"], m["hidden_size"]))
+        pace = f" at {speed:,.0f} chars/s" if speed else ""
+        mine = f"; yours: {', '.join(self.user)}" if self.user else ""
+        return (
+            f"plan: {m['cell']} {m['num_layers']}x{m['hidden_size']}{ff} "
+            f"({self.parameters / 1e6:.2f}M parameters), dropout {m['dropout']:g}, "
+            f"lr {t['learning_rate']:.2g}, batch {t['batch_size']}x{t['seq_len']}; "
+            f"{self.budget} reads {self.planned_chars / 1e6:,.1f}M chars{pace} = "
+            f"{self.epochs:,.1f} epochs of {self.train_chars:,}{mine}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self) | {"epochs": self.epochs}
+
+
+def _name(layers: int, hidden: int) -> str:
+    return f"{layers}x{hidden}"
+
+
+def dropout_for(epochs: float) -> float:
+    """The planned dropout for a budget that reads the training text ``epochs`` times."""
+    if epochs <= DROPOUT_FREE_EPOCHS:
+        return 0.0
+    raw = DROPOUT_PER_DOUBLING * math.log2(epochs / DROPOUT_FREE_EPOCHS)
+    return round(min(MAX_DROPOUT, raw), 2)
+
+
+def lr_for(hidden_size: int) -> float:
+    return BASE_LR * math.sqrt(BASE_WIDTH / hidden_size) if hidden_size > BASE_WIDTH else BASE_LR
+
+
+@functools.lru_cache(maxsize=256)
+def parameters_of(config: ModelConfig) -> int:
+    """Parameters of the model ``config`` describes, without allocating its weights."""
+    with torch.device("meta"):
+        return count_parameters(CharLM(config))
+
+
+def measure_speed(
+    model_config: ModelConfig, train_config: TrainConfig, device: torch.device
+) -> float:
+    """Training characters per second of a model on this device: full steps (forward under the
+    run's autocast, loss, backward, clipping, AdamW) on random ids, after one untimed step."""
+    torch.manual_seed(0)
+    model = CharLM(model_config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    B, T, V = train_config.batch_size, train_config.seq_len, model_config.vocab_size
+    ids = torch.randint(0, V, (B, T + 1), device=device)
+    dtype = resolve_dtype(train_config.autocast_dtype, device)
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            logits, _ = model(ids[:, :-1])  # (B, T, V)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), ids[:, 1:].flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip_gradients(model.parameters(), "norm", 1.0)
+        optimizer.step()
+
+    step()
+    steps, t0 = 0, time.perf_counter()
+    while steps < MIN_CALIBRATION_STEPS or time.perf_counter() - t0 < CALIBRATION_S:
+        step()
+        steps += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return steps * B * T / (time.perf_counter() - t0)
+
+
+def make_plan(
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    user: Collection[str],
+    train_chars: int,
+    speed: Speed,
+    world: int = 1,
+) -> tuple[ModelConfig, TrainConfig, Plan]:
+    """Fill the fields the user did not set.
+
+    Args:
+        model_config, train_config: the run's configs (the user's values, defaults elsewhere);
+            ``train_config`` has a budget (``minutes`` and/or ``max_steps``).
+        user: names of the ModelConfig and TrainConfig fields the user set; they are kept.
+        train_chars: characters in the training split.
+        speed: chars/s of one process training a model (``measure_speed`` on the device).
+        world: processes training together (each reads its own share of the streams).
+
+    Returns:
+        The planned configs and the Plan that records why.
+    """
+    user = set(user)
+    t0 = time.perf_counter()
+    cfg = train_config
+    chars_per_step = cfg.batch_size * cfg.seq_len
+    measured: dict[str, float] = {}
+
+    def reads(config: ModelConfig) -> float:
+        """Characters the budget reads with this model (calibration time taken off)."""
+        budgets = []
+        if cfg.max_steps is not None:
+            budgets.append(cfg.max_steps * chars_per_step)
+        if cfg.minutes is not None:
+            name = _name(config.num_layers, config.hidden_size)
+            if name not in measured:
+                measured[name] = world * speed(config, cfg)
+            left_s = max(0.0, 60 * cfg.minutes - (time.perf_counter() - t0))
+            budgets.append(measured[name] * left_s)
+        return min(budgets)
+
+    if user & set(ARCHITECTURE):  # the user's architecture, with its cell's defaults for the rest
+        chosen = model_config
+        planned = reads(chosen)
+    else:
+        chosen, planned = _choose_model(model_config, train_chars, reads)
+    if "dropout" not in user:
+        chosen = dataclasses.replace(chosen, dropout=dropout_for(planned / max(1, train_chars)))
+    if "learning_rate" not in user and chosen.cell in SCAN_MATRICES:
+        cfg = dataclasses.replace(cfg, learning_rate=lr_for(chosen.hidden_size))
+    budget = []
+    if cfg.minutes is not None:
+        budget.append(f"{cfg.minutes:g} min")
+    if cfg.max_steps is not None:
+        budget.append(f"{cfg.max_steps:,} steps")
+    flags = {f.name: f.metadata["flag"] for c in (ModelConfig, TrainConfig) for f in _fields(c)}
+    plan = Plan(
+        model={k: getattr(chosen, k) for k in (*ARCHITECTURE, "dropout")},
+        train={k: getattr(cfg, k) for k in ("learning_rate", "batch_size", "seq_len")},
+        user=tuple(sorted(flags[n] for n in user if n in PLANNED)),
+        train_chars=train_chars,
+        budget=" or ".join(budget),
+        chars_per_s=measured,
+        planned_chars=planned,
+        parameters=parameters_of(chosen),
+        calibration_s=time.perf_counter() - t0 if measured else 0.0,
+    )
+    return chosen, cfg, plan
+
+
+def _fields(cls: type) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if "flag" in f.metadata]
+
+
+def _choose_model(
+    base: ModelConfig, train_chars: int, reads: Callable[[ModelConfig], float]
+) -> tuple[ModelConfig, float]:
+    """The ladder's largest model that reads MIN_CHARS_PER_PARAMETER characters per parameter
+    in the budget and has at most MAX_PARAMETERS_PER_CHAR parameters per training character;
+    the smallest when none does. Walks up from the smallest and stops at the first that fails,
+    so only the models near the choice are timed."""
+    chosen = planned = None
+    for layers, hidden in LADDER:
+        config = dataclasses.replace(
+            base,
+            cell=LADDER_CELL,
+            num_layers=layers,
+            hidden_size=hidden,
+            ff_mult=LADDER_FF_MULT,
+            dropout=0.0,
+        )
+        parameters = parameters_of(config)
+        if chosen is not None and parameters > MAX_PARAMETERS_PER_CHAR * train_chars:
+            break
+        chars = reads(config)
+        if chosen is not None and chars < MIN_CHARS_PER_PARAMETER * parameters:
+            break
+        chosen, planned = config, chars
+    assert chosen is not None and planned is not None  # the ladder is not empty
+    return chosen, planned
