@@ -138,6 +138,10 @@ class LanguageModel:
         seed: int | None = None,
         unknown: str = "error",
         weights_dtype: str = "auto",
+        beam: int = 0,
+        stop: tuple[str, ...] | list[str] = (),
+        allowed_chars: str | None = None,
+        regex: str | None = None,
     ) -> str:
         """One continuation of ``prompt`` (without the prompt). See ``generate_many``."""
         return self.generate_many(
@@ -150,6 +154,10 @@ class LanguageModel:
             seed=seed,
             unknown=unknown,
             weights_dtype=weights_dtype,
+            beam=beam,
+            stop=stop,
+            allowed_chars=allowed_chars,
+            regex=regex,
         )[0]
 
     def generate_many(
@@ -164,8 +172,18 @@ class LanguageModel:
         seed: int | None = None,
         unknown: str = "error",
         weights_dtype: str = "auto",
+        beam: int = 0,
+        stop: tuple[str, ...] | list[str] = (),
+        allowed_chars: str | None = None,
+        regex: str | None = None,
     ) -> list[str]:
         """``num_samples`` continuations sampled in parallel (temperature 0: greedy).
+
+        Under control (see sampling.generate): ``beam=N`` searches with N hypotheses (ranked by
+        mean log-probability per character) and returns the ``num_samples`` best; the output
+        ends before the first ``stop`` string (not included); ``allowed_chars`` limits the
+        characters; ``regex`` is a pattern the output must match in full, enforced character
+        by character (a UsageError says so when no character can continue it).
 
         ``weights_dtype``: how the recurrent weights are stored while sampling: "float32"
         (exact), "bfloat16", "int8" (weight-only, per-row scales: about 2x faster at batch 1 on
@@ -185,6 +203,10 @@ class LanguageModel:
             num_samples=num_samples,
             unknown=unknown,
             weights_dtype=resolve_sample_dtype(weights_dtype, device, num_samples),
+            beam=beam,
+            stop=stop,
+            allowed_chars=allowed_chars,
+            regex=regex,
         )
 
     def bits_per_char(self, text: str, unknown: str = "error") -> float:
