@@ -227,3 +227,66 @@ def test_cli_errors_are_one_line_exit_2(run_dir, capsys, flags, needles):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith("rnnlab: error:"), err
     assert all(n in err for n in needles), err
+
+
+# --- per-character log-probabilities (--logprobs K) --------------------------------------------
+
+
+def forward_logprobs(m: CharLM, prompt: str, text: str) -> torch.Tensor:
+    """The oracle: log-softmax of one full forward pass over prompt + text, at each generated
+    position (V columns)."""
+    ids = torch.tensor([VOCAB.encode(prompt + text)])
+    with torch.no_grad():
+        logp = m(ids[:, :-1])[0][0].double().log_softmax(-1)  # (P + N - 1, V)
+    return logp[len(prompt) - 1 :]  # (N, V)
+
+
+@pytest.mark.parametrize("beam", [0, 3])
+def test_logprobs_are_the_models_own_distribution(beam):
+    m = tiny("gru")
+    found = complete(
+        m, VOCAB, "abc", length=40, temperature=0.7, top_k=0 if beam else 4, seed=5,
+        logprobs=3, stop=[".,"], beam=beam,
+    )  # fmt: skip
+    c = found[0]
+    assert len(c.logprobs) == len(c.text)  # one per character handed over, none for the stop
+    oracle = forward_logprobs(m, "abc", c.text)
+    for t, (char, x) in enumerate(zip(c.text, c.logprobs, strict=True)):
+        assert x.text == char
+        assert x.logprob == pytest.approx(oracle[t, VOCAB.encode(char)[0]].item(), abs=1e-5)
+        best = oracle[t].topk(3)
+        assert "".join(s for s, _ in x.top) == VOCAB.decode(best.indices.tolist())
+        assert [v for _, v in x.top] == pytest.approx(best.values.tolist(), abs=1e-5)
+
+
+def test_logprobs_through_the_api_and_the_cli(run_dir, capsys):
+    import json
+
+    import rnnlab
+
+    lm = rnnlab.load(run_dir)
+    c = lm.complete("def", length=30, seed=2, logprobs=2, weights_dtype="float32")[0]
+    assert isinstance(c, rnnlab.Completion) and len(c.logprobs) == 30
+    assert c.text == lm.generate("def", length=30, seed=2, weights_dtype="float32")
+    args = [
+        "sample",
+        str(run_dir),
+        "--prompt",
+        "def",
+        "--length",
+        "30",
+        "--seed",
+        "2",
+        "--temperature",
+        "1",
+    ]
+    assert cli.main([*args, "--weights-dtype", "float32", "--json", "--logprobs", "2"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["samples"] == [c.text]
+    first = data["logprobs"][0][0]
+    assert first["text"] == c.text[0] and len(first["top"]) == 2
+    assert first["logprob"] == pytest.approx(c.logprobs[0].logprob)
+    assert cli.main([*args, "--logprobs", "2"]) == 2
+    assert "--json" in capsys.readouterr().err
+    assert cli.main([*args, "--json", "--logprobs", "101"]) == 2
+    assert "--logprobs" in capsys.readouterr().err

@@ -28,13 +28,15 @@ from .errors import DivergedError, RnnlabError, UsageError
 from .evaluation import EvalReport, evaluate
 from .model import CharLM, resolve_sample_dtype
 from .options import EvalOptions, SampleOptions
-from .sampling import generate
+from .sampling import CharLogprob, Completion, generate
 from .training import EvalEvent, TrainResult
 from .viz import Visualization, VizOptions, visualize
 from .vocab import Vocab
 
 __all__ = [
     "CharLM",
+    "CharLogprob",
+    "Completion",
     "CorpusConfig",
     "DivergedError",
     "EvalEvent",
@@ -207,6 +209,52 @@ class LanguageModel:
             stop=stop,
             allowed_chars=allowed_chars,
             regex=regex,
+        )
+
+    def complete(
+        self,
+        prompt: str = "",
+        *,
+        num_samples: int = 1,
+        length: int = 500,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        unknown: str = "error",
+        weights_dtype: str = "auto",
+        beam: int = 0,
+        stop: tuple[str, ...] | list[str] = (),
+        allowed_chars: str | None = None,
+        regex: str | None = None,
+        logprobs: int = 0,
+    ) -> list[Completion]:
+        """As ``generate_many``, each text with why it ended (``finish_reason``: "length" or
+        "stop"), the beam score, and with ``logprobs=K`` each generated character's
+        log-probability (nats, the model's own distribution) and the K most likely characters.
+
+        Example:
+            >>> c = lm.complete("ROMEO:", length=20, seed=0, logprobs=3)[0]
+            >>> c.text, c.logprobs[0].logprob, c.logprobs[0].top  # top: [(char, logprob), ...]
+        """
+        device = self.model.head.weight.device
+        return _sampling.complete(
+            self.model,
+            self.vocab,
+            prompt,
+            length=length,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+            num_samples=num_samples,
+            unknown=unknown,
+            weights_dtype=resolve_sample_dtype(weights_dtype, device, num_samples),
+            beam=beam,
+            stop=stop,
+            allowed_chars=allowed_chars,
+            regex=regex,
+            logprobs=logprobs,
         )
 
     def bits_per_char(self, text: str, unknown: str = "error") -> float:

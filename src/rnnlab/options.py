@@ -164,6 +164,12 @@ class SampleOptions:
         "a pattern the output (not the prompt) must match in full: characters that would leave "
         "it are masked; ends once nothing can extend a complete match",
     )
+    logprobs: int = _opt(
+        0,
+        "--logprobs",
+        "with --json: each generated character's log-probability (nats, the model's own "
+        "distribution) and the K most likely characters (0: off)",
+    )
     weights_dtype: str = _opt(
         "auto",
         "--weights-dtype",
@@ -185,7 +191,7 @@ class SampleOptions:
             self.stop,
             self.allowed_chars,
             self.regex,
-            0,
+            self.logprobs,
             self.num_samples,
             self.top_k,
             self.top_p,

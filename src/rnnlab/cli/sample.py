@@ -38,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     opts = options(args, SampleOptions)
+    if opts.logprobs and not args.json:
+        raise UsageError("--logprobs is part of the --json output; add --json")
     opts = dataclasses.replace(
         opts,
         stop=tuple(unescape(s) for s in opts.stop),
@@ -72,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
             unknown=opts.unknown,
             weights_dtype=dtype,
             beam=opts.beam,
+            logprobs=opts.logprobs,
             **controls,
         )
         seconds = time.perf_counter() - t0
@@ -83,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
                 "samples": texts,
                 "finish_reasons": [c.finish_reason for c in found],
                 "scores": [c.score for c in found] if opts.beam else None,
+                # per sample, per character: {"text", "logprob", "top": [[char, logprob], ...]}
+                "logprobs": [_logprobs(c) for c in found] if opts.logprobs else None,
                 "chars_per_s": chars_per_s,
             }
             print(json.dumps(result))
@@ -123,3 +128,7 @@ def run(args: argparse.Namespace) -> int:
     out.write("\n")
     out.flush()
     return 0
+
+
+def _logprobs(c: sampling.Completion) -> list[dict]:
+    return [{"text": x.text, "logprob": x.logprob, "top": x.top} for x in c.logprobs or []]
