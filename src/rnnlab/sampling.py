@@ -4,8 +4,11 @@ the state carried (O(1) work per new character, the prefix is never fed again).
 The per-character step is cells.StepDecoder, hand-written from the CharLM's own weights (one
 matrix-vector product per layer, the first layer's input projection folded into a table),
 because at batch 1 a fused-module call costs more than its arithmetic. ``iter_generate`` hands
-the text over in pieces (memory bounded for any length); ``generate`` collects it.
-Imports errors, vocab, model and cells from rnnlab.
+the text over in pieces (memory bounded for any length); ``generate`` collects it;
+``complete`` adds finish reasons and per-character log-probabilities; ``beam_search`` searches
+instead of sampling. Controls (stop strings, allowed characters, a regex the output must match)
+are checked symbol by symbol: masks on the logits, so a sample can never break them.
+Imports errors, options, vocab, model and cells from rnnlab; ``regex`` only under a constraint.
 """
 
 from __future__ import annotations
@@ -93,7 +96,7 @@ class Constraint:
                     f"--allowed-chars: none of {allowed_chars!r} is in the model's vocabulary"
                 )
         self.allowed = torch.tensor(allowed)  # (V,)
-        import regex  # only when asked: the one place that needs it
+        import regex  # only under a constraint: the one place that needs it
 
         self.patterns = []  # each must still be able to match the whole output
         if byte_mode and allowed_chars is not None and not allowed_chars.isascii():
