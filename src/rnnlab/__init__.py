@@ -19,6 +19,8 @@ from .config import __version__
 
 __all__ = [
     "CharLM",
+    "CharLogprob",
+    "Completion",
     "CorpusConfig",
     "DivergedError",
     "EvalEvent",

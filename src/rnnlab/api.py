@@ -28,13 +28,15 @@ from .errors import DivergedError, RnnlabError, UsageError
 from .evaluation import EvalReport, evaluate
 from .model import CharLM, resolve_sample_dtype
 from .options import EvalOptions, SampleOptions
-from .sampling import generate
+from .sampling import CharLogprob, Completion, generate
 from .training import EvalEvent, TrainResult
 from .viz import Visualization, VizOptions, visualize
 from .vocab import Vocab
 
 __all__ = [
     "CharLM",
+    "CharLogprob",
+    "Completion",
     "CorpusConfig",
     "DivergedError",
     "EvalEvent",
@@ -139,6 +141,10 @@ class LanguageModel:
         seed: int | None = None,
         unknown: str = "error",
         weights_dtype: str = "auto",
+        beam: int = 0,
+        stop: tuple[str, ...] | list[str] = (),
+        allowed_chars: str | None = None,
+        regex: str | None = None,
     ) -> str:
         """One continuation of ``prompt`` (without the prompt). See ``generate_many``."""
         return self.generate_many(
@@ -151,6 +157,10 @@ class LanguageModel:
             seed=seed,
             unknown=unknown,
             weights_dtype=weights_dtype,
+            beam=beam,
+            stop=stop,
+            allowed_chars=allowed_chars,
+            regex=regex,
         )[0]
 
     def generate_many(
@@ -165,8 +175,18 @@ class LanguageModel:
         seed: int | None = None,
         unknown: str = "error",
         weights_dtype: str = "auto",
+        beam: int = 0,
+        stop: tuple[str, ...] | list[str] = (),
+        allowed_chars: str | None = None,
+        regex: str | None = None,
     ) -> list[str]:
         """``num_samples`` continuations sampled in parallel (temperature 0: greedy).
+
+        Under control (see sampling.generate): ``beam=N`` searches with N hypotheses (ranked by
+        mean log-probability per character) and returns the ``num_samples`` best; the output
+        ends before the first ``stop`` string (not included); ``allowed_chars`` limits the
+        characters; ``regex`` is a pattern the output must match in full, enforced character
+        by character (a UsageError says so when no character can continue it).
 
         ``weights_dtype``: how the recurrent weights are stored while sampling: "float32"
         (exact), "bfloat16", "int8" (weight-only, per-row scales: about 2x faster at batch 1 on
@@ -186,6 +206,56 @@ class LanguageModel:
             num_samples=num_samples,
             unknown=unknown,
             weights_dtype=resolve_sample_dtype(weights_dtype, device, num_samples),
+            beam=beam,
+            stop=stop,
+            allowed_chars=allowed_chars,
+            regex=regex,
+        )
+
+    def complete(
+        self,
+        prompt: str = "",
+        *,
+        num_samples: int = 1,
+        length: int = 500,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        unknown: str = "error",
+        weights_dtype: str = "auto",
+        beam: int = 0,
+        stop: tuple[str, ...] | list[str] = (),
+        allowed_chars: str | None = None,
+        regex: str | None = None,
+        logprobs: int = 0,
+    ) -> list[Completion]:
+        """As ``generate_many``, each text with why it ended (``finish_reason``: "length" or
+        "stop"), the beam score, and with ``logprobs=K`` each generated character's
+        log-probability (nats, the model's own distribution) and the K most likely characters.
+
+        Example:
+            >>> c = lm.complete("ROMEO:", length=20, seed=0, logprobs=3)[0]
+            >>> c.text, c.logprobs[0].logprob, c.logprobs[0].top  # top: [(char, logprob), ...]
+        """
+        device = self.model.head.weight.device
+        return _sampling.complete(
+            self.model,
+            self.vocab,
+            prompt,
+            length=length,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            seed=seed,
+            num_samples=num_samples,
+            unknown=unknown,
+            weights_dtype=resolve_sample_dtype(weights_dtype, device, num_samples),
+            beam=beam,
+            stop=stop,
+            allowed_chars=allowed_chars,
+            regex=regex,
+            logprobs=logprobs,
         )
 
     def bits_per_char(self, text: str, unknown: str = "error") -> float:

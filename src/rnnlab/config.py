@@ -34,9 +34,11 @@ def _opt(
     choices: tuple[str, ...] | None = None,
     repeat: bool = False,
     shown: str | None = None,
+    many: bool = False,
 ) -> Any:
     """A field exposed as a flag; ``repeat``: the flag may be given several times (the values
-    are joined by commas); ``shown``: the default as the help should say it, when it depends
+    are joined by commas); ``many``: the flag may be given several times (a tuple of the
+    values, none joined); ``shown``: the default as the help should say it, when it depends
     on another field."""
     meta: dict[str, Any] = {"flag": flag, "help": help}
     if shown is not None:
@@ -45,6 +47,8 @@ def _opt(
         meta["choices"] = choices
     if repeat:
         meta["repeat"] = True
+    if many:
+        meta["many"] = True
     return field(default=default, metadata=meta)
 
 

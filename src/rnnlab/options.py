@@ -27,6 +27,10 @@ MAX_PROBE_BATCH = 4096
 MAX_GAIN = 1000.0
 MAX_TASK_LENGTH = 10_000  # longrange: T of a synthetic sequence
 MAX_SEEDS = 1000
+MAX_BEAM = 256  # hypotheses kept by beam search: rows of one batch
+MAX_STOPS = 16  # stop strings, as many as a client could want
+MAX_STOP_CHARS = 1000
+MAX_LOGPROBS = 100  # top-K log-probabilities reported per character
 
 _UNKNOWN_HELP = "characters outside the vocabulary: stop with a list, or drop them"
 _WEIGHTS_HELP = "best-validation weights or those of the last step"
@@ -80,6 +84,52 @@ def check_sampling(
     )
 
 
+def check_control(
+    beam: int,
+    stop: tuple[str, ...],
+    allowed_chars: str | None,
+    regex: str | None,
+    logprobs: int,
+    num_samples: int,
+    top_k: int = 0,
+    top_p: float = 1.0,
+) -> None:
+    """The checks of the controls on generation (beam, stop strings, allowed characters, regex,
+    logprobs), shared by SampleOptions and sampling.generate. The regex itself is compiled in
+    sampling (it needs the ``regex`` package). Raises ConfigError naming the flag."""
+    _check(
+        _integer(beam) and 0 <= beam <= MAX_BEAM,
+        f"--beam must be between 0 (off: sample) and {MAX_BEAM}, got {beam}",
+    )
+    _check(
+        beam == 0 or num_samples <= beam,
+        f"--num-samples with --beam returns the best hypotheses: at most --beam ({beam}), "
+        f"got {num_samples}",
+    )
+    _check(
+        beam == 0 or (top_k == 0 and top_p >= 1.0),
+        "--beam searches, it does not sample: drop --top-k and --top-p",
+    )
+    _check(
+        isinstance(stop, (tuple, list)) and all(isinstance(s, str) and s for s in stop),
+        f"--stop takes non-empty strings, got {stop!r}",
+    )
+    _check(len(stop) <= MAX_STOPS, f"--stop may be given at most {MAX_STOPS} times")
+    _check(
+        all(len(s) <= MAX_STOP_CHARS for s in stop),
+        f"--stop strings are at most {MAX_STOP_CHARS:,} characters",
+    )
+    _check(
+        allowed_chars is None or (isinstance(allowed_chars, str) and allowed_chars != ""),
+        f"--allowed-chars takes the characters the output may use, got {allowed_chars!r}",
+    )
+    _check(regex is None or isinstance(regex, str), f"--regex takes a pattern, got {regex!r}")
+    _check(
+        _integer(logprobs) and 0 <= logprobs <= MAX_LOGPROBS,
+        f"--logprobs must be between 0 (off) and {MAX_LOGPROBS}, got {logprobs}",
+    )
+
+
 @dataclass(frozen=True)
 class SampleOptions:
     """How `rnnlab sample` generates (see sampling.generate)."""
@@ -92,6 +142,34 @@ class SampleOptions:
     seed: int | None = _opt(None, "--seed", "same seed, same text")
     num_samples: int = _opt(1, "--num-samples", "samples drawn in parallel")
     stream: bool = _opt(False, "--stream", "write each character as it comes, not 256 at a time")
+    beam: int = _opt(
+        0,
+        "--beam",
+        "beam search with N hypotheses instead of sampling, ranked by mean log-probability per "
+        "character (temperature and seed do not apply; 0: sample)",
+    )
+    stop: tuple[str, ...] = _opt(
+        (),
+        "--stop",
+        "end the output before this string (not included); \\n, \\t and \\\\ are read as escapes",
+        many=True,
+        shown="none",
+    )
+    allowed_chars: str | None = _opt(
+        None, "--allowed-chars", "the only characters the output may use (escapes as --stop)"
+    )
+    regex: str | None = _opt(
+        None,
+        "--regex",
+        "a pattern the output (not the prompt) must match in full: characters that would leave "
+        "it are masked; ends once nothing can extend a complete match",
+    )
+    logprobs: int = _opt(
+        0,
+        "--logprobs",
+        "with --json: each generated character's log-probability (nats, the model's own "
+        "distribution) and the K most likely characters (0: off)",
+    )
     weights_dtype: str = _opt(
         "auto",
         "--weights-dtype",
@@ -108,6 +186,25 @@ class SampleOptions:
     def __post_init__(self) -> None:
         _check_types(self)
         check_sampling(self.length, self.temperature, self.top_k, self.top_p, self.num_samples)
+        check_control(
+            self.beam,
+            self.stop,
+            self.allowed_chars,
+            self.regex,
+            self.logprobs,
+            self.num_samples,
+            self.top_k,
+            self.top_p,
+        )
+        _check(
+            self.beam * self.length <= MAX_HELD_CHARS,
+            f"--beam x --length must be at most {MAX_HELD_CHARS:,} characters (every hypothesis "
+            "is held); search a shorter text",
+        )
+        _check(
+            not (self.stream and self.beam),
+            "--beam knows its best text only at the end; drop --stream or --beam",
+        )
         _check(
             self.seed is None or 0 <= self.seed < 2**63,
             f"--seed must be between 0 and {2**63 - 1}, got {self.seed}",

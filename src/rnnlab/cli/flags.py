@@ -23,7 +23,7 @@ class Parser(argparse.ArgumentParser):
 
 def _type_of(f: dataclasses.Field) -> Callable[[str], object]:
     name = str(f.type).replace(" | None", "")
-    return {"int": int, "float": float, "str": str}[name]
+    return {"int": int, "float": float, "str": str, "tuple[str, ...]": str}[name]
 
 
 def add_flags(parser: argparse.ArgumentParser, cls: type, title: str | None = None) -> None:
@@ -40,12 +40,14 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, title: str | None = No
             continue
         if meta.get("repeat"):
             help += "; repeat the flag or give a comma-separated list to overlay several"
+        if meta.get("many"):
+            help += "; repeat the flag for several"
         group.add_argument(
             meta["flag"],
             dest=f.name,
             type=_type_of(f),
             choices=meta.get("choices"),
-            action="append" if meta.get("repeat") else "store",
+            action="append" if meta.get("repeat") or meta.get("many") else "store",
             default=argparse.SUPPRESS,  # so we know which flags the user gave
             help=help,
         )
@@ -57,7 +59,11 @@ def given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     for f in flag_fields(cls):
         if hasattr(args, f.name):
             value = getattr(args, f.name)
-            out[f.name] = ",".join(value) if f.metadata.get("repeat") else value
+            if f.metadata.get("repeat"):
+                value = ",".join(value)
+            elif f.metadata.get("many"):
+                value = tuple(value)
+            out[f.name] = value
     return out
 
 

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -16,7 +18,17 @@ from ..options import MAX_HELD_CHARS, SampleOptions
 from .flags import add_flags, options
 
 SUMMARY = "generate text from a trained run"
-EXAMPLE = "example: rnnlab sample runs/mine --prompt 'ROMEO:' --length 2000 --seed 7"
+EXAMPLE = (
+    "example: rnnlab sample runs/mine --prompt 'ROMEO:' --length 2000 --seed 7; "
+    "rnnlab sample runs/mine --prompt 'x = ' --regex '[0-9]+\\.[0-9]{2}' --beam 4"
+)
+ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+
+
+def unescape(text: str) -> str:
+    """``\\n``, ``\\t``, ``\\r`` and ``\\\\`` as the characters they name (a shell cannot type a
+    newline into a flag easily); any other backslash stays as it is."""
+    return re.sub(r"\\(.)", lambda m: ESCAPES.get(m[1], m[0]), text)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +38,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     opts = options(args, SampleOptions)
+    if opts.logprobs and not args.json:
+        raise UsageError("--logprobs is part of the --json output; add --json")
+    opts = dataclasses.replace(
+        opts,
+        stop=tuple(unescape(s) for s in opts.stop),
+        allowed_chars=None if opts.allowed_chars is None else unescape(opts.allowed_chars),
+    )
     if args.json and opts.num_samples * opts.length > MAX_HELD_CHARS:
         raise UsageError(
             f"--json holds the whole text: --length x --num-samples must be at most "
@@ -38,6 +57,48 @@ def run(args: argparse.Namespace) -> int:
     prompt = opts.prompt
     if opts.unknown == "skip":
         prompt = vocab.decode(vocab.encode(prompt, unknown="skip"))
+    dtype = resolve_sample_dtype(opts.weights_dtype, device, opts.num_samples)
+    controls = dict(stop=opts.stop, allowed_chars=opts.allowed_chars, regex=opts.regex)
+    if args.json or opts.num_samples > 1 or opts.beam:  # held whole (bounded by SampleOptions)
+        t0 = time.perf_counter()
+        found = sampling.complete(
+            model,
+            vocab,
+            prompt,
+            length=opts.length,
+            temperature=opts.temperature,
+            top_k=opts.top_k,
+            top_p=opts.top_p,
+            seed=opts.seed,
+            num_samples=opts.num_samples,
+            unknown=opts.unknown,
+            weights_dtype=dtype,
+            beam=opts.beam,
+            logprobs=opts.logprobs,
+            **controls,
+        )
+        seconds = time.perf_counter() - t0
+        texts = [c.text for c in found]
+        if args.json:
+            chars_per_s = sum(len(t) for t in texts) / max(seconds, 1e-9)
+            result = {
+                "prompt": prompt,
+                "samples": texts,
+                "finish_reasons": [c.finish_reason for c in found],
+                "scores": [c.score for c in found] if opts.beam else None,
+                # per sample, per character: {"text", "logprob", "top": [[char, logprob], ...]}
+                "logprobs": [_logprobs(c) for c in found] if opts.logprobs else None,
+                "chars_per_s": chars_per_s,
+            }
+            print(json.dumps(result))
+            return 0
+        if len(texts) == 1:
+            print(prompt + texts[0])
+            return 0
+        for i, text in enumerate(texts):
+            print(f"--- sample {i} ---")
+            print(prompt + text)
+        return 0
     pieces = sampling.iter_generate(
         model,
         vocab,
@@ -49,28 +110,25 @@ def run(args: argparse.Namespace) -> int:
         seed=opts.seed,
         num_samples=opts.num_samples,
         unknown=opts.unknown,
-        weights_dtype=resolve_sample_dtype(opts.weights_dtype, device, opts.num_samples),
+        weights_dtype=dtype,
         every=1 if opts.stream else sampling.BLOCK,
+        **controls,
     )
-    if args.json or opts.num_samples > 1:  # held whole (bounded by SampleOptions)
-        t0 = time.perf_counter()
-        rows = [list(row) for row in zip(*pieces, strict=True)] or [[]] * opts.num_samples
-        texts = ["".join(row) for row in rows]
-        seconds = time.perf_counter() - t0
-        if args.json:
-            chars_per_s = opts.length * opts.num_samples / max(seconds, 1e-9)
-            print(json.dumps({"prompt": prompt, "samples": texts, "chars_per_s": chars_per_s}))
-            return 0
-        for i, text in enumerate(texts):
-            print(f"--- sample {i} ---")
-            print(prompt + text)
-        return 0
     out = sys.stdout
     out.write(prompt)
     out.flush()
-    for (piece,) in pieces:
-        out.write(piece)
+    try:
+        for (piece,) in pieces:
+            out.write(piece)
+            out.flush()
+    except UsageError:  # a constraint that cannot go on: the text so far ends its line
+        out.write("\n")
         out.flush()
+        raise
     out.write("\n")
     out.flush()
     return 0
+
+
+def _logprobs(c: sampling.Completion) -> list[dict]:
+    return [{"text": x.text, "logprob": x.logprob, "top": x.top} for x in c.logprobs or []]

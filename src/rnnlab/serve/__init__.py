@@ -4,5 +4,15 @@ extra. Imports checkpoint and below; never training, viz, lab or cli."""
 
 from .app import GenerateRequest, Limits, ScoreRequest, create_app, load_runs
 from .batcher import Batcher, Job
+from .completions import CompletionRequest
 
-__all__ = ["Batcher", "GenerateRequest", "Job", "Limits", "ScoreRequest", "create_app", "load_runs"]
+__all__ = [
+    "Batcher",
+    "CompletionRequest",
+    "GenerateRequest",
+    "Job",
+    "Limits",
+    "ScoreRequest",
+    "create_app",
+    "load_runs",
+]

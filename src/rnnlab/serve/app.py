@@ -1,8 +1,10 @@
 """The HTTP server: FastAPI routes over one Batcher per served model, and the playground page.
 
 Routes: POST /v1/generate (JSON, or Server-Sent Events with "stream": true), POST /v1/score,
-GET /v1/models, GET /health, GET / (the playground), /docs and /openapi.json (FastAPI's).
-Every refusal is a 4xx whose JSON body is ``{"error": "one line saying what to do"}``.
+POST /v1/completions (OpenAI's API: completions.py), GET /v1/models, GET /health, GET / (the
+playground), /docs and /openapi.json (FastAPI's).
+Every refusal is a 4xx whose JSON body is ``{"error": "one line saying what to do"}`` (on
+/v1/completions in OpenAI's shape, ``{"error": {"message": ..., "type": ...}}``).
 Imports checkpoint, config, errors, model and vocab from rnnlab; never training, viz or cli.
 """
 
@@ -30,6 +32,7 @@ from ..config import __version__, to_dict
 from ..errors import UsageError
 from ..model import CharLM, count_parameters
 from ..vocab import Vocab
+from . import completions
 from .batcher import LN2, TOP, Batcher, Job
 
 ASSETS = {"page.js": "text/javascript", "page.css": "text/css"}
@@ -179,12 +182,12 @@ def create_app(runs: list[Path], limits: Limits = Limits(), device: str = "cpu")
 
     @app.exception_handler(Refused)
     async def refused(request: Request, exc: Refused) -> JSONResponse:
-        return JSONResponse({"error": exc.message}, status_code=exc.status)
+        return JSONResponse(_error(request, exc.message), status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         status = 400 if exc.errors()[0].get("type") == "json_invalid" else 422
-        return JSONResponse({"error": one_line(exc)}, status_code=status)
+        return JSONResponse(_error(request, one_line(exc)), status_code=status)
 
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
 
@@ -225,8 +228,17 @@ def create_app(runs: list[Path], limits: Limits = Limits(), device: str = "cpu")
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        """The served models: name, configuration, vocabulary, validation bpc."""
-        return {"models": [s.info for s in served.values()], "limits": asdict(limits)}
+        """The served models: name, configuration, vocabulary, validation bpc (and the list
+        in OpenAI's shape, ``object``/``data``, for its clients)."""
+        return {
+            "models": [s.info for s in served.values()],
+            "limits": asdict(limits),
+            "object": "list",
+            "data": [
+                {"id": name, "object": "model", "created": 0, "owned_by": "rnnlab"}
+                for name in served
+            ],
+        }
 
     @app.post("/v1/score")
     async def score(body: ScoreRequest) -> dict[str, Any]:
@@ -323,6 +335,7 @@ def create_app(runs: list[Path], limits: Limits = Limits(), device: str = "cpu")
             out["details"] = details
         return JSONResponse(out)
 
+    completions.add_routes(app, pick, encode, Refused)
     return app
 
 
@@ -388,6 +401,21 @@ def _surprise_bits(model: CharLM, ids: list[int]) -> list[float]:
         logp = logits[0].float().log_softmax(-1)  # (N-1, V)
         nats = -logp.gather(1, x[0, 1:, None])[:, 0]  # (N-1,)
     return [round(v / LN2, 5) if math.isfinite(v) else None for v in nats.tolist()]
+
+
+def _error(request: Request, message: str) -> dict[str, Any]:
+    """The body of a refusal: ``{"error": message}``; on OpenAI's route, OpenAI's shape
+    (``{"error": {"message", "type", ...}}``), which its clients read the message from."""
+    if request.url.path == "/v1/completions":
+        return {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": None,
+                "code": None,
+            }
+        }
+    return {"error": message}
 
 
 def _asset(name: str) -> str:

@@ -33,8 +33,8 @@ class Job:
 
     ``emit`` is called with each event (a dict): in the batcher thread, or, when the batcher
     has a ``post`` (the server's ``loop.call_soon_threadsafe``), in the thread ``post`` runs it.
-    Events: ``{"type": "token", "sample", "text", ["surprise_bits", "top5"]}`` and, last,
-    ``{"type": "done", "finish_reason", "produced"}``.
+    Events: ``{"type": "token", "sample", "text", ["surprise_bits", "top5"], ["logprob",
+    "top_logprobs"]}`` and, last, ``{"type": "done", "finish_reason", "produced"}``.
     """
 
     ids: list[int]  # the prompt (at least one id)
@@ -47,6 +47,7 @@ class Job:
     details: bool
     deadline: float  # time.monotonic() after which its rows stop
     emit: Callable[[dict[str, Any]], None]
+    logprobs: int = 0  # each token's log-probability (nats) and the K most likely, when K > 0
     cancelled: threading.Event = field(default_factory=threading.Event)
     # filled in by the batcher
     produced: int = 0
@@ -214,11 +215,14 @@ class Batcher:
         self.steps += 1
 
         detail_rows = any(j.details for j in jobs)
-        if detail_rows:  # the model's own distribution (untempered), as `rnnlab viz` shows it
+        k = max(j.logprobs for j in jobs)
+        if detail_rows or k:  # the model's own distribution (untempered), as `rnnlab viz` shows
             logp = logits.log_softmax(-1)  # (B, V)
-            surprise = (-logp.gather(1, tokens[:, None])[:, 0] / LN2).tolist()
-            top_logp, top_ids = logp.topk(min(TOP, V), -1)  # (B, 5)
-            top_p, top_ids = top_logp.exp().tolist(), top_ids.tolist()
+            chosen = logp.gather(1, tokens[:, None])[:, 0]  # (B,)
+            surprise = (-chosen / LN2).tolist()
+            top_logp, top_ids = logp.topk(min(max(TOP, k), V), -1)  # (B, max(5, K))
+            top_p, top_ids = top_logp[:, :TOP].exp().tolist(), top_ids.tolist()
+            top_logp, chosen = top_logp.tolist(), chosen.tolist()
         token_list = tokens.tolist()
         now = time.monotonic()
         done, row = [], 0
@@ -232,7 +236,15 @@ class Batcher:
                     event["surprise_bits"] = round(surprise[row], 4)
                     event["top5"] = [
                         [self.symbol(i), round(p, 4)]
-                        for i, p in zip(top_ids[row], top_p[row], strict=True)
+                        for i, p in zip(top_ids[row][:TOP], top_p[row], strict=True)
+                    ]
+                if job.logprobs:
+                    event["logprob"] = chosen[row]
+                    event["top_logprobs"] = [
+                        [self.symbol(i), lp]
+                        for i, lp in zip(
+                            top_ids[row][: job.logprobs], top_logp[row][: job.logprobs], strict=True
+                        )
                     ]
                 self._send(job, event)
                 row += 1
