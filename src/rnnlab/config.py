@@ -113,18 +113,29 @@ def _check_types(config: Any) -> None:
 class ModelConfig:
     """Architecture of a CharLM. Stored in config.json; fixed for the life of a run."""
 
-    cell: str = _opt("mingru", "--cell", "recurrent cell (README: the ten-minute table)", CELLS)
-    num_layers: int = _opt(2, "--layers", "number of stacked recurrent layers")
+    cell: str = _opt(
+        "mingru",
+        "--cell",
+        "recurrent cell (README: the ten-minute table)",
+        CELLS,
+        shown="planned: mingru",
+    )
+    num_layers: int = _opt(
+        2, "--layers", "number of stacked recurrent layers", shown="planned from the budget"
+    )
     # None: the measured default of the cell's family (CELL_DEFAULTS), set in __post_init__
     hidden_size: int | None = _opt(
-        None, "--hidden", "units per recurrent layer", shown="512; 384 for mingru/minlstm"
+        None,
+        "--hidden",
+        "units per recurrent layer",
+        shown="planned from the budget; with --cell: 512, 384 for mingru/minlstm",
     )
     embedding_size: int = _opt(64, "--embedding", "size of the character embedding")
     dropout: float | None = _opt(
         None,
         "--dropout",
         "dropout between layers and before the head",
-        shown="0.2; 0 for mingru/minlstm",
+        shown="planned from the epochs the budget reads",
     )
     init: str = _opt("default", "--init", "initialization preset for the recurrent weights", INITS)
     forget_bias: float = _opt(1.0, "--forget-bias", "LSTM forget-gate bias at init (1 as char-rnn)")
@@ -132,7 +143,7 @@ class ModelConfig:
         None,
         "--ff-mult",
         "minGRU/minLSTM: a feed-forward block (width ff-mult x hidden) after each layer; 0: none",
-        shown="4 for mingru/minlstm, else 0",
+        shown="planned: 4 for mingru/minlstm, else 0",
     )
     vocab_size: int = 0  # set from the corpus, never a flag
 
@@ -187,7 +198,9 @@ class TrainConfig:
     state_reset: float = _opt(
         0.02, "--state-reset", "chance per step that a stream's carried state restarts from zeros"
     )
-    learning_rate: float = _opt(4e-3, "--lr", "peak AdamW learning rate")
+    learning_rate: float = _opt(
+        4e-3, "--lr", "peak AdamW learning rate", shown="planned: 4e-3, less for wider models"
+    )
     min_lr_fraction: float = _opt(0.0, "--min-lr-fraction", "final lr as a fraction of --lr")
     warmup_steps: int = _opt(50, "--warmup-steps", "linear warmup steps before cosine decay")
     weight_decay: float = _opt(0.0, "--weight-decay", "AdamW weight decay on weight matrices")
