@@ -1,6 +1,7 @@
 """The real CLI, in-process: cli.main([...]) returns the exit code; we read what it wrote."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -187,3 +188,15 @@ def test_plot_writes_a_png_of_the_expected_size(trained, tmp_path, capsys):
         assert im.format == "PNG" and im.size == (1400, 560)
         assert len(np.unique(np.asarray(im.convert("L")))) > 10  # not a blank canvas
     assert main(["plot", str(tmp_path / "nothing")]) == 2
+
+
+def test_help_says_each_default_once(capsys):
+    """Issue 23 item 6: no "(default: ...) (default: None)" pairs, no "(default: None)"."""
+    from rnnlab.cli import COMMANDS
+
+    for name in COMMANDS:
+        with pytest.raises(SystemExit):
+            main([name, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "(default: None)" not in text, name
+        assert not re.search(r"\(default:[^)]*\)\s*\(default:", text), name

@@ -208,9 +208,14 @@ class TrainConfig:
     clip_mode: str = _opt(
         "norm", "--clip-mode", "norm: global L2 norm; element: clamp each entry", CLIP_MODES
     )
-    max_steps: int | None = _opt(None, "--max-steps", "stop after this many steps in total")
+    max_steps: int | None = _opt(
+        None, "--max-steps", "stop after this many steps in total", shown="no step limit"
+    )
     minutes: float | None = _opt(
-        None, "--minutes", "stop after this much training time in total (validation not counted)"
+        None,
+        "--minutes",
+        "stop after this much training time in total (validation not counted)",
+        shown="3 when --max-steps is not given",
     )
     eval_every_s: float = _opt(60.0, "--eval-every-s", "seconds of training between validations")
     eval_chars: int = _opt(

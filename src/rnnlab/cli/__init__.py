@@ -67,11 +67,22 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             help=module.SUMMARY,
             description=module.SUMMARY,
             epilog=module.EXAMPLE,
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            formatter_class=DefaultsOnce,
         )
         module.add_arguments(sub)
         sub.set_defaults(handler=module.run)
     return parser
+
+
+class DefaultsOnce(argparse.ArgumentDefaultsHelpFormatter):
+    """Each default said once: not when the help already says it, and not for a default that
+    says nothing (None, False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help = action.help or ""
+        if "(default:" in help or action.default in (None, False):
+            return help
+        return super()._get_help_string(action)
 
 
 def _say(message: str) -> None:

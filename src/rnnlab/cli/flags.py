@@ -32,7 +32,8 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, title: str | None = No
     group = parser.add_argument_group(title) if title else parser
     for f in flag_fields(cls):
         meta = f.metadata
-        help = f"{meta['help']} (default: {meta.get('shown_default', f.default)})"
+        shown = meta.get("shown_default", f.default)
+        help = meta["help"] + (f" (default: {shown})" if shown is not None else "")
         if str(f.type) == "bool":
             group.add_argument(
                 meta["flag"], dest=f.name, action="store_true", default=argparse.SUPPRESS, help=help
