@@ -186,18 +186,7 @@ def train_run(
     Returns:
         The RunResult; ``final`` holds the test metrics at the last step trained.
     """
-    mc = model_config(cell, config)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = LongRangeNet(task, mc)
-        if recipe.chrono_t_max is not None and config.init == "chrono":
-            stretch_chrono(model.rnn, recipe.chrono_t_max)
-        if recipe.gain != 1.0:
-            with torch.no_grad():
-                for name, p in model.rnn.named_parameters():
-                    if name.startswith("weight_hh"):
-                        p.mul_(recipe.gain)
-    model.to(device)
+    model = build_net(task, cell, config, seed, recipe).to(device)
     make = torch.optim.Adam if recipe.optimizer == "adam" else torch.optim.SGD
     optimizer = make(model.parameters(), lr=config.learning_rate)
     g = torch.Generator().manual_seed(seed)
@@ -224,7 +213,6 @@ def train_run(
     )
     t0 = time.perf_counter()
     grad_norm = float("nan")
-    params = list(model.parameters())
     with flushed_denormals():
         for step in range(config.steps + 1):
             late = time_limit_s is not None and time.perf_counter() - t0 > time_limit_s
@@ -246,20 +234,53 @@ def train_run(
             if step == config.steps:
                 break
             batch = task.generate(config.batch_size, length, g)
-            inputs, targets = batch.inputs.to(device), batch.targets.to(device)
-            with torch.autocast(inputs.device.type, torch.bfloat16, enabled=recipe.bf16):
-                outputs = model(inputs)
-            loss = task.loss(outputs.float(), targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = clip_gradients(params, config.clip_mode, config.grad_clip)
-            if math.isfinite(loss.item()) and math.isfinite(grad_norm):
-                optimizer.step()  # a NaN or Inf step is skipped, the weights stay as they were
-                result.max_grad_norm = max(result.max_grad_norm, grad_norm)
-            else:
-                result.nonfinite_steps += 1
+            grad_norm = _train_step(model, optimizer, task, batch, config, recipe, result)
     result.wall_s = time.perf_counter() - t0
     return result
+
+
+def build_net(
+    task: Task, cell: str, config: LongRangeConfig, seed: int, recipe: Recipe
+) -> LongRangeNet:
+    """The network of one run, seeded, with the recipe's chrono horizon and recurrent gain."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = LongRangeNet(task, model_config(cell, config))
+        if recipe.chrono_t_max is not None and config.init == "chrono":
+            stretch_chrono(model.rnn, recipe.chrono_t_max)
+        if recipe.gain != 1.0:
+            with torch.no_grad():
+                for name, p in model.rnn.named_parameters():
+                    if name.startswith("weight_hh"):
+                        p.mul_(recipe.gain)
+    return model
+
+
+def _train_step(
+    model: LongRangeNet,
+    optimizer: torch.optim.Optimizer,
+    task: Task,
+    batch: Batch,
+    config: LongRangeConfig,
+    recipe: Recipe,
+    result: RunResult,
+) -> float:
+    """One clipped step on a batch; a NaN or Inf step is skipped (and counted in ``result``),
+    the weights stay as they were. Returns the gradient norm before clipping."""
+    device = next(model.parameters()).device
+    inputs, targets = batch.inputs.to(device), batch.targets.to(device)
+    with torch.autocast(device.type, torch.bfloat16, enabled=recipe.bf16):
+        outputs = model(inputs)
+    loss = task.loss(outputs.float(), targets)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = clip_gradients(model.parameters(), config.clip_mode, config.grad_clip)
+    if math.isfinite(loss.item()) and math.isfinite(grad_norm):
+        optimizer.step()
+        result.max_grad_norm = max(result.max_grad_norm, grad_norm)
+    else:
+        result.nonfinite_steps += 1
+    return grad_norm
 
 
 def sweep(
