@@ -72,10 +72,12 @@ def test_run_directory_holds_format_1(tmp_path):
     assert state.step == 12 and state.metrics_bytes == (d / "metrics.jsonl").stat().st_size
 
 
-def test_ctrl_c_saves_and_resume_equals_uninterrupted(tmp_path):
-    """Dropout on, so the RNG state must be restored too."""
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_ctrl_c_saves_and_resume_equals_uninterrupted(tmp_path, optimizer):
+    """Dropout on, so the RNG state must be restored too; Muon's momentum is saved beside
+    AdamW's moments (optimizers.Combined)."""
     model = SMALL | {"dropout": 0.1}
-    common = dict(max_steps=40, eval_every_s=1e-9)  # validate (and save) every step
+    common = dict(max_steps=40, eval_every_s=1e-9, optimizer=optimizer)  # save every step
     run(tmp_path, words_text(), out="straight", model=model, **common)
 
     def ctrl_c_at_17(event):
@@ -85,7 +87,9 @@ def test_ctrl_c_saves_and_resume_equals_uninterrupted(tmp_path):
     first = run(tmp_path, words_text(), out="cut", model=model, on_eval=ctrl_c_at_17, **common)
     assert first.stopped == "interrupted" and first.step == 17  # stops before the next step
     second = run(tmp_path, words_text(), out="cut", resume=True, max_steps=40)
-    assert second.step == 40
+    assert (
+        second.step == 40 and checkpoint.load_config(tmp_path / "cut").train.optimizer == optimizer
+    )
     a, b = (
         weights(tmp_path / "straight/last.safetensors"),
         weights(tmp_path / "cut/last.safetensors"),

@@ -17,6 +17,7 @@ CELLS = ("lstm", "gru", "rnn", "rnn-relu", "mingru", "minlstm")
 SCAN_INITS = ("default",)  # mingru/minlstm have no recurrent matrix for a preset to act on
 INITS = ("default", "uniform", "orthogonal", "identity", "chrono")
 CLIP_MODES = ("norm", "element", "none")
+OPTIMIZERS = ("adamw", "muon")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16")
 FORMAT = 1
@@ -204,6 +205,12 @@ class TrainConfig:
     min_lr_fraction: float = _opt(0.0, "--min-lr-fraction", "final lr as a fraction of --lr")
     warmup_steps: int = _opt(50, "--warmup-steps", "linear warmup steps before cosine decay")
     weight_decay: float = _opt(0.0, "--weight-decay", "AdamW weight decay on weight matrices")
+    optimizer: str = _opt(
+        "adamw",
+        "--optimizer",
+        "adamw; muon: Muon for the hidden matrices, AdamW for the rest (optimizers.py)",
+        OPTIMIZERS,
+    )
     grad_clip: float = _opt(1.0, "--grad-clip", "gradient clipping threshold")
     clip_mode: str = _opt(
         "norm", "--clip-mode", "norm: global L2 norm; element: clamp each entry", CLIP_MODES
@@ -256,6 +263,10 @@ class TrainConfig:
         _check(self.warmup_steps >= 0, f"--warmup-steps must be >= 0, got {self.warmup_steps}")
         _check(self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}")
         _check(self.grad_clip > 0, f"--grad-clip must be positive, got {self.grad_clip}")
+        _check(
+            self.optimizer in OPTIMIZERS,
+            f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}",
+        )
         _check(
             self.clip_mode in CLIP_MODES,
             f"--clip-mode must be one of {', '.join(CLIP_MODES)}, got {self.clip_mode!r}",
@@ -319,7 +330,7 @@ def to_dict(config: Any) -> dict[str, Any]:
 # fields renamed since 0.1.0 (CHANGELOG.md): config.json written before reads the same
 RENAMED_FIELDS = {"dtype": "autocast_dtype", "clip": "clip_mode", "clip_value": "grad_clip"}
 # fields added since 0.1.0: a config.json written before has none, and gets the default
-ADDED_FIELDS = {"ff_mult"}
+ADDED_FIELDS = {"ff_mult", "optimizer"}
 
 
 def from_dict(cls: type, data: Any, strict: bool = False) -> Any:

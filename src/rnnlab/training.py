@@ -42,6 +42,7 @@ from .model import (
     resolve_device,
     resolve_dtype,
 )
+from .optimizers import learning_rate, make_optimizer
 from .progress import Callbacks, EvalEvent, Fanout, MetricsLog, PrintLog, StepEvent, TrainLogger
 from .sampling import generate
 from .tokens import load_tokens
@@ -295,28 +296,6 @@ def _writer(out: Path, ranks: Ranks, resume: bool) -> Iterator[None]:
         if not resume:
             _check_new_out(out)  # another process may have taken it since the first look
         yield
-
-
-def learning_rate(cfg: TrainConfig, step: int, fraction: float) -> float:
-    """Linear warmup over ``warmup_steps``, then cosine from lr down to lr * min_lr_fraction as
-    the budget (steps or time) is spent."""
-    warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
-    floor = cfg.min_lr_fraction
-    return (
-        cfg.learning_rate * warm * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * fraction)))
-    )
-
-
-def make_optimizer(model: CharLM, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW; weight decay on the weight matrices only (not embedding rows, not biases)."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (decay if p.dim() >= 2 and not name.startswith("embedding") else no_decay).append(p)
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(0.9, 0.99))
 
 
 # --- the entry point ----------------------------------------------------------------------------
