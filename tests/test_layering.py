@@ -9,7 +9,7 @@ PACKAGE = Path(rnnlab.__file__).parent
 
 LAYERS = [
     {"errors"},
-    {"files", "config", "vocab"},
+    {"files", "config", "vocab", "interrupts"},
     {"options"},
     {"scan"},
     {"corpus", "data", "model", "cells", "distributed"},
@@ -26,12 +26,13 @@ LAYERS = [
         "optimizers",
     },
     {"progress", "finetune", "compression"},
+    {"startup"},
     {"training", "evaluation"},
     {"viz", "lab", "serve", "export"},
     {"cli", "api", "__init__", "__main__"},
 ]
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
-STDLIB_ONLY = {"errors", "files", "config", "vocab", "options", "__init__"}
+STDLIB_ONLY = {"errors", "files", "config", "vocab", "options", "interrupts", "__init__"}
 
 
 def rnnlab_imports(path: Path) -> tuple[set[str], set[str]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .. import checkpoint, corpus, finetune, progress, sampling, training
+from .. import checkpoint, corpus, finetune, progress, sampling, startup, training
 from ..bpc import LN2
 from ..config import CorpusConfig, ModelConfig, TrainConfig, flag_fields
 from ..errors import UsageError
@@ -187,7 +187,7 @@ def _print_plan(
     if args.resume or args.init_from:
         raise UsageError("--plan-only is for a new run; a resumed or fine-tuned run has its plan")
     corpus.resolve(args.corpus, args.glob)  # a bad path fails here, in one line
-    plan = training.plan_only(corpus_config, model_config, train_config, user)
+    plan = startup.plan_only(corpus_config, model_config, train_config, user)
     print(json.dumps(plan.to_dict()) if args.json else plan.line())
     return 0
 
