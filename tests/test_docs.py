@@ -79,9 +79,7 @@ def test_the_python_snippets_of_the_page_run(page, tmp_path, monkeypatch):
         if not resume and init_from is None:
             budget |= dict(hidden_size=16, num_layers=1, embedding_size=8, dropout=0.0)
         options = {k: v for k, v in options.items() if k not in ("minutes", "max_steps")}
-        return api.train(
-            corpus, out=out, resume=resume, init_from=init_from, **(options | budget)
-        )
+        return api.train(corpus, out=out, resume=resume, init_from=init_from, **(options | budget))
 
     monkeypatch.setattr(rnnlab, "train", tiny_train)
     for block in code:
