@@ -53,6 +53,20 @@ def test_every_page_is_in_the_navigation():
     assert pages == nav
 
 
+def test_the_api_page_documents_every_public_name():
+    documented = set(re.findall(r"^::: rnnlab\.api\.(\w+)$", (DOCS / "api.md").read_text(), re.M))
+    assert documented == set(rnnlab.__all__) - {"__version__"}
+
+
+def test_the_architecture_page_states_the_layering_the_test_enforces():
+    from test_layering import LAYERS
+
+    page = (DOCS / "architecture.md").read_text()
+    rows = re.findall(r"^\| (\d+) \| (.+?) \|$", page, re.M)
+    stated = [set(re.findall(r"`(\w+)`", modules)) for _, modules in rows]
+    assert stated == LAYERS
+
+
 def snippets(page: str) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```", (DOCS / page).read_text(), re.M | re.S)
 
