@@ -134,6 +134,23 @@ def visualize(
     return Visualization(html, summary, analysis)
 
 
+def page_for_ids(model: CharLM, vocab: Vocab, title: str, ids: list[int]) -> str:
+    """The page of ``model`` on a text already in its ids (all of it shown, up to MAX_SHOWN
+    characters): what `rnnlab serve`'s viz tab renders for a pasted text.
+
+    Args:
+        model, vocab: a loaded run's model and vocabulary.
+        title: the run's name; ids: (N,) the text, N >= 2.
+
+    Returns:
+        The page's HTML.
+    """
+    ids_np = np.asarray(ids[:MAX_SHOWN], dtype=np.int64)
+    symbols = display_symbols(vocab)
+    analysis = analyze(model, ids_np, [symbols[i] for i in ids_np], len(ids_np))
+    return render_page(analysis, title, "the given text", symbols)
+
+
 def display_symbols(vocab: Vocab) -> list[str]:
     """One display character per id: the vocabulary's, or bytes as latin-1."""
     return [chr(b) for b in range(256)] if vocab.mode == "byte" else list(vocab.symbols)

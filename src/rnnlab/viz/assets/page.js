@@ -106,7 +106,8 @@
     const id = cellId(sel);
     document.querySelectorAll("a.cell-link, #saturation circle, .cell-row").forEach((a) =>
       a.classList.toggle("current", a.dataset.id === id));
-    if (location.hash !== "#" + id) history.replaceState(null, "", "#" + id);
+    // the choice in the URL; a page shown in a sandboxed frame (rnnlab serve) may not
+    if (location.hash !== "#" + id && location.protocol !== "about:") history.replaceState(null, "", "#" + id);
   }
   function fmt(x) { return Number.isInteger(x) ? String(x) : x.toFixed(2); }
 
