@@ -146,7 +146,7 @@ def test_regex_ranks_by_correlation_as_python_does(browser, built):
     u = unit_rows(built["one"].analysis)
     text = "".join(built["one"].analysis.symbols)
     with opened(browser, built["tmp"] / "one.html") as (page, errors):
-        for pattern in (r"\(.*?\)", r"return", r"[A-Z]", r"\n    "):
+        for pattern in (r"\(.*?\)", r"return", r"[A-Z]", r"\n    ", r"^ +"):
             page.fill("#regex", pattern)
             f = regex_feature(text, pattern)
             assert int(page.get_attribute("#regex-info", "data-matches")) == int(f.sum())

@@ -69,9 +69,10 @@ def fires(u: np.ndarray, start: int, end: int, rows: list[int], flank: int = FLA
 
 
 def regex_feature(text: str, pattern: str) -> np.ndarray:
-    """(N,) float64: 1 at every character inside a match of ``pattern``, else 0."""
+    """(N,) float64: 1 at every character inside a match of ``pattern``, else 0; ``^`` and
+    ``$`` match at every line (the page's JavaScript flag m)."""
     f = np.zeros(len(text))
-    for m in re.finditer(pattern, text):
+    for m in re.finditer(pattern, text, re.MULTILINE):
         f[m.start() : m.end()] = 1.0
     return f
 

@@ -80,7 +80,7 @@ function rowStats(levels, K, N) {
 
 // The characters inside a match of `source` (a JavaScript regular expression), in order.
 function regexMatches(text, source) {
-  const re = new RegExp(source, "g");
+  const re = new RegExp(source, "gm");  // ^ and $ at every line, as in a text editor
   const at = [];
   let m, last = -1;
   while ((m = re.exec(text)) !== null) {
