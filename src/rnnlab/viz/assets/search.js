@@ -96,11 +96,21 @@ function correlations(levels, K, N, stats, at) {
   const M = at.length, r = new Float64Array(K);
   const fNorm = Math.sqrt(M * (1 - M / N));
   if (!(fNorm > 0)) return r;
+  // over half the text matched: sum the rest and subtract (levels are integers: exact either way)
+  let idx = at, flip = false;
+  if (2 * M > N) {
+    const matched = new Uint8Array(N);
+    for (const t of at) matched[t] = 1;
+    idx = [];
+    for (let t = 0; t < N; t++) if (!matched[t]) idx.push(t);
+    flip = true;
+  }
   for (let k = 0; k < K; k++) {
     if (!(stats.norm[k] > 1e-9)) continue;
     const row = k * N;
     let s = 0;
-    for (let j = 0; j < M; j++) s += levels[row + at[j]];
+    for (let j = 0; j < idx.length; j++) s += levels[row + idx[j]];
+    if (flip) s = stats.sum[k] - s;
     r[k] = (s - (M * stats.sum[k]) / N) / (stats.norm[k] * fNorm);
   }
   return r;
