@@ -31,9 +31,9 @@ CODE = (
 TEXT = CODE * 6  # about 1,200 characters
 
 
-def make_run(root, name, text, hidden=16, layers=2, seed=0):
-    """A run directory with random weights for ``text``'s characters."""
-    vocab = Vocab.from_chars(text)
+def make_run(root, name, text, hidden=16, layers=2, seed=0, byte_mode=False):
+    """A run directory with random weights for ``text``'s characters (or bytes)."""
+    vocab = Vocab.bytes() if byte_mode else Vocab.from_chars(text)
     torch.manual_seed(seed)
     config = ModelConfig(
         cell="lstm", num_layers=layers, hidden_size=hidden, embedding_size=8, vocab_size=len(vocab)
@@ -221,6 +221,12 @@ def test_two_runs_must_share_the_texts_characters(built, tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "both runs must share the text's characters" in err
+    raw = make_run(tmp_path, "raw", TEXT, byte_mode=True)
+    assert (
+        main(["viz", str(built["a"]), str(raw), str(built["tmp"] / "text.txt"), "-o", str(out)])
+        == 2
+    )
+    assert "reads bytes and the first run chars" in capsys.readouterr().err
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         args = ["viz", str(built["a"]), str(built["b"]), str(built["tmp"] / "text.txt")]
