@@ -151,6 +151,7 @@ CLI_CASES = [
     (["viz", "{tmp}/nowhere", "-o", "{tmp}/v.html"], ["no such run directory"]),
     (["viz", "{run}", "{tmp}/missing.txt", "-o", "{tmp}/v.html"], ["no such file"]),
     (["viz", "{run}", "{euro}", "-o", "{tmp}/v.html"], ["'€'"]),
+    (["viz", "{run}", "{run}", "{euro}", "{euro}", "-o", "{tmp}/v.html"], ["at most a second run"]),
     (["viz", "{nan_run}", "-o", "{tmp}/v.html"], ["NaN"]),
     (["viz", "{run}", "--weights", "x", "-o", "{tmp}/v.html"], ["--weights"]),
     # --- gradflow -----------------------------------------------------------------------------

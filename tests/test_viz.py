@@ -168,8 +168,9 @@ def test_page_is_self_contained():
     assert not re.search(r"(https?|ftp|wss?):", page) and "src=" not in page and "url(" not in page
     assert page.count("<script") == 2 and page.count("</script>") == 2  # the text cannot end one
     data = json.loads(re.search(r'id="data">(.*?)</script>', page, re.S).group(1))
-    assert data["text"] == text[:80] and data["hidden"] == 12 and data["layers"] == 2
-    assert [q["key"] for q in data["quantities"]] == ["h", "r", "z", "n"]
+    run = data["runs"][0]
+    assert data["text"] == text[:80] and run["hidden"] == 12 and run["layers"] == 2
+    assert [q["key"] for q in run["quantities"]] == ["h", "r", "z", "n"] and data["gap"] is None
     assert "run __DATA__ &lt;b&gt;" in page
     assert page.count('class="saturation-plot"') == 2  # GRU: r and z
     assert len(re.findall(r"<circle [^>]*data-quantity=\"z\"", page)) == 2 * 12
@@ -238,8 +239,8 @@ def test_viz_user_errors(trained, tmp_path, capsys):
     assert main(["viz", str(trained), str(odd), "-o", out]) == 2
     one_line_error(capsys, "not valid UTF-8")
     for flags, needle in (
-        (["--chars", "0"], "--chars must be between 1 and 10,000"),
-        (["--chars", "20000"], "--chars must be between 1 and 10,000"),
+        (["--chars", "0"], "--chars must be between 1 and 20,000"),
+        (["--chars", "20001"], "--chars must be between 1 and 20,000"),
         (["--feature-chars", "-1"], "--feature-chars must be between 0 and 10,000,000"),
         (["--bogus"], "unrecognized arguments: --bogus"),
         (["-o", str(tmp_path / "no" / "v.html")], "does not exist; create it first"),

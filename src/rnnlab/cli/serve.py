@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..model import resolve_device
+from ..viz import page_for_ids
 from .flags import err
 
 SUMMARY = "an HTTP server and playground page for one or more runs"
@@ -19,6 +20,7 @@ LIMITS = {
     "max_samples": "most samples per request",
     "max_streams": "most samples in flight, all requests together (rows of the shared batch)",
     "max_request_s": "seconds after which a request's rows stop",
+    "max_viz_chars": "longest text the viz tab shows (POST /v1/viz)",
 }
 
 
@@ -52,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise UsageError(f"--port must be between 1 and 65,535, got {args.port}")
     limits = Limits(**{k: getattr(args, k) for k in LIMITS})
-    app = create_app([Path(r) for r in args.runs], limits, str(resolve_device(args.device)))
+    device = str(resolve_device(args.device))
+    app = create_app([Path(r) for r in args.runs], limits, device, viz=page_for_ids)
     names = ", ".join(app.state.served)
     loopback = args.host in ("127.0.0.1", "localhost", "::1")
     reach = (

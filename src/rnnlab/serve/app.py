@@ -1,8 +1,8 @@
 """The HTTP server: FastAPI routes over one Batcher per served model, and the playground page.
 
 Routes: POST /v1/generate (JSON, or Server-Sent Events with "stream": true), POST /v1/score,
-POST /v1/completions (OpenAI's API: completions.py), GET /v1/models, GET /health, GET / (the
-playground), /docs and /openapi.json (FastAPI's).
+POST /v1/completions (OpenAI's API: completions.py), POST /v1/viz (the viz tab: vizpage.py),
+GET /v1/models, GET /health, GET / (the playground), /docs and /openapi.json (FastAPI's).
 Every refusal is a 4xx whose JSON body is ``{"error": "one line saying what to do"}`` (on
 /v1/completions in OpenAI's shape, ``{"error": {"message": ..., "type": ...}}``).
 Imports checkpoint, config, errors, model and vocab from rnnlab; never training, viz or cli.
@@ -32,7 +32,7 @@ from ..config import __version__, to_dict
 from ..errors import UsageError
 from ..model import CharLM, count_parameters
 from ..vocab import Vocab
-from . import completions
+from . import completions, vizpage
 from .batcher import LN2, TOP, Batcher, Job
 
 ASSETS = {"page.js": "text/javascript", "page.css": "text/css"}
@@ -48,6 +48,7 @@ class Limits:
     max_streams: int = 64  # rows of the shared batch: samples in flight, all requests together
     max_request_s: float = 60.0  # a request's rows stop after this long
     max_score_chars: int = 20_000  # text scored by /v1/score
+    max_viz_chars: int = 5_000  # text shown by /v1/viz (recorded cell by cell, then sent whole)
     max_body_bytes: int = 1_000_000
 
     def __post_init__(self) -> None:
@@ -148,8 +149,14 @@ def one_line(exc: RequestValidationError) -> str:
 # --- the app ------------------------------------------------------------------------------------
 
 
-def create_app(runs: list[Path], limits: Limits = Limits(), device: str = "cpu") -> FastAPI:
-    """The server for ``runs`` (run directories, served under their folder names).
+def create_app(
+    runs: list[Path],
+    limits: Limits = Limits(),
+    device: str = "cpu",
+    viz: vizpage.Renderer | None = None,
+) -> FastAPI:
+    """The server for ``runs`` (run directories, served under their folder names); ``viz``
+    renders the viz tab's page (``rnnlab.viz.page_for_ids``; None: no viz tab).
 
     The batchers' threads start with the app (its lifespan) and stop with it.
     """
@@ -233,6 +240,7 @@ def create_app(runs: list[Path], limits: Limits = Limits(), device: str = "cpu")
         return {
             "models": [s.info for s in served.values()],
             "limits": asdict(limits),
+            "viz": viz is not None,
             "object": "list",
             "data": [
                 {"id": name, "object": "model", "created": 0, "owned_by": "rnnlab"}
@@ -336,6 +344,8 @@ def create_app(runs: list[Path], limits: Limits = Limits(), device: str = "cpu")
         return JSONResponse(out)
 
     completions.add_routes(app, pick, encode, Refused)
+    vizpage.add_routes(app, pick, encode, Refused, viz)
+    app.state.viz = viz is not None
     return app
 
 

@@ -5,7 +5,7 @@ from .curves import BASELINES, plot_curves, plot_wins
 from .features import FEATURES, text_features
 from .page import MAX_SHOWN, render_page, report, write_page
 from .record import QUANTITIES, Analysis, analyze
-from .visualization import Visualization, VizOptions, visualize
+from .visualization import Visualization, VizOptions, page_for_ids, visualize
 
 __all__ = [
     "BASELINES",
@@ -14,6 +14,7 @@ __all__ = [
     "QUANTITIES",
     "Analysis",
     "analyze",
+    "page_for_ids",
     "plot_curves",
     "plot_wins",
     "render_page",

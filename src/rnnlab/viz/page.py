@@ -11,17 +11,20 @@ import json
 import math
 import re
 import zlib
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from ..files import atomic_write
+from .compare import prediction_gap
 from .features import FEATURES, SATURATION_HIGH, SATURATION_LOW
 from .record import LABELS, Analysis
+from .search import FIRE_CELLS, FLANK
 
 LEVELS = 15  # 4-bit values 0..14: a diverging scale with an exact middle (0 of a tanh)
-MAX_SHOWN = 10_000  # characters on a page: each one holds L x Q x H activations
+MAX_SHOWN = 20_000  # characters on a page: each one holds L x Q x H activations
 LAYER_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 
 
@@ -34,23 +37,35 @@ def value_range(cell: str, quantity: str, values: np.ndarray) -> tuple[float, fl
     return -1.0, 1.0  # tanh
 
 
+def quantize(analysis: Analysis) -> tuple[np.ndarray, list[dict]]:
+    """Every activation as one of LEVELS levels of its quantity's range.
+
+    Returns:
+        levels: (L, Q, H, N) uint8 in 0..LEVELS-1; value = lo + level / (LEVELS - 1) * (hi - lo).
+        quantities: the quantities' descriptions (key, label, lo, hi).
+    """
+    v = analysis.values  # (L, Q, N, H)
+    L, Q, N, H = v.shape
+    levels = np.empty((L, Q, H, N), np.uint8)
+    quantities = []
+    for qi, key in enumerate(analysis.quantities):
+        lo, hi = value_range(analysis.cell, key, v[:, qi])
+        scaled = (v[:, qi].transpose(0, 2, 1) - lo) / (hi - lo) * (LEVELS - 1)  # (L, H, N)
+        levels[:, qi] = np.clip(np.rint(scaled), 0, LEVELS - 1)
+        quantities.append({"key": key, "label": LABELS[key], "lo": lo, "hi": hi})
+    return levels, quantities
+
+
 def pack_activations(analysis: Analysis) -> tuple[str, list[dict]]:
-    """Quantize to LEVELS levels, two per byte, deflate, base64.
+    """Quantize (``quantize``), two levels per byte, deflate, base64.
 
     Layout: [layer][quantity][cell] rows of ceil(N / 2) bytes, character t in byte t // 2,
     high nibble first. Returns the base64 text and the quantities' descriptions (key, label,
     lo, hi) that dequantize it: value = lo + level / (LEVELS - 1) * (hi - lo).
     """
-    v = analysis.values  # (L, Q, N, H)
-    L, Q, N, H = v.shape
-    levels = np.empty((L, Q, H, N + N % 2), np.uint8)
-    levels[..., N:] = 0
-    quantities = []
-    for qi, key in enumerate(analysis.quantities):
-        lo, hi = value_range(analysis.cell, key, v[:, qi])
-        scaled = (v[:, qi].transpose(0, 2, 1) - lo) / (hi - lo) * (LEVELS - 1)  # (L, H, N)
-        levels[:, qi, :, :N] = np.clip(np.rint(scaled), 0, LEVELS - 1)
-        quantities.append({"key": key, "label": LABELS[key], "lo": lo, "hi": hi})
+    levels, quantities = quantize(analysis)
+    if levels.shape[-1] % 2:
+        levels = np.concatenate([levels, np.zeros((*levels.shape[:-1], 1), np.uint8)], -1)
     packed = (levels[..., 0::2] << 4) | levels[..., 1::2]  # (L, Q, H, ceil(N/2))
     # raw deflate (DecompressionStream); level 4: measured 20x faster than 9 on a 2x512 LSTM's
     # 1,500 characters (0.6 s against 12 s), for 5% more bytes
@@ -147,15 +162,19 @@ def report(analysis: Analysis, per_feature: int = 5) -> dict:
     }
 
 
-def render_page(analysis: Analysis, title: str, source: str, symbols: list[str]) -> str:
-    """The page as one HTML string.
+@dataclass(frozen=True)
+class PageRun:
+    """One run on the page: what it did on the text, its name, and its vocabulary as display
+    characters (index == id), for its predictions."""
 
-    Args:
-        analysis: from ``record.analyze``.
-        title: the run's name; source: where the text came from (shown in the note).
-        symbols: the vocabulary as display characters (index == id), for the predictions.
-    """
-    N = len(analysis.symbols)
+    analysis: Analysis
+    title: str
+    symbols: list[str]
+
+
+def run_data(run: PageRun) -> dict:
+    """The page's data block for one run: its activations, predictions and strongest cells."""
+    analysis = run.analysis
     activations, quantities = pack_activations(analysis)
     strongest = analysis.strongest(5)
     # open on the strongest cell state or hidden unit: what the essay's pictures show
@@ -165,14 +184,14 @@ def render_page(analysis: Analysis, title: str, source: str, symbols: list[str])
         key=lambda c: abs(c["r"]),
         default={"layer": analysis.num_layers - 1, "quantity": analysis.quantities[0], "cell": 0},
     )
-    data = {
-        "text": "".join(analysis.symbols),
+    return {
+        "name": run.title,
+        "cell": analysis.cell,
         "layers": analysis.num_layers,
         "hidden": analysis.hidden_size,
         "quantities": quantities,
-        "levels_max": LEVELS - 1,
         "activations": activations,
-        "symbols": symbols,
+        "symbols": run.symbols,
         "top_k": int(analysis.top_ids.shape[1]),
         "top_ids": analysis.top_ids.reshape(-1).tolist(),
         "top_probs": [_round(p) for p in analysis.top_probs.reshape(-1)],
@@ -187,23 +206,60 @@ def render_page(analysis: Analysis, title: str, source: str, symbols: list[str])
             "cell": best["cell"],
         },
     }
+
+
+def render_page(
+    analysis: Analysis,
+    title: str,
+    source: str,
+    symbols: list[str],
+    second: PageRun | None = None,
+) -> str:
+    """The page as one HTML string.
+
+    Args:
+        analysis: from ``record.analyze``.
+        title: the run's name; source: where the text came from (shown in the note).
+        symbols: the vocabulary as display characters (index == id), for the predictions.
+        second: another run on the same text, shown beside the first with the characters
+            where the two runs' predictions differ most (``compare.prediction_gap``).
+    """
+    N = len(analysis.symbols)
+    runs = [PageRun(analysis, title, symbols)] + ([second] if second else [])
+    data = {
+        "text": "".join(analysis.symbols),
+        "levels_max": LEVELS - 1,
+        "flank": FLANK,
+        "fire_cells": FIRE_CELLS,
+        "runs": [run_data(r) for r in runs],
+        "gap": None,
+    }
+    models = f"{analysis.num_layers} x {analysis.hidden_size} {analysis.cell}"
+    if second is not None:
+        gap = prediction_gap(analysis, symbols, second.analysis, second.symbols)
+        data["gap"] = [_round(g) for g in gap]
+        b = second.analysis
+        models += f" ({title}) and {b.num_layers} x {b.hidden_size} {b.cell} ({second.title})"
     note = (
         f"The first {N:,} characters of {source}; the correlations and saturation statistics "
         f"cover the first {analysis.num_analyzed:,}. "
         f"A page holds at most {MAX_SHOWN:,} characters (rnnlab viz --chars N); "
-        f"activations are stored in {LEVELS} levels. "
-        f"Model: {analysis.num_layers} x {analysis.hidden_size} {analysis.cell}."
+        f"activations are stored in {LEVELS} levels. Model: {models}."
     )
     payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     payload = payload.replace("<", "\\u003c")  # a "</script>" in the text must not end the block
     assets = resources.files(__package__) / "assets"
     page = (assets / "page.html").read_text(encoding="utf-8")
+    js = [(assets / f).read_text(encoding="utf-8") for f in ("search.js", "panels.js", "page.js")]
+    titles = " and ".join(r.title for r in runs)
     fills = {
         "__CSS__": (assets / "page.css").read_text(encoding="utf-8"),
-        "__JS__": (assets / "page.js").read_text(encoding="utf-8"),
-        "__TITLE__": html.escape(title),
+        "__JS__": "\n".join(js),
+        "__TITLE__": html.escape(titles),
         "__NOTE__": html.escape(note),
         "__SATURATION__": saturation_svg(analysis),
+        "__FLANK__": str(FLANK),
+        "__FIRE__": str(FIRE_CELLS),
         "__DATA__": payload,
     }
     # one pass over the template, so nothing inserted (a title, the text) is ever substituted

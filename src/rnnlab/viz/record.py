@@ -189,6 +189,8 @@ class Analysis:
         r: (F, L, Q, H) Pearson r of every cell with every feature in features.FEATURES.
         constant: (F,) bool, features that never change in the analyzed text (r undefined).
         saturation: the sigmoid gates' saturation counts.
+        probs: (N, V) float32, the model's whole next-character distribution after each shown
+            character (for comparing two runs).
     """
 
     cell: str
@@ -204,6 +206,7 @@ class Analysis:
     r: np.ndarray
     constant: np.ndarray
     saturation: Saturation
+    probs: np.ndarray
 
     def strongest(
         self, per_feature: int = 5, among: tuple[str, ...] | None = None
@@ -295,4 +298,5 @@ def analyze(
         corr.r().reshape(-1, L, Q, H),
         corr.constant_features(),
         sat,
+        probs_shown,
     )

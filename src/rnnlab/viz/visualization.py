@@ -14,9 +14,11 @@ import numpy as np
 from .. import checkpoint
 from ..config import _check, _check_range, _check_types, _opt
 from ..errors import UsageError
+from ..model import CharLM
 from ..options import UNKNOWN, WEIGHTS
 from ..tokens import corpus_splits, encode_text
-from .page import MAX_SHOWN, render_page, report
+from ..vocab import Vocab
+from .page import MAX_SHOWN, PageRun, render_page, report
 from .record import Analysis, analyze
 
 MAX_FEATURE_CHARS = 10_000_000  # the features of every character are held at once
@@ -77,6 +79,7 @@ def visualize(
     unknown: str = "error",
     weights: str = "best",
     on_progress: Callable[[int, int], None] | None = None,
+    compare_with: str | Path | None = None,
 ) -> Visualization:
     """Record a run's model over a text and render the page of what its cells track.
 
@@ -89,6 +92,9 @@ def visualize(
         unknown: characters outside the vocabulary: "error" or "skip".
         weights: "best" or "last".
         on_progress: called as ``on_progress(done, total)`` characters while recording.
+        compare_with: a second run directory, shown beside the first on the same text (every
+            character of which it must know), with the characters where their predictions
+            differ most.
 
     Returns:
         A Visualization; write ``.html`` to a file and open it in a browser.
@@ -107,9 +113,70 @@ def visualize(
         ids = np.asarray(val_ids[:wanted], dtype=np.int64)
     if len(ids) < 2:
         raise UsageError(f"{source} has fewer than 2 characters to visualize")
-    # one display character per id: bytes as latin-1
-    symbols = [chr(b) for b in range(256)] if vocab.mode == "byte" else list(vocab.symbols)
-    progress = None if on_progress is None else (lambda done: on_progress(done, len(ids)))
+    symbols = display_symbols(vocab)
+    second = None
+    if compare_with is not None:  # checked before the long recording of the first run
+        second = _load_second(Path(compare_with), opts.weights, vocab, [symbols[i] for i in ids])
+    total = len(ids) * (2 if second else 1)
+    progress = None if on_progress is None else (lambda done: on_progress(done, total))
     analysis = analyze(model, ids, [symbols[i] for i in ids], opts.chars, on_progress=progress)
-    html = render_page(analysis, run.resolve().name, source, symbols)
-    return Visualization(html, report(analysis) | {"text": source}, analysis)
+    summary = report(analysis) | {"text": source}
+    page_run = None
+    if second is not None:
+        model_b, vocab_b, ids_b, name_b = second
+        progress_b = None if on_progress is None else (lambda d: on_progress(len(ids) + d, total))
+        symbols_b = display_symbols(vocab_b)
+        text_b = [symbols_b[i] for i in ids_b]
+        analysis_b = analyze(model_b, ids_b, text_b, opts.chars, on_progress=progress_b)
+        page_run = PageRun(analysis_b, name_b, symbols_b)
+        summary["compare"] = report(analysis_b) | {"run": name_b}
+    html = render_page(analysis, run.resolve().name, source, symbols, page_run)
+    return Visualization(html, summary, analysis)
+
+
+def page_for_ids(model: CharLM, vocab: Vocab, title: str, ids: list[int]) -> str:
+    """The page of ``model`` on a text already in its ids (all of it shown, up to MAX_SHOWN
+    characters): what `rnnlab serve`'s viz tab renders for a pasted text.
+
+    Args:
+        model, vocab: a loaded run's model and vocabulary.
+        title: the run's name; ids: (N,) the text, N >= 2.
+
+    Returns:
+        The page's HTML.
+    """
+    ids_np = np.asarray(ids[:MAX_SHOWN], dtype=np.int64)
+    symbols = display_symbols(vocab)
+    analysis = analyze(model, ids_np, [symbols[i] for i in ids_np], len(ids_np))
+    return render_page(analysis, title, "the given text", symbols)
+
+
+def display_symbols(vocab: Vocab) -> list[str]:
+    """One display character per id: the vocabulary's, or bytes as latin-1."""
+    return [chr(b) for b in range(256)] if vocab.mode == "byte" else list(vocab.symbols)
+
+
+def _load_second(
+    run_b: Path, weights: str, vocab: Vocab, text: list[str]
+) -> tuple[CharLM, Vocab, np.ndarray, str]:
+    """The second run's model and the same text in its ids: every character of the text must
+    be one it knows, or the two would not read the same text."""
+    model_b, vocab_b, _ = checkpoint.load_model(run_b, checkpoint.WEIGHTS[weights])
+    if vocab_b.mode != vocab.mode:
+        raise UsageError(
+            f"{run_b} reads {vocab_b.mode}s and the first run {vocab.mode}s; compare two runs "
+            "of the same mode (--bytes or not)"
+        )
+    if vocab.mode == "byte":
+        ids_b = np.array([ord(c) for c in text], dtype=np.int64)  # latin-1 display == the byte
+    else:
+        missing = vocab_b.unknown("".join(text))
+        if missing:
+            shown = ", ".join(repr(c) for c in missing[:10]) + (" ..." if len(missing) > 10 else "")
+            raise UsageError(
+                f"{run_b} does not know {len(missing)} character(s) of the text ({shown}); both "
+                "runs must share the text's characters: pick a text both were trained on"
+            )
+        ids_b = np.array(vocab_b.encode("".join(text)), dtype=np.int64)
+    name = run_b.resolve().name
+    return model_b, vocab_b, ids_b, name

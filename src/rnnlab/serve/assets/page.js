@@ -34,6 +34,7 @@ async function loadModels() {
     select.appendChild(o);
   }
   $("length").max = data.limits.max_length;
+  initViz(Boolean(data.viz));
   showInfo();
 }
 
@@ -175,7 +176,10 @@ function init() {
   $("stop").addEventListener("click", stop);
   document.addEventListener("keydown", (e) => {
     if (e.key === "Escape") stop();
-    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); generate(); }
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+      e.preventDefault();
+      if ($("panel-viz").hidden) generate(); else showViz();
+    }
   });
   const out = $("output");
   out.addEventListener("mouseover", (e) => { if (e.target.classList.contains("c")) showTip(e.target); });
@@ -193,6 +197,47 @@ function init() {
   });
   loadModels().then(() => { document.body.dataset.ready = "true"; document.body.dataset.state = "idle"; },
                     (e) => { $("status").textContent = `error: ${e.message}`; });
+}
+
+// the viz tab: POST /v1/viz renders the viz page for the pasted text, shown in a sandboxed frame
+let vizTimer = null, vizSeq = 0;
+function openTab(name) {
+  for (const t of ["generate", "viz"]) {
+    $(`tab-${t}`).setAttribute("aria-selected", String(t === name));
+    $(`panel-${t}`).hidden = t !== name;
+  }
+}
+async function showViz() {
+  const text = $("viz-text").value, seq = ++vizSeq;
+  if (text.length < 2) { $("viz-status").textContent = "type or paste at least 2 characters"; return; }
+  $("viz-status").textContent = "recording the cells\u2026";
+  document.body.dataset.viz = "busy";
+  const t0 = performance.now();
+  const r = await fetch("/v1/viz", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ model: $("model").value, text }),
+  });
+  if (seq !== vizSeq) return;  // a newer request went out while this one ran
+  if (!r.ok) {
+    $("viz-status").textContent = `error: ${(await r.json()).error}`;
+    document.body.dataset.viz = "error";
+    return;
+  }
+  $("viz-frame").srcdoc = await r.text();
+  $("viz-status").textContent = `${text.length} characters, ${Math.round(performance.now() - t0)} ms`;
+  Object.assign(document.body.dataset, { viz: "shown", vizChars: text.length });
+}
+function initViz(enabled) {
+  $("tab-viz").hidden = !enabled;
+  $("tab-generate").addEventListener("click", () => openTab("generate"));
+  $("tab-viz").addEventListener("click", () => openTab("viz"));
+  $("viz-go").addEventListener("click", showViz);
+  $("viz-text").addEventListener("input", () => {
+    if (!$("viz-live").checked) return;
+    clearTimeout(vizTimer);
+    vizTimer = setTimeout(showViz, 600);  // live, but one request per pause in the typing
+  });
 }
 
 init();
