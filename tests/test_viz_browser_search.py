@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_viz_browser import CODE, TEXT  # the same page text
 
 from rnnlab import checkpoint
 from rnnlab.cli import main
@@ -19,16 +20,6 @@ from rnnlab.viz.compare import prediction_gap
 from rnnlab.viz.page import LEVELS, quantize
 from rnnlab.viz.search import FIRE_CELLS, correlations, fires, rank, regex_feature, span_scores
 from rnnlab.vocab import Vocab
-
-CODE = (
-    "def area(shape, scale=2):  # width * height\n"
-    '    """Return the area."""\n'
-    "    if shape in ('square', \"circle\"):\n"
-    "        return [scale * (x + 1) for x in range(3)]\n"
-    "    return {'a': 1}\n"
-    "\n"
-)
-TEXT = CODE * 6  # about 1,200 characters
 
 
 def make_run(root, name, text, hidden=16, layers=2, seed=0, byte_mode=False):
