@@ -76,6 +76,46 @@ def chromium_executable() -> str:
     return found
 
 
+@pytest.fixture(scope="module")
+def browser(chromium_executable):
+    """A headless Chromium driven by Playwright (one per test module)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=chromium_executable, headless=True, args=["--no-sandbox"]
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def open_page(browser):
+    """``open_page(url, viewport=(1200, 900), timeout_ms=20_000, on_request=None) -> (page,
+    seen)``: the page loaded in a fresh context and ready (``body[data-ready=true]``), with every
+    console error and page error in ``seen["errors"]`` and every request's URL in
+    ``seen["requests"]`` (``on_request`` also sees each request). Closed at the test's end."""
+    contexts = []
+
+    def open_page(url, viewport=(1200, 900), timeout_ms=20_000, on_request=None):
+        context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+        contexts.append(context)
+        page = context.new_page()
+        seen = {"errors": [], "requests": []}
+        page.on("console", lambda m: seen["errors"].append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: seen["errors"].append(str(e)))
+        page.on("request", lambda r: seen["requests"].append(r.url))
+        if on_request is not None:
+            page.on("request", on_request)
+        page.goto(url)
+        page.wait_for_selector("body[data-ready=true]", timeout=timeout_ms)
+        return page, seen
+
+    yield open_page
+    for context in contexts:
+        context.close()
+
+
 @pytest.fixture(scope="session")
 def shared_run(tmp_path_factory):
     """A trained run directory shared by the whole session: never write into it."""

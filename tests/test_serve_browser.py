@@ -23,37 +23,17 @@ def server(tmp_path_factory):
     s.stop()
 
 
-@pytest.fixture(scope="module")
-def browser(chromium_executable):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=chromium_executable, headless=True, args=["--no-sandbox"]
-        )
-        yield b
-        b.close()
-
-
 @pytest.fixture
-def opened(browser, server):
+def opened(open_page, server):
     """The playground, with every console error, request and /v1/generate body recorded."""
-    context = browser.new_context(viewport={"width": 1100, "height": 800})
-    page = context.new_page()
-    seen = {"errors": [], "requests": [], "bodies": []}
-    page.on("console", lambda m: seen["errors"].append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: seen["errors"].append(str(e)))
+    bodies = []
 
     def on_request(r):
-        seen["requests"].append(r.url)
         if r.url.endswith("/v1/generate"):
-            seen["bodies"].append(json.loads(r.post_data))
+            bodies.append(json.loads(r.post_data))
 
-    page.on("request", on_request)
-    page.goto(server.url + "/")
-    page.wait_for_selector("body[data-ready=true]", timeout=20_000)
-    yield page, seen
-    context.close()
+    page, seen = open_page(server.url + "/", viewport=(1100, 800), on_request=on_request)
+    return page, seen | {"bodies": bodies}
 
 
 def test_loads_offline_without_errors(opened, server):

@@ -24,18 +24,6 @@ def server(tmp_path_factory):
     s.stop()
 
 
-@pytest.fixture(scope="module")
-def browser(chromium_executable):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=chromium_executable, headless=True, args=["--no-sandbox"]
-        )
-        yield b
-        b.close()
-
-
 def test_the_route_renders_the_page_for_a_text(server):
     text = TEXT[:400]
     r = httpx.post(server.url + "/v1/viz", json={"text": text}, timeout=60)
@@ -62,15 +50,9 @@ def test_a_server_without_the_renderer_has_no_viz_tab(tmp_path):
         s.stop()
 
 
-def test_the_viz_tab_shows_the_page_live(browser, server, tmp_path):
-    context = browser.new_context(viewport={"width": 1200, "height": 1000})
-    page = context.new_page()
-    errors, requests = [], []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("request", lambda r: requests.append(r.url))
-    page.goto(server.url + "/")
-    page.wait_for_selector("body[data-ready=true]", timeout=20_000)
+def test_the_viz_tab_shows_the_page_live(open_page, server, tmp_path):
+    page, seen = open_page(server.url + "/", viewport=(1200, 1000))
+    errors, requests = seen["errors"], seen["requests"]
     assert page.is_hidden("#panel-viz")
     page.click("#tab-viz")
     assert page.is_visible("#panel-viz") and page.is_hidden("#panel-generate")
@@ -96,4 +78,3 @@ def test_the_viz_tab_shows_the_page_live(browser, server, tmp_path):
     assert "\u00a7" in page.inner_text("#viz-status")
     assert all(u.startswith(server.url) for u in requests if not u.startswith("about:"))
     assert [e for e in errors if "422" not in e] == []
-    context.close()

@@ -56,31 +56,10 @@ def built(tmp_path_factory):
     return {"page": page, "report": json.loads(out.getvalue()), "probs": probs, "vocab": vocab}
 
 
-@pytest.fixture(scope="module")
-def browser(chromium_executable):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=chromium_executable, headless=True, args=["--no-sandbox"]
-        )
-        yield b
-        b.close()
-
-
 @pytest.fixture
-def opened(browser, built):
+def opened(open_page, built):
     """The page loaded from its file URL, with every console error and request recorded."""
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
-    page = context.new_page()
-    seen = {"errors": [], "requests": []}
-    page.on("console", lambda m: seen["errors"].append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: seen["errors"].append(str(e)))
-    page.on("request", lambda r: seen["requests"].append(r.url))
-    page.goto(built["page"].as_uri())
-    page.wait_for_selector("body[data-ready=true]", timeout=20_000)
-    yield page, seen
-    context.close()
+    return open_page(built["page"].as_uri())
 
 
 def selection(page) -> tuple[int, str, int]:

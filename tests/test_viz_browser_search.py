@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_viz_browser import CODE, TEXT  # the same page text
 
 from rnnlab import checkpoint
 from rnnlab.cli import main
@@ -19,16 +20,6 @@ from rnnlab.viz.compare import prediction_gap
 from rnnlab.viz.page import LEVELS, quantize
 from rnnlab.viz.search import FIRE_CELLS, correlations, fires, rank, regex_feature, span_scores
 from rnnlab.vocab import Vocab
-
-CODE = (
-    "def area(shape, scale=2):  # width * height\n"
-    '    """Return the area."""\n'
-    "    if shape in ('square', \"circle\"):\n"
-    "        return [scale * (x + 1) for x in range(3)]\n"
-    "    return {'a': 1}\n"
-    "\n"
-)
-TEXT = CODE * 6  # about 1,200 characters
 
 
 def make_run(root, name, text, hidden=16, layers=2, seed=0, byte_mode=False):
@@ -66,150 +57,130 @@ def built(tmp_path_factory):
     return {"tmp": tmp, "a": a, "b": b, "one": one, "two": two}
 
 
-@pytest.fixture(scope="module")
-def browser(chromium_executable):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=chromium_executable, headless=True, args=["--no-sandbox"]
-        )
-        yield b
-        b.close()
-
-
-@contextlib.contextmanager
-def opened(browser, path):
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
-    page = context.new_page()
-    errors = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(path.as_uri())
-    page.wait_for_selector("body[data-ready=true]", timeout=60_000)
-    yield page, errors
-    context.close()
+def opened(open_page, path):
+    page, seen = open_page(path.as_uri(), timeout_ms=60_000)
+    return page, seen["errors"]
 
 
 def span_rows(page, where="#span-rows") -> list[dict]:
     return page.eval_on_selector_all(f"{where} .cell-row", "rs => rs.map(r => ({...r.dataset}))")
 
 
-def test_mouse_selection_ranks_the_cells_as_python_does(browser, built):
+def test_mouse_selection_ranks_the_cells_as_python_does(open_page, built):
     u = unit_rows(built["one"].analysis)
-    with opened(browser, built["tmp"] / "one.html") as (page, errors):
-        start, end = 150, 156
-        first = page.locator(f"#text span[data-i='{start}']").bounding_box()
-        last = page.locator(f"#text span[data-i='{end - 1}']").bounding_box()
-        page.mouse.move(first["x"] + 1, first["y"] + first["height"] / 2)
-        page.mouse.down()
-        page.mouse.move(last["x"] + last["width"] - 1, last["y"] + last["height"] / 2, steps=5)
-        page.mouse.up()
-        info = page.eval_on_selector("#span-info", "e => ({...e.dataset})")
-        assert (int(info["start"]), int(info["end"])) == (start, end)
-        scores = span_scores(u, start, end)
-        best = rank(scores[:, 0], 5)
-        rows = span_rows(page)
-        assert len(rows) == 5
-        shown = [float(r["score"]) for r in rows]
-        assert shown == pytest.approx(scores[best, 0].tolist(), abs=1e-9)
-        # the viewer shows the best cell; the other places where the best cells fire are marked
-        H, Q = 16, 6
-        k = best[0]
-        viewer = page.eval_on_selector("#viewer", "e => ({...e.dataset})")
-        assert (int(viewer["layer"]), int(viewer["cell"])) == (k // (Q * H), k % H)
-        fired = fires(u, start, end, best[:FIRE_CELLS])
-        fired[start:end] = False
-        marked = page.eval_on_selector_all("#text span.fire", "s => s.map(x => +x.dataset.i)")
-        assert marked == np.flatnonzero(fired).tolist() and int(info["matches"]) == len(marked)
-        assert page.locator("#text span.picked").count() == end - start
-        assert errors == []
+    page, errors = opened(open_page, built["tmp"] / "one.html")
+    start, end = 150, 156
+    first = page.locator(f"#text span[data-i='{start}']").bounding_box()
+    last = page.locator(f"#text span[data-i='{end - 1}']").bounding_box()
+    page.mouse.move(first["x"] + 1, first["y"] + first["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(last["x"] + last["width"] - 1, last["y"] + last["height"] / 2, steps=5)
+    page.mouse.up()
+    info = page.eval_on_selector("#span-info", "e => ({...e.dataset})")
+    assert (int(info["start"]), int(info["end"])) == (start, end)
+    scores = span_scores(u, start, end)
+    best = rank(scores[:, 0], 5)
+    rows = span_rows(page)
+    assert len(rows) == 5
+    shown = [float(r["score"]) for r in rows]
+    assert shown == pytest.approx(scores[best, 0].tolist(), abs=1e-9)
+    # the viewer shows the best cell; the other places where the best cells fire are marked
+    H, Q = 16, 6
+    k = best[0]
+    viewer = page.eval_on_selector("#viewer", "e => ({...e.dataset})")
+    assert (int(viewer["layer"]), int(viewer["cell"])) == (k // (Q * H), k % H)
+    fired = fires(u, start, end, best[:FIRE_CELLS])
+    fired[start:end] = False
+    marked = page.eval_on_selector_all("#text span.fire", "s => s.map(x => +x.dataset.i)")
+    assert marked == np.flatnonzero(fired).tolist() and int(info["matches"]) == len(marked)
+    assert page.locator("#text span.picked").count() == end - start
+    assert errors == []
 
 
-def test_keyboard_selection(browser, built):
-    with opened(browser, built["tmp"] / "one.html") as (page, errors):
-        page.click("#text span[data-i='300']")
-        page.locator("#text").focus()
-        for _ in range(4):
-            page.keyboard.press("Shift+ArrowRight")
-        info = page.eval_on_selector("#span-info", "e => ({...e.dataset})")
-        assert (int(info["start"]), int(info["end"])) == (300, 305)
-        page.keyboard.press("Shift+ArrowLeft")
-        assert page.get_attribute("#span-info", "data-end") == "304"
-        assert len(span_rows(page)) == 5
-        page.keyboard.press("Escape")
-        assert page.locator("#text span.picked").count() == 0 and span_rows(page) == []
-        assert errors == []
+def test_keyboard_selection(open_page, built):
+    page, errors = opened(open_page, built["tmp"] / "one.html")
+    page.click("#text span[data-i='300']")
+    page.locator("#text").focus()
+    for _ in range(4):
+        page.keyboard.press("Shift+ArrowRight")
+    info = page.eval_on_selector("#span-info", "e => ({...e.dataset})")
+    assert (int(info["start"]), int(info["end"])) == (300, 305)
+    page.keyboard.press("Shift+ArrowLeft")
+    assert page.get_attribute("#span-info", "data-end") == "304"
+    assert len(span_rows(page)) == 5
+    page.keyboard.press("Escape")
+    assert page.locator("#text span.picked").count() == 0 and span_rows(page) == []
+    assert errors == []
 
 
-def test_regex_ranks_by_correlation_as_python_does(browser, built):
+def test_regex_ranks_by_correlation_as_python_does(open_page, built):
     u = unit_rows(built["one"].analysis)
     text = "".join(built["one"].analysis.symbols)
-    with opened(browser, built["tmp"] / "one.html") as (page, errors):
-        for pattern in (r"\(.*?\)", r"return", r"[A-Z]", r"\n    ", r"^ +"):
-            page.fill("#regex", pattern)
-            f = regex_feature(text, pattern)
-            assert int(page.get_attribute("#regex-info", "data-matches")) == int(f.sum())
-            r = correlations(u, f)
-            best = rank(np.abs(r), 5)
-            rows = span_rows(page, "#regex-rows")
-            assert [float(x["score"]) for x in rows] == pytest.approx(r[best].tolist(), abs=1e-9)
-            assert page.locator("#regex-rows .cell-row").first.locator("rect.feature").count() > 0
-        page.fill("#regex", "(")
-        assert "not a regular expression" in page.inner_text("#regex-info")
-        assert errors == []
+    page, errors = opened(open_page, built["tmp"] / "one.html")
+    for pattern in (r"\(.*?\)", r"return", r"[A-Z]", r"\n    ", r"^ +"):
+        page.fill("#regex", pattern)
+        f = regex_feature(text, pattern)
+        assert int(page.get_attribute("#regex-info", "data-matches")) == int(f.sum())
+        r = correlations(u, f)
+        best = rank(np.abs(r), 5)
+        rows = span_rows(page, "#regex-rows")
+        assert [float(x["score"]) for x in rows] == pytest.approx(r[best].tolist(), abs=1e-9)
+        assert page.locator("#regex-rows .cell-row").first.locator("rect.feature").count() > 0
+    page.fill("#regex", "(")
+    assert "not a regular expression" in page.inner_text("#regex-info")
+    assert errors == []
 
 
-def test_regex_answers_in_under_200_ms_on_20000_characters(browser, tmp_path):
+def test_regex_answers_in_under_200_ms_on_20000_characters(open_page, tmp_path):
     text = (CODE * 120)[:20_000]
     (tmp_path / "text.txt").write_text(text)
     run = make_run(tmp_path, "wide", text, hidden=64, layers=2)
     page_path = tmp_path / "wide.html"
     page_path.write_text(visualize(run, tmp_path / "text.txt", chars=20_000).html)
     times = {}  # pattern -> ms of each try: ranking, rows and the text recolored, in the page
-    with opened(browser, page_path) as (page, errors):
-        for _ in range(2):  # the best of two: the machine is shared, other work adds noise
-            for pattern in (r"\(.*?\)", r"return", r"[a-z]+", r"'[^']*'", r"\d"):
-                page.fill("#regex", pattern)
-                times.setdefault(pattern, []).append(
-                    float(page.get_attribute("#regex-info", "data-ms"))
-                )
-                page.fill("#regex", "")
-        assert errors == []
+    page, errors = opened(open_page, page_path)
+    for _ in range(2):  # the best of two: the machine is shared, other work adds noise
+        for pattern in (r"\(.*?\)", r"return", r"[a-z]+", r"'[^']*'", r"\d"):
+            page.fill("#regex", pattern)
+            times.setdefault(pattern, []).append(
+                float(page.get_attribute("#regex-info", "data-ms"))
+            )
+            page.fill("#regex", "")
+    assert errors == []
     K = 2 * 6 * 64
     print(f"\nregex search, 20,000 characters x {K} rows (2 x 64 LSTM), ms per try: {times}")
     assert max(min(t) for t in times.values()) < 200
 
 
-def test_two_runs_side_by_side(browser, built):
+def test_two_runs_side_by_side(open_page, built):
     a, b = built["two"].analysis, None
-    with opened(browser, built["tmp"] / "two.html") as (page, errors):
-        head = page.eval_on_selector_all("#feature-table thead th", "t => t.map(x => x.innerText)")
-        assert head == ["feature", "a (r)", "b (r)"]
-        summary = built["two"].summary
-        for name in ("line_position", "after_newline"):
-            for run, feats in ((0, summary["features"]), (1, summary["compare"]["features"])):
-                links = page.locator(f"tr[data-feature='{name}'] td[data-run='{run}'] a.cell-link")
-                assert links.count() == 5
-                c = feats[name]["cells"][0]
-                assert f"r={c['r']:+.3f}" in links.first.inner_text()
-        page.locator("tr[data-feature='line_position'] td[data-run='1'] a.cell-link").first.click()
-        assert page.get_attribute("#viewer", "data-run") == "1"
-        # the characters where the predictions differ most, largest first, as compare.py says
-        data = json.loads(page.inner_text("#data"))
-        b = visualize(built["b"], built["tmp"] / "text.txt", chars=900).analysis
-        gap = prediction_gap(a, data["runs"][0]["symbols"], b, data["runs"][1]["symbols"])
-        items = page.eval_on_selector_all(
-            "#gap-list li", "l => l.map(x => [+x.dataset.i, +x.dataset.gap])"
-        )
-        assert len(items) == 20
-        assert [g for _, g in items] == pytest.approx(sorted(gap, reverse=True)[:20], abs=1e-3)
-        assert [t for t, _ in items][0] == int(np.argmax(gap))
-        page.check("#color-gap")
-        # selections and patterns search both runs
-        page.fill("#regex", r"\(")
-        assert {r["run"] for r in span_rows(page, "#regex-rows")} == {"0", "1"}
-        assert errors == []
+    page, errors = opened(open_page, built["tmp"] / "two.html")
+    head = page.eval_on_selector_all("#feature-table thead th", "t => t.map(x => x.innerText)")
+    assert head == ["feature", "a (r)", "b (r)"]
+    summary = built["two"].summary
+    for name in ("line_position", "after_newline"):
+        for run, feats in ((0, summary["features"]), (1, summary["compare"]["features"])):
+            links = page.locator(f"tr[data-feature='{name}'] td[data-run='{run}'] a.cell-link")
+            assert links.count() == 5
+            c = feats[name]["cells"][0]
+            assert f"r={c['r']:+.3f}" in links.first.inner_text()
+    page.locator("tr[data-feature='line_position'] td[data-run='1'] a.cell-link").first.click()
+    assert page.get_attribute("#viewer", "data-run") == "1"
+    # the characters where the predictions differ most, largest first, as compare.py says
+    data = json.loads(page.inner_text("#data"))
+    b = visualize(built["b"], built["tmp"] / "text.txt", chars=900).analysis
+    gap = prediction_gap(a, data["runs"][0]["symbols"], b, data["runs"][1]["symbols"])
+    items = page.eval_on_selector_all(
+        "#gap-list li", "l => l.map(x => [+x.dataset.i, +x.dataset.gap])"
+    )
+    assert len(items) == 20
+    assert [g for _, g in items] == pytest.approx(sorted(gap, reverse=True)[:20], abs=1e-3)
+    assert [t for t, _ in items][0] == int(np.argmax(gap))
+    page.check("#color-gap")
+    # selections and patterns search both runs
+    page.fill("#regex", r"\(")
+    assert {r["run"] for r in span_rows(page, "#regex-rows")} == {"0", "1"}
+    assert errors == []
 
 
 def test_two_runs_must_share_the_texts_characters(built, tmp_path, capsys):

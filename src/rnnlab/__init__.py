@@ -17,6 +17,7 @@ from typing import Any
 
 from .config import __version__
 
+# the public names, listed here once: rnnlab.api imports this list as its own __all__
 __all__ = [
     "CharLM",
     "CharLogprob",

@@ -17,48 +17,34 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# __all__: the public names, listed once in rnnlab/__init__.py (which must not import torch);
+# `from .m import X as X` marks a name imported only to be re-exported here
+from . import __all__ as __all__
 from . import bpc as _bpc
 from . import checkpoint as _checkpoint
 from . import finetune as _finetune
 from . import sampling as _sampling
 from . import training as _training
 from . import viz as _viz
-from .config import CorpusConfig, ModelConfig, TrainConfig, __version__
-from .errors import DivergedError, RnnlabError, UsageError
-from .evaluation import EvalReport, evaluate
+from .config import CorpusConfig, ModelConfig, TrainConfig
+from .config import __version__ as __version__
+from .errors import DivergedError as DivergedError
+from .errors import RnnlabError as RnnlabError
+from .errors import UsageError
+from .evaluation import EvalReport as EvalReport
+from .evaluation import evaluate as evaluate
 from .model import CharLM, resolve_sample_dtype
-from .options import EvalOptions, SampleOptions
-from .sampling import CharLogprob, Completion, generate
-from .training import EvalEvent, TrainResult
-from .viz import Visualization, VizOptions, visualize
+from .options import EvalOptions as EvalOptions
+from .options import SampleOptions as SampleOptions
+from .sampling import CharLogprob as CharLogprob
+from .sampling import Completion
+from .sampling import generate as generate
+from .training import EvalEvent as EvalEvent
+from .training import TrainResult
+from .viz import Visualization as Visualization
+from .viz import VizOptions as VizOptions
+from .viz import visualize as visualize
 from .vocab import Vocab
-
-__all__ = [
-    "CharLM",
-    "CharLogprob",
-    "Completion",
-    "CorpusConfig",
-    "DivergedError",
-    "EvalEvent",
-    "EvalOptions",
-    "EvalReport",
-    "LanguageModel",
-    "ModelConfig",
-    "RnnlabError",
-    "SampleOptions",
-    "TrainConfig",
-    "TrainResult",
-    "UsageError",
-    "Visualization",
-    "VizOptions",
-    "Vocab",
-    "__version__",
-    "evaluate",
-    "generate",
-    "load",
-    "train",
-    "visualize",
-]
 
 
 def train(
@@ -147,21 +133,7 @@ class LanguageModel:
         regex: str | None = None,
     ) -> str:
         """One continuation of ``prompt`` (without the prompt). See ``generate_many``."""
-        return self.generate_many(
-            prompt,
-            num_samples=1,
-            length=length,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            seed=seed,
-            unknown=unknown,
-            weights_dtype=weights_dtype,
-            beam=beam,
-            stop=stop,
-            allowed_chars=allowed_chars,
-            regex=regex,
-        )[0]
+        return self.generate_many(num_samples=1, **_arguments(locals()))[0]
 
     def generate_many(
         self,
@@ -193,24 +165,7 @@ class LanguageModel:
         a CPU, logits within about 1e-3), or "auto" (on a CPU int8 for up to 8 samples,
         bfloat16 for more where the CPU has it; float32 elsewhere).
         """
-        device = self.model.head.weight.device
-        return _sampling.generate(
-            self.model,
-            self.vocab,
-            prompt,
-            length=length,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            seed=seed,
-            num_samples=num_samples,
-            unknown=unknown,
-            weights_dtype=resolve_sample_dtype(weights_dtype, device, num_samples),
-            beam=beam,
-            stop=stop,
-            allowed_chars=allowed_chars,
-            regex=regex,
-        )
+        return self._sample(_sampling.generate, _arguments(locals()))
 
     def complete(
         self,
@@ -238,30 +193,25 @@ class LanguageModel:
             >>> c = lm.complete("ROMEO:", length=20, seed=0, logprobs=3)[0]
             >>> c.text, c.logprobs[0].logprob, c.logprobs[0].top  # top: [(char, logprob), ...]
         """
+        return self._sample(_sampling.complete, _arguments(locals()))
+
+    def _sample(self, fn, arguments: dict):
+        """``fn`` (sampling.generate or complete) on this model with a method's arguments, the
+        ``weights_dtype`` name resolved for the model's device and batch."""
         device = self.model.head.weight.device
-        return _sampling.complete(
-            self.model,
-            self.vocab,
-            prompt,
-            length=length,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            seed=seed,
-            num_samples=num_samples,
-            unknown=unknown,
-            weights_dtype=resolve_sample_dtype(weights_dtype, device, num_samples),
-            beam=beam,
-            stop=stop,
-            allowed_chars=allowed_chars,
-            regex=regex,
-            logprobs=logprobs,
-        )
+        dtype = resolve_sample_dtype(arguments["weights_dtype"], device, arguments["num_samples"])
+        return fn(self.model, self.vocab, **(arguments | {"weights_dtype": dtype}))
 
     def bits_per_char(self, text: str, unknown: str = "error") -> float:
         """Exact bits per character of ``text[1:]`` given what precedes it (state carried)."""
         ids = np.asarray(self.vocab.encode(text, unknown=unknown), dtype=np.int64)
         return _bpc.bits_per_char(self.model, ids)
+
+
+def _arguments(method_locals: dict) -> dict:
+    """A method's arguments (its ``locals()`` on entry) less ``self``: the sampling methods hand
+    them on by keyword, so each option is spelled once, in the signature."""
+    return {k: v for k, v in method_locals.items() if k != "self"}
 
 
 def load(

@@ -57,25 +57,24 @@ def run(args: argparse.Namespace) -> int:
     prompt = opts.prompt
     if opts.unknown == "skip":
         prompt = vocab.decode(vocab.encode(prompt, unknown="skip"))
-    dtype = resolve_sample_dtype(opts.weights_dtype, device, opts.num_samples)
-    controls = dict(stop=opts.stop, allowed_chars=opts.allowed_chars, regex=opts.regex)
+    # what complete and iter_generate share
+    common = dict(
+        length=opts.length,
+        temperature=opts.temperature,
+        top_k=opts.top_k,
+        top_p=opts.top_p,
+        seed=opts.seed,
+        num_samples=opts.num_samples,
+        unknown=opts.unknown,
+        weights_dtype=resolve_sample_dtype(opts.weights_dtype, device, opts.num_samples),
+        stop=opts.stop,
+        allowed_chars=opts.allowed_chars,
+        regex=opts.regex,
+    )
     if args.json or opts.num_samples > 1 or opts.beam:  # held whole (bounded by SampleOptions)
         t0 = time.perf_counter()
         found = sampling.complete(
-            model,
-            vocab,
-            prompt,
-            length=opts.length,
-            temperature=opts.temperature,
-            top_k=opts.top_k,
-            top_p=opts.top_p,
-            seed=opts.seed,
-            num_samples=opts.num_samples,
-            unknown=opts.unknown,
-            weights_dtype=dtype,
-            beam=opts.beam,
-            logprobs=opts.logprobs,
-            **controls,
+            model, vocab, prompt, beam=opts.beam, logprobs=opts.logprobs, **common
         )
         seconds = time.perf_counter() - t0
         texts = [c.text for c in found]
@@ -99,21 +98,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"--- sample {i} ---")
             print(prompt + text)
         return 0
-    pieces = sampling.iter_generate(
-        model,
-        vocab,
-        prompt,
-        length=opts.length,
-        temperature=opts.temperature,
-        top_k=opts.top_k,
-        top_p=opts.top_p,
-        seed=opts.seed,
-        num_samples=opts.num_samples,
-        unknown=opts.unknown,
-        weights_dtype=dtype,
-        every=1 if opts.stream else sampling.BLOCK,
-        **controls,
-    )
+    every = 1 if opts.stream else sampling.BLOCK
+    pieces = sampling.iter_generate(model, vocab, prompt, every=every, **common)
     out = sys.stdout
     out.write(prompt)
     out.flush()

@@ -212,6 +212,19 @@ def create_app(
             message = str(e).replace("--unknown skip", '"unknown": "skip"')
             raise Refused(422, message) from None
 
+    def text_ids(
+        name: str | None, text: str, unknown: str, max_chars: int
+    ) -> tuple[Served, list[int]]:
+        """The model and ``text``'s ids for a route that reads a text (score, viz): at most
+        ``max_chars`` characters, at least 2 that the model knows."""
+        s = pick(name)
+        if len(text) > max_chars:
+            raise Refused(413, f"text is over the limit of {max_chars:,} characters")
+        ids = encode(s, text, unknown)
+        if len(ids) < 2:
+            raise Refused(422, "text needs at least 2 characters the model knows")
+        return s, ids
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def playground() -> HTMLResponse:
         return HTMLResponse(_asset("page.html"))
@@ -251,12 +264,7 @@ def create_app(
     @app.post("/v1/score")
     async def score(body: ScoreRequest) -> dict[str, Any]:
         """Bits per character of ``text[1:]`` given what precedes it, and each one's surprise."""
-        s = pick(body.model)
-        if len(body.text) > limits.max_score_chars:
-            raise Refused(413, f"text is over the limit of {limits.max_score_chars:,} characters")
-        ids = encode(s, body.text, body.unknown)
-        if len(ids) < 2:
-            raise Refused(422, "text needs at least 2 characters the model knows")
+        s, ids = text_ids(body.model, body.text, body.unknown, limits.max_score_chars)
         surprise = await asyncio.to_thread(_surprise_bits, s.model, ids)
         return {
             "model": s.name,
@@ -344,7 +352,7 @@ def create_app(
         return JSONResponse(out)
 
     completions.add_routes(app, pick, encode, Refused)
-    vizpage.add_routes(app, pick, encode, Refused, viz)
+    vizpage.add_routes(app, text_ids, Refused, viz)
     app.state.viz = viz is not None
     return app
 

@@ -28,13 +28,13 @@ class VizRequest(BaseModel):
 
 def add_routes(
     app: FastAPI,
-    pick: Callable[[str | None], Any],
-    encode: Callable[[Any, str, str], list[int]],
+    text_ids: Callable[[str | None, str, str, int], tuple[Any, list[int]]],
     refused: Callable[[int, str], Exception],
     render: Renderer | None,
 ) -> None:
-    """Register POST /v1/viz on ``app``; ``pick``, ``encode`` and ``refused`` are the app's,
-    ``render`` makes the page (None: the route says the server was started without it)."""
+    """Register POST /v1/viz on ``app``; ``text_ids`` (the served model and a text's ids, the
+    text's length and characters checked) and ``refused`` are the app's, ``render`` makes the
+    page (None: the route says the server was started without it)."""
     limits = app.state.limits
 
     @app.post("/v1/viz", response_class=HTMLResponse)
@@ -43,11 +43,6 @@ def add_routes(
         span and pattern searches, the model's guesses at every character."""
         if render is None:
             raise refused(404, "this server has no viz page: start it with rnnlab serve")
-        s = pick(body.model)
-        if len(body.text) > limits.max_viz_chars:
-            raise refused(413, f"text is over the limit of {limits.max_viz_chars:,} characters")
-        ids = encode(s, body.text, body.unknown)
-        if len(ids) < 2:
-            raise refused(422, "text needs at least 2 characters the model knows")
+        s, ids = text_ids(body.model, body.text, body.unknown, limits.max_viz_chars)
         # the recording reads the weights only, beside the batcher's thread
         return HTMLResponse(await asyncio.to_thread(render, s.model, s.vocab, s.name, ids))
