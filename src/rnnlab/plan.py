@@ -88,7 +88,7 @@ class Plan:
     user: tuple[str, ...]  # the flags the user set, which the plan kept
     train_chars: int
     budget: str  # "10 min" or "5,000 steps"
-    chars_per_s: dict[str, float]  # measured, by candidate ("2x384"); empty for a step budget
+    chars_per_s: dict[str, float]  # measured, by candidate ("mingru 2x384"); {} for steps
     planned_chars: float  # characters the budget reads with the chosen model
     parameters: int
     calibration_s: float  # counted in the budget
@@ -101,7 +101,7 @@ class Plan:
         """The one line the run prints before its first step."""
         m, t = self.model, self.train
         ff = f" ff{m['ff_mult']}" if m.get("ff_mult") else ""
-        speed = self.chars_per_s.get(_name(m["num_layers"], m["hidden_size"]))
+        speed = self.chars_per_s.get(_name(m["cell"], m["num_layers"], m["hidden_size"]))
         pace = f" at {speed:,.0f} chars/s" if speed else ""
         mine = f"; yours: {', '.join(self.user)}" if self.user else ""
         return (
@@ -116,8 +116,8 @@ class Plan:
         return dataclasses.asdict(self) | {"epochs": self.epochs}
 
 
-def _name(layers: int, hidden: int) -> str:
-    return f"{layers}x{hidden}"
+def _name(cell: str, layers: int, hidden: int) -> str:
+    return f"{cell} {layers}x{hidden}"
 
 
 def dropout_for(cell: str, epochs: float) -> float:
@@ -208,7 +208,7 @@ def make_plan(
         if cfg.max_steps is not None:
             budgets.append(cfg.max_steps * chars_per_step)
         if cfg.minutes is not None:
-            name = _name(config.num_layers, config.hidden_size)
+            name = _name(config.cell, config.num_layers, config.hidden_size)
             if name not in measured:
                 measured[name] = world * speed(config, cfg)
             left_s = max(0.0, 60 * cfg.minutes - (time.perf_counter() - t0))
@@ -219,10 +219,12 @@ def make_plan(
         chosen = model_config
         planned = reads(chosen)
     else:
-        chosen, planned = _choose_model(model_config, train_chars, reads)
+        lstm = dataclasses.replace(model_config, **SMALL_TEXT_MODEL)
+        planned = reads(lstm)
         if planned >= LSTM_EPOCHS * train_chars:  # a small text for this budget
-            chosen = dataclasses.replace(chosen, **SMALL_TEXT_MODEL)
-            planned = reads(chosen)
+            chosen = lstm
+        else:
+            chosen, planned = _choose_model(model_config, train_chars, reads)
     if "dropout" not in user:
         epochs = planned / max(1, train_chars)
         chosen = dataclasses.replace(chosen, dropout=dropout_for(chosen.cell, epochs))
