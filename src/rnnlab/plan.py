@@ -60,8 +60,8 @@ MAX_PARAMETERS_PER_CHAR = 10.0
 # (tiny Shakespeare, 1M training characters; a 2 MB code corpus): minGRU 2x384 and the LSTM
 # 2x512 tie at 1-2 epochs (1.761 / 1.753 nats at 2 minutes), the LSTM leads from about 3
 # (1.545 against 1.580 at 5 minutes; 1.4145 against 1.4781 at 4.5 epochs of code); minGRU
-# 2x384 reached 1.4767 at 6.8 epochs and only 1.4995 at 13 with no dropout, 1.506 with dropout
-# 0.2 (its train loss 1.23: dropout on the blocks does not stop the memorizing).
+# 2x384 reached 1.4767 at 6.8 epochs and only 1.4995 at 13 with no dropout, and 1.505 with
+# dropout 0.2 (its train loss 1.22: dropout on the blocks does not stop the memorizing).
 LSTM_EPOCHS = 3.0
 # The LSTM's dropout against the epochs it reads: LSTM_DROPOUT at LSTM_DROPOUT_EPOCHS (the
 # measured default: 0.2 at ten epochs), LSTM_DROPOUT_PER_DOUBLING more for each doubling of the
