@@ -56,7 +56,7 @@ MIN_CHARS_PER_PARAMETER = 2.0
 # shakespeare_char (10.7M parameters, 1M characters, dropout 0.2) is the largest ratio a
 # published character model regularizes well.
 MAX_PARAMETERS_PER_CHAR = 10.0
-# From this many epochs (with the minGRU the ladder picks) the LSTM is trained instead. Measured
+# From this many epochs (of the LSTM, at its measured speed) the LSTM is trained. Measured
 # (tiny Shakespeare, 1M training characters; a 2 MB code corpus): minGRU 2x384 and the LSTM
 # 2x512 tie at 1-2 epochs (1.761 / 1.753 nats at 2 minutes), the LSTM leads from about 3
 # (1.545 against 1.580 at 5 minutes; 1.4145 against 1.4781 at 4.5 epochs of code); minGRU
