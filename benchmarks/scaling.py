@@ -182,6 +182,11 @@ def main() -> None:
     p.add_argument("--plot", default="docs/scaling.png")
     p.add_argument("--out", default="runs/scaling", help="where the runs go (replaced)")
     p.add_argument("--redo", action="store_true", help="measure cells already in the JSON")
+    p.add_argument(
+        "--eval-every-s",
+        default="120",
+        help="seconds of training between validations (not counted in the budget, but wall time)",
+    )
     a = p.parse_args()
     recipes = dict(RECIPES)
     for item in a.recipe:
@@ -199,6 +204,7 @@ def main() -> None:
                     if (corpus, name, minutes) in done:
                         continue
                     flags = shlex.split(recipes[name]) + ["--eval-chars", str(EVAL_CHARS)]
+                    flags += ["--eval-every-s", a.eval_every_s]
                     print(f"== {corpus} {minutes:g} min {name}: {shlex.join(flags)}", flush=True)
                     run = Path(a.out) / f"{Path(text).stem}-{minutes:g}-{name}"
                     cell = measure(text, minutes, flags, run)
