@@ -70,6 +70,7 @@ def test_more_budget_never_plans_less(minutes, factor, flops, chars):
 def test_a_large_text_gets_the_largest_mingru_the_budget_reads_enough_for():
     m, t, p = planned(10, train_chars=50_000_000, speed=flops_speed(2e11))
     assert m.cell == "mingru" and m.ff_mult == 4 and m.dropout == 0
+    assert t.optimizer == "muon" and p.train["optimizer"] == "muon"
     assert p.planned_chars >= plan.MIN_CHARS_PER_PARAMETER * p.parameters
     larger = [
         (L, H)
@@ -112,6 +113,8 @@ def test_the_users_flags_win_and_are_named():
     assert m.hidden_size == 200 and m.num_layers == 2 and t.learning_rate == 1e-3
     assert p.user == ("--hidden", "--lr")
     assert "yours: --hidden, --lr" in p.line()
+    _, t, p = planned(10, train_chars=50_000_000, user={"optimizer"})
+    assert t.optimizer == "adamw" and p.user == ("--optimizer",)
     m, _, p = planned(10, dropout=0.05, cell="lstm")
     assert (m.cell, m.hidden_size, m.dropout) == ("lstm", 512, 0.05)
     m, _, _ = planned(10, cell="mingru")

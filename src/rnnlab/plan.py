@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from .config import SCAN_MATRICES, ModelConfig, TrainConfig
 from .model import CharLM, clip_gradients, count_parameters, resolve_dtype
+from .optimizers import make_optimizer
 
 # The ladder of candidate models, smallest first: minGRU blocks with a 4x feed-forward (the
 # block that won the ten-minute table, docs/training.md "Why these defaults"), growing in
@@ -46,7 +47,7 @@ LADDER_CELL, LADDER_FF_MULT = "mingru", 4
 # epochs of tiny Shakespeare (1.449 nats/char, docs/training.md "The LSTM's defaults").
 SMALL_TEXT_MODEL = {"cell": "lstm", "num_layers": 2, "hidden_size": 512, "ff_mult": 0}
 ARCHITECTURE = ("cell", "num_layers", "hidden_size", "ff_mult", "embedding_size")
-PLANNED = (*ARCHITECTURE, "dropout", "learning_rate", "batch_size", "seq_len")
+PLANNED = (*ARCHITECTURE, "dropout", "learning_rate", "optimizer", "batch_size", "seq_len")
 
 # Characters the budget must read per parameter for a model to be chosen. The 2-minute sweep
 # and the ten-minute table put 2x384 (3.3M parameters) ahead of 2x512 and 3x512 when the budget
@@ -68,6 +69,10 @@ LSTM_EPOCHS = 3.0
 # epochs, within [MIN_DROPOUT, MAX_DROPOUT].
 LSTM_DROPOUT, LSTM_DROPOUT_EPOCHS, LSTM_DROPOUT_PER_DOUBLING = 0.2, 10.0, 0.05
 MIN_DROPOUT, MAX_DROPOUT = 0.1, 0.35
+# The optimizer by cell. Muon on minGRU's matrices learns far faster per step: 1.516 against
+# AdamW's 1.618 nats/char after 440 steps of 2x384 on tiny Shakespeare (the steps two minutes
+# give on this machine), for about 10-15% fewer steps a second.
+OPTIMIZER = {"mingru": "muon", "minlstm": "muon"}  # the others: AdamW
 # lr 4e-3 measured best for minGRU 2x384 and for the LSTM 2x512; wider minGRUs take it scaled
 # by sqrt(384 / H)
 BASE_LR, BASE_WIDTH = 4e-3, 384
@@ -107,7 +112,8 @@ class Plan:
         return (
             f"plan: {m['cell']} {m['num_layers']}x{m['hidden_size']}{ff} "
             f"({self.parameters / 1e6:.2f}M parameters), dropout {m['dropout']:g}, "
-            f"lr {t['learning_rate']:.2g}, batch {t['batch_size']}x{t['seq_len']}; "
+            f"{t['optimizer']} lr {t['learning_rate']:.2g}, "
+            f"batch {t['batch_size']}x{t['seq_len']}; "
             f"{self.budget} reads {self.planned_chars / 1e6:,.1f}M chars{pace} = "
             f"{self.epochs:,.1f} epochs of {self.train_chars:,}{mine}"
         )
@@ -151,7 +157,7 @@ def measure_speed(
     run's autocast, loss, backward, clipping, AdamW) on random ids, after one untimed step."""
     torch.manual_seed(0)
     model = CharLM(model_config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = make_optimizer(model, dataclasses.replace(train_config, learning_rate=1e-4))
     B, T, V = train_config.batch_size, train_config.seq_len, model_config.vocab_size
     ids = torch.randint(0, V, (B, T + 1), device=device)
     dtype = resolve_dtype(train_config.autocast_dtype, device)
@@ -202,6 +208,12 @@ def make_plan(
     chars_per_step = cfg.batch_size * cfg.seq_len
     measured: dict[str, float] = {}
 
+    def trained_with(config: ModelConfig) -> TrainConfig:
+        """The training config a model gets: the planned optimizer unless the user chose."""
+        if "optimizer" in user:
+            return cfg
+        return dataclasses.replace(cfg, optimizer=OPTIMIZER.get(config.cell, "adamw"))
+
     def reads(config: ModelConfig) -> float:
         """Characters the budget reads with this model (calibration time taken off)."""
         budgets = []
@@ -210,7 +222,7 @@ def make_plan(
         if cfg.minutes is not None:
             name = _name(config.cell, config.num_layers, config.hidden_size)
             if name not in measured:
-                measured[name] = world * speed(config, cfg)
+                measured[name] = world * speed(config, trained_with(config))
             left_s = max(0.0, 60 * cfg.minutes - (time.perf_counter() - t0))
             budgets.append(measured[name] * left_s)
         return min(budgets)
@@ -228,6 +240,7 @@ def make_plan(
     if "dropout" not in user:
         epochs = planned / max(1, train_chars)
         chosen = dataclasses.replace(chosen, dropout=dropout_for(chosen.cell, epochs))
+    cfg = trained_with(chosen)
     if "learning_rate" not in user:
         cfg = dataclasses.replace(cfg, learning_rate=lr_for(chosen.cell, chosen.hidden_size))
     budget = []
@@ -238,7 +251,7 @@ def make_plan(
     flags = {f.name: f.metadata["flag"] for c in (ModelConfig, TrainConfig) for f in _fields(c)}
     plan = Plan(
         model={k: getattr(chosen, k) for k in (*ARCHITECTURE, "dropout")},
-        train={k: getattr(cfg, k) for k in ("learning_rate", "batch_size", "seq_len")},
+        train={k: getattr(cfg, k) for k in ("optimizer", "learning_rate", "batch_size", "seq_len")},
         user=tuple(sorted(flags[n] for n in user if n in PLANNED)),
         train_chars=train_chars,
         budget=" or ".join(budget),
