@@ -194,6 +194,24 @@ CLI_CASES = [
     (["longrange", "adding", "--out", "{tmp}/lr", "--plot", "{empty_dir}"], ["--plot"]),
     (["longrange", "adding", "--out", "{tmp}/lr", "--plot", "{tmp}/no/p.png"], ["--plot"]),
     (["longrange", "sorting"], ["invalid choice"]),
+    # --- outputs: never a run's own file, nothing inside a run being read, no silent overwrite
+    (["export", "{run}", "-o", "{run}/model.safetensors"], ["-o", "only rnnlab train"]),
+    (["export", "{run}", "-o", "{run}/m.onnx"], ["-o", "inside the run directory"]),
+    (["export", "{run}", "-o", "{text}"], ["-o", "already exists", "--force"]),
+    (["compress", "{run}", "{text}", "-o", "{run}/model.safetensors"], ["only rnnlab train"]),
+    (["compress", "{run}", "{text}", "-o", "{run}/t.rz", "-f"], ["inside the run directory"]),
+    (["compress", "{run}", "{text}", "-o", "{link}", "-f"], ["config.json", "only rnnlab train"]),
+    (["compress", "{run}", "{text}", "-o", "{nan_run}/.lock", "-f"], [".lock", "only rnnlab"]),
+    (["compress", "{run}", "{text}", "-o", "{euro}"], ["-o", "already exists", "--force"]),
+    (["decompress", "{run}", "{tmp}/s.rz", "-o", "{run}/config.json"], ["only rnnlab train"]),
+    (["decompress", "{run}", "{tmp}/s.rz", "-o", "{text}"], ["already exists", "--force"]),
+    (["viz", "{run}", "-o", "{run}/config.json"], ["-o", "only rnnlab train"]),
+    (["viz", "{run}", "-o", "{nan_run}/vocab.json"], ["-o", "vocab.json", "only rnnlab train"]),
+    (["plot", "{run}", "-o", "{run}/last.safetensors"], ["-o", "only rnnlab train"]),
+    (["plot", "{run}", "-o", "{run}/curves.png"], ["-o", "inside the run directory"]),
+    (["eval", "{run}", "--plot", "{run}/metrics.jsonl"], ["--plot", "only rnnlab train"]),
+    (["gradflow", "--run", "{run}", "-o", "{run}/g.png"], ["-o", "inside the run directory"]),
+    (["longrange", "adding", "--plot", "{nan_run}/model.safetensors"], ["--plot", "only rnnlab"]),
     # --- the command itself -------------------------------------------------------------------
     (["frobnicate"], ["invalid choice"]),
     (["corpora", "--no-such-flag"], ["--no-such-flag"]),
@@ -221,6 +239,7 @@ def fill(args: list[str], shared_run: Path, tmp: Path, request) -> list[str]:
         "one_char": lambda: write(tmp / "one.txt", b"t"),
         "empty_dir": lambda: (tmp / "empty_dir").mkdir(exist_ok=True) or tmp / "empty_dir",
         "nan_run": lambda: request.getfixturevalue("nan_run"),
+        "link": lambda: link(tmp / "link.json", shared_run / "config.json"),
     }
     values = {"run": shared_run, "tmp": tmp}
     for key, make in made.items():
@@ -230,6 +249,11 @@ def fill(args: list[str], shared_run: Path, tmp: Path, request) -> list[str]:
     if argv[0] == "train" and "--resume" not in argv and "--out" not in argv:
         argv += ["--out", str(tmp / "out")]
     return argv
+
+
+def link(path: Path, target: Path) -> Path:
+    path.symlink_to(target)
+    return path
 
 
 def write(path: Path, data: bytes) -> Path:

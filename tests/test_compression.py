@@ -232,14 +232,15 @@ def test_compress_and_decompress_in_separate_processes(runs, tmp_path):
         return done.returncode, done.stdout, done.stderr
 
     for extra in ([], ["--static"], ["--dynamic", "--dynamic-segment-len", "16"]):
-        code, out, err = cli("compress", str(runs / "a"), str(original), "--json", *extra)
+        # -f: each round writes over the last round's files
+        code, out, err = cli("compress", str(runs / "a"), str(original), "--json", "-f", *extra)
         assert code == 0, err
         report = json.loads(out)
         assert (report["adapt"] is not None) == (extra == [])  # adaptive unless told otherwise
         assert report["compressed_bytes"] == (tmp_path / "in.txt.rz").stat().st_size
         back = tmp_path / "back.txt"
         code, _, err = cli(
-            "decompress", str(runs / "a"), str(tmp_path / "in.txt.rz"), "-o", str(back)
+            "decompress", str(runs / "a"), str(tmp_path / "in.txt.rz"), "-o", str(back), "-f"
         )
         assert code == 0, err
         assert back.read_bytes() == original.read_bytes()

@@ -8,9 +8,12 @@ import json
 import os
 import resource
 import signal
+import stat
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 import pytest
 import safetensors.torch
@@ -401,3 +404,51 @@ def test_garbage_in_metrics_is_skipped_with_a_warning(trained, capsys, tmp_path)
     assert main(["train", "--resume", str(trained), "--max-steps", "12", "--quiet"]) == 0
     steps = [e["step"] for e in checkpoint.read_metrics(trained) if e["split"] == "val"]
     assert steps[-1] == 12
+
+
+# --- outputs: a device or a FIFO is written through, a symlink kept, never replaced -------------
+
+
+def compress_to(run, text, out, *extra) -> int:
+    argv = ["compress", str(run), str(text), "-o", str(out), "--static", "--segments", "4"]
+    return main(argv + list(extra))
+
+
+def test_an_output_device_or_fifo_is_written_through_and_a_symlink_kept(
+    shared_run, tmp_path, capsys
+):
+    text = tmp_path / "t.txt"
+    text.write_text(words_text(20))
+    # a copy of /dev/null where we may make one (root); else the real one, which an ordinary
+    # user cannot replace, so a regression never harms the machine
+    device = Path("/dev/null")
+    if os.geteuid() == 0:
+        device = tmp_path / "null"
+        os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    assert compress_to(shared_run, text, device) == 0
+    assert stat.S_ISCHR(os.stat(device).st_mode)
+    # a FIFO: its reader gets the bytes, and it stays a FIFO
+    fifo, got = tmp_path / "pipe", []
+    os.mkfifo(fifo)
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    assert compress_to(shared_run, text, fifo) == 0
+    reader.join(30)
+    assert got and len(got[0]) > 16
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    # a symlink: the file it points to is replaced (atomically), the link stays
+    (tmp_path / "real.rz").write_bytes(b"old")
+    (tmp_path / "link.rz").symlink_to("real.rz")
+    assert compress_to(shared_run, text, tmp_path / "link.rz", "-f") == 0
+    assert (tmp_path / "link.rz").is_symlink()
+    assert (tmp_path / "real.rz").read_bytes() == got[0]  # the same bytes the FIFO carried
+    (tmp_path / "dangling.rz").symlink_to("new.rz")  # nothing exists yet: no -f needed
+    assert compress_to(shared_run, text, tmp_path / "dangling.rz") == 0
+    assert (tmp_path / "dangling.rz").is_symlink() and (tmp_path / "new.rz").read_bytes() == got[0]
+    assert not list(tmp_path.glob(".*.part"))
+    capsys.readouterr()
+    if os.access("/dev/full", os.W_OK):  # a full device: one line, exit 2
+        assert compress_to(shared_run, text, "/dev/full") == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "No space left" in err, err
+        assert stat.S_ISCHR(os.stat("/dev/full").st_mode)

@@ -18,6 +18,7 @@ import math
 import os
 import stat
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ import torch
 
 from .config import FORMAT, CorpusConfig, ModelConfig, TrainConfig, __version__, from_dict, to_dict
 from .errors import UsageError
-from .files import atomic_write, fsync_dir, read_regular, write_json
+from .files import atomic_write, check_writable, fsync_dir, output_target, read_regular, write_json
 from .model import CharLM
 from .vocab import Vocab
 
@@ -40,6 +41,7 @@ BASELINES = "baselines.json"  # written by `rnnlab eval` on the run's validation
 WEIGHTS = {"best": BEST, "last": LAST}  # the names --weights takes
 LOCK = ".lock"
 LEGACY_TRAIN_STATE = "train_state.pt"  # runs written before the one-file checkpoint
+RUN_FILES = frozenset({CONFIG, VOCAB, BEST, LAST, METRICS, BASELINES, LOCK, LEGACY_TRAIN_STATE})
 
 MAX_JSON_BYTES = 1 << 20  # config.json, vocab.json, baselines.json
 MAX_HEADER_BYTES = 100 << 20  # a safetensors header (the format's own limit)
@@ -61,6 +63,39 @@ class RunConfig:
     model: ModelConfig
     train: TrainConfig
     corpus: CorpusConfig
+
+
+# --- what no other command may write ------------------------------------------------------------
+
+
+def is_run_dir(folder: Path) -> bool:
+    """``folder`` holds a run (or a run being started): its config and vocabulary or weights,
+    or its lock. A folder that merely has a config.json of its own is not one."""
+    folder = Path(folder)
+    if (folder / LOCK).exists():
+        return True
+    return (folder / CONFIG).exists() and any((folder / n).exists() for n in (VOCAB, BEST, LAST))
+
+
+def check_output(
+    path: str | Path, what: str = "-o", *, reading: Sequence[Path] = (), force: bool = True
+) -> Path:
+    """The one test of an output path, before any work: never a file of a run directory (those
+    belong to `rnnlab train`), nothing inside the runs being read, and the checks of
+    ``files.check_writable`` (folder writable, an existing file only with ``force``), all made
+    where the bytes would land, through symlinks.
+
+    Raises:
+        UsageError: one line naming ``what`` and the fix.
+    """
+    path = Path(path)
+    target = output_target(path)
+    if target.name in RUN_FILES and is_run_dir(target.parent):
+        raise UsageError(
+            f"{what} {path} is {target.name} of the run directory {target.parent}; only "
+            "rnnlab train writes a run's files: give another name"
+        )
+    return check_writable(path, what, force=force, keep_out=reading)
 
 
 # --- JSON files ---------------------------------------------------------------------------------

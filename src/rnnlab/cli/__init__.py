@@ -12,6 +12,7 @@ a Ctrl-C while torch loads is caught like any other.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import re
@@ -40,6 +41,8 @@ COMMANDS = {
     "corpora": "corpora",
 }
 MAX_MESSAGE_CHARS = 2000
+# a full disk or device, a quota, a read-only file system, a file-size limit: one line, exit 2
+WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 
 
 def command(name: str) -> ModuleType:
@@ -150,6 +153,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (RnnlabError, Exception) as e:
         if debug:
             raise
+        if isinstance(e, OSError) and e.errno in WRITE_ERRORS:  # the machine's state, not a bug
+            _say(f"rnnlab: error: cannot write {e.filename or 'the output'}: {e.strerror}")
+            return 2
         _say(
             f"rnnlab: internal error, a bug: {type(e).__name__}: {e} "
             "(rerun with --debug for the traceback)"

@@ -14,7 +14,7 @@ from .. import adaptive, checkpoint, compression, dynamic, files
 from ..checkpoint import RunConfig
 from ..errors import UsageError
 from ..tokens import corpus_splits
-from .flags import add_flags, options
+from .flags import add_flags, add_force, check_output_file, options
 
 SUMMARY = "compress a file with a trained model (range coding of its predictions)"
 EXAMPLE = "example: rnnlab compress runs/mine notes.txt -o notes.txt.rz"
@@ -68,6 +68,7 @@ def add_common(parser: argparse.ArgumentParser, what: str) -> None:
         default="best",
         help="best-validation weights or those of the last step",
     )
+    add_force(parser)
 
 
 def dynamic_stats(
@@ -90,16 +91,17 @@ def read_input(path: Path) -> bytes:
     return files.read_regular(path, max_bytes=1 << 32)
 
 
-def check_output(src: Path, output: str | None, default: Path) -> Path:
-    out = files.check_writable(Path(output) if output else default, "-o")
+def check_output(args: argparse.Namespace, src: Path, default: Path) -> Path:
+    """-o (or ``default``): not the input, not a run's file, an existing file only with -f."""
+    out = Path(args.output) if args.output else default
     if out.exists() and out.resolve() == src.resolve():
         raise UsageError(f"-o {out} is the input file; give another name")
-    return out
+    return check_output_file(out, "-o", reading=[args.run], force=args.force)
 
 
 def run(args: argparse.Namespace) -> int:
     run_dir, src = Path(args.run), Path(args.file)
-    out = check_output(src, args.output, Path(f"{src}.rz"))
+    out = check_output(args, src, Path(f"{src}.rz"))
     if not 1 <= args.segments <= 65536:
         raise UsageError(f"--segments must be between 1 and 65,536, got {args.segments}")
     if not 1 <= args.threads <= compression.MAX_THREADS:

@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir, src = Path(args.run), Path(args.file)
     if args.output is None and src.suffix != ".rz":
         raise UsageError(f"{src} does not end in .rz; name the output with -o FILE")
-    out = check_output(src, args.output, src.with_suffix(""))
+    out = check_output(args, src, src.with_suffix(""))
     blob = read_input(src)
     header, _ = compression.read_header(blob)
     model, vocab, config = checkpoint.load_model(run_dir, checkpoint.WEIGHTS[args.weights], "cpu")

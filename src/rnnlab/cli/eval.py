@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dynamic or args.dynamic_tune:
         return run_dynamic(args)
     opts = options(args, EvalOptions)
-    plot = check_output_file(args.plot, "--plot") if args.plot else None
+    plot = check_output_file(args.plot, "--plot", reading=[args.run]) if args.plot else None
     report = evaluate(
         args.run,
         Path(args.file) if args.file else None,

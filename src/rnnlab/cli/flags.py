@@ -7,13 +7,14 @@ import argparse
 import dataclasses
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..checkpoint import check_output
 from ..config import flag_fields
 from ..errors import UsageError
-from ..files import check_writable, check_writable_dir
+from ..files import check_writable_dir
 
 
 class Parser(argparse.ArgumentParser):
@@ -72,9 +73,18 @@ def check_output_dir(path: Path, flag: str) -> Path:
     return check_writable_dir(Path(path), flag)
 
 
-def check_output_file(path: str | Path, flag: str) -> Path:
-    """``files.check_writable``: fail before a long computation, not after it."""
-    return check_writable(Path(path), flag)
+def check_output_file(
+    path: str | Path, flag: str, reading: Sequence[str | Path] = (), force: bool = True
+) -> Path:
+    """``checkpoint.check_output``: not a run's file nor inside a run being read, writable, an
+    existing file only with ``force``; fail before a long computation, not after it."""
+    return check_output(Path(path), flag, reading=[Path(r) for r in reading], force=force)
+
+
+def add_force(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-f", "--force", action="store_true", help="overwrite an existing output file"
+    )
 
 
 def err(message: str) -> None:

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     opts = options(args, VizOptions)
-    out = check_output_file(args.output, "-o")
+    out = check_output_file(args.output, "-o", reading=[args.run])
     bars: list[tqdm] = []  # opened at the first progress, after the inputs are checked
 
     def progress(done: int, total: int) -> None:
