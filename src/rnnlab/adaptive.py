@@ -221,10 +221,12 @@ class Adapter:
         p64 = torch.softmax(torch.addmm(self.b, h, self.w.T).double(), dim=1)  # (S, V)
         head = p64.float()
         p = p64.numpy()
-        for match in self.matches:
-            match.apply(p, self.config.confidence_bin)
-        if self.matches:
-            p /= p.sum(axis=1, keepdims=True)
+        # a diverging head gives NaN/Inf here: the callers refuse it as such, without warnings
+        with np.errstate(all="ignore"):
+            for match in self.matches:
+                match.apply(p, self.config.confidence_bin)
+            if self.matches:
+                p /= p.sum(axis=1, keepdims=True)
         self.pending = (h, head)
         return p
 
@@ -309,7 +311,8 @@ def adaptive_bits_per_char(
             t = start + k
             a, rows = active[t], np.arange(active[t])
             if p is not None:
-                bits -= float(np.log2(p[rows, grid[:a, t]]).sum())
+                with np.errstate(all="ignore"):  # a diverged p: evaluate_adaptive refuses it
+                    bits -= float(np.log2(p[rows, grid[:a, t]]).sum())
                 static_bits -= float(static[rows, grid[:a, t]].sum())
             adapter.observe(grid[:, t], a)
             if t + 1 < L:

@@ -48,7 +48,7 @@ from .cells import StepDecoder
 from .config import __version__
 from .data import stream_active, stream_grid, stream_layout
 from .dynamic import RULES, DynamicConfig, DynamicUpdater
-from .errors import UsageError
+from .errors import DivergedError, UsageError
 from .model import CharLM
 from .vocab import Vocab, unknown_characters
 
@@ -112,7 +112,16 @@ def quantize(logits: torch.Tensor, precision_bits: int = PRECISION_BITS) -> np.n
 
 
 def quantize_probs(p: np.ndarray, precision_bits: int = PRECISION_BITS) -> np.ndarray:
-    """``quantize`` of (B, V) float64 probabilities (each row summing to 1)."""
+    """``quantize`` of (B, V) float64 probabilities (each row summing to 1).
+
+    Raises:
+        DivergedError: a probability is NaN or Inf (the adaptation's updates diverged).
+    """
+    if not np.isfinite(p).all():
+        raise DivergedError(
+            "the model's probabilities became NaN or Inf while adapting; lower --adapt-head-lr "
+            "(or --dynamic-lr)"
+        )
     B, V = p.shape
     total = 1 << precision_bits
     if total // 2 < V:

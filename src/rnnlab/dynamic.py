@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import stream_grid
-from .errors import UsageError
+from .errors import DivergedError, UsageError
 from .model import CharLM
 
 RULES = ("rms", "sgd")
@@ -283,5 +283,8 @@ def tune(
                 c = DynamicConfig(rule, lr, d, K)
                 r = dynamic_bits_per_char(model, ids, c, stats, streams)
                 trials.append({**asdict(c), "bpc": r.bpc, "seconds": r.seconds})
-    best = min(trials, key=lambda t: t["bpc"])
+    finite = [t for t in trials if math.isfinite(t["bpc"])]  # a diverged trial is no candidate
+    if not finite:
+        raise DivergedError("dynamic evaluation diverged at every setting tried by --dynamic-tune")
+    best = min(finite, key=lambda t: t["bpc"])
     return DynamicConfig.from_dict(best), trials

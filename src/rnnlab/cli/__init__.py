@@ -3,8 +3,9 @@ library and prints the result), one registry below, and ``main``, which turns ev
 into an exit code. The only package that prints results or exits.
 
 Exit codes: 0 finished; 1 internal error (a bug: --debug shows the traceback); 2 user error (one
-line); 3 training diverged; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), train
-saving first. A closed stdout (``| head``) ends quietly.
+line); 3 diverged (training, or the weight updates of eval --dynamic / --adapt and compress);
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM), train saving first. A closed stdout
+(``| head``) ends quietly.
 Results go to stdout, progress to stderr. Only the standard library is imported up here, so that
 a Ctrl-C while torch loads is caught like any other.
 """
@@ -148,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DivergedError as e:
         if debug:
             raise
-        _say(f"rnnlab: training diverged: {e}")
+        _say(f"rnnlab: diverged: {e}")
         return 3
     except (RnnlabError, Exception) as e:
         if debug:
