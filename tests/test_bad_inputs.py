@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import safetensors.torch
+import torch
 from conftest import words_text
 
 import rnnlab
@@ -120,6 +121,9 @@ CLI_CASES = [
     (["sample", "{tmp}/nowhere"], ["no such run directory"]),
     (["sample", "{text}"], ["no such run directory"]),
     (["sample", "{nan_run}"], ["NaN", "embedding.weight"]),
+    (["sample", "{int_run}"], ["head.weight", "dtype I64", "F32"]),
+    (["train", "--resume", "{int_run}"], ["head.weight", "dtype I64"]),
+    (["export", "{int_run}", "-o", "{tmp}/m.onnx"], ["head.weight", "dtype I64"]),
     (["sample"], ["required", "run"]),
     # --- eval ---------------------------------------------------------------------------------
     (["eval", "{run}", "--chunk-len", "0"], ["--chunk-len"]),
@@ -229,6 +233,17 @@ def nan_run(shared_run, tmp_path):
     return run
 
 
+@pytest.fixture
+def int_run(shared_run, tmp_path):
+    """A copy of the shared run whose weights have the right shapes but dtype int64."""
+    run = shutil.copytree(shared_run, tmp_path / "int_run")
+    for name in ("model.safetensors", "last.safetensors"):
+        tensors = safetensors.torch.load_file(run / name)
+        tensors["head.weight"] = tensors["head.weight"].to(torch.int64)
+        safetensors.torch.save_file(tensors, run / name)
+    return run
+
+
 def fill(args: list[str], shared_run: Path, tmp: Path, request) -> list[str]:
     """The case's argv with its placeholders filled in (files made on demand)."""
     made = {
@@ -239,6 +254,7 @@ def fill(args: list[str], shared_run: Path, tmp: Path, request) -> list[str]:
         "one_char": lambda: write(tmp / "one.txt", b"t"),
         "empty_dir": lambda: (tmp / "empty_dir").mkdir(exist_ok=True) or tmp / "empty_dir",
         "nan_run": lambda: request.getfixturevalue("nan_run"),
+        "int_run": lambda: request.getfixturevalue("int_run"),
         "link": lambda: link(tmp / "link.json", shared_run / "config.json"),
     }
     values = {"run": shared_run, "tmp": tmp}

@@ -196,18 +196,27 @@ def _read_header(path: Path) -> tuple[dict[str, Any], int]:
     return header, info.st_size - 8 - n
 
 
-def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """The shape of every weight of a CharLM, computed without allocating it."""
+# torch dtype -> its name in a safetensors header
+_DTYPE_NAMES = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
+    torch.uint8: "U8", torch.bool: "BOOL",
+}  # fmt: skip
+
+
+def expected_tensors(config: ModelConfig) -> dict[str, tuple[tuple[int, ...], str]]:
+    """The shape and the safetensors dtype name of every weight of a CharLM, without
+    allocating it."""
     with torch.device("meta"):
         model = CharLM(config)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return {k: (tuple(v.shape), _DTYPE_NAMES[v.dtype]) for k, v in model.state_dict().items()}
 
 
 def check_weights_header(path: Path, config: ModelConfig) -> None:
-    """Refuse weights whose names or shapes differ from what ``config`` builds, before any
-    tensor is read or any model is allocated."""
+    """Refuse weights whose names, shapes or dtypes differ from what ``config`` builds, before
+    any tensor is read or any model is allocated."""
     header, data_bytes = _read_header(path)
-    want = expected_shapes(config)
+    want = expected_tensors(config)
     have = {
         k: v for k, v in header.items() if k != "__metadata__" and not k.startswith(STATE_PREFIX)
     }
@@ -217,13 +226,18 @@ def check_weights_header(path: Path, config: ModelConfig) -> None:
             f"{path} does not fit config.json (missing {missing[:3]}, unexpected {extra[:3]}); "
             "the weights belong to another model"
         )
-    for name, shape in want.items():
+    for name, (shape, dtype) in want.items():
         info = have[name]
         found = info.get("shape") if isinstance(info, dict) else None
         if not isinstance(found, list) or tuple(found) != shape:
             raise CheckpointError(
                 f"{path}: tensor {name} has shape {found}, config.json says {list(shape)}; "
                 "the weights belong to another model"
+            )
+        if info.get("dtype") != dtype:
+            raise CheckpointError(
+                f"{path}: tensor {name} has dtype {info.get('dtype')}, the model's is {dtype}; "
+                "these are not the run's weights: use another run or retrain"
             )
     try:
         end = max(int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__")
