@@ -452,3 +452,24 @@ def test_an_output_device_or_fifo_is_written_through_and_a_symlink_kept(
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "No space left" in err, err
         assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+
+
+@pytest.mark.parametrize(
+    "name, argv",
+    [
+        (checkpoint.METRICS, ["train", "--resume", "{run}", "--max-steps", "40"]),
+        (checkpoint.LOCK, ["train", "--resume", "{run}", "--max-steps", "40"]),
+        (checkpoint.METRICS, ["plot", "{run}", "-o", "{tmp}/c.png"]),
+    ],
+)
+def test_a_fifo_in_a_run_directory_is_refused_without_waiting(trained, tmp_path, name, argv):
+    (trained / name).unlink(missing_ok=True)
+    os.mkfifo(trained / name)
+    argv = [a.format(run=trained, tmp=tmp_path) for a in argv]
+    # a process of its own: a regression hangs in open(), which only a timeout ends
+    done = subprocess.run(
+        [sys.executable, "-m", "rnnlab", *argv], capture_output=True, text=True, timeout=120
+    )
+    err = done.stderr.strip()
+    assert done.returncode == 2 and len(err.splitlines()) == 1, err
+    assert f"{name} is not a regular file" in err, err

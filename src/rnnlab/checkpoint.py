@@ -486,6 +486,24 @@ def remove_leftovers(run_dir: Path) -> list[Path]:
     return gone
 
 
+def regular_file(path: Path) -> bool:
+    """True if ``path`` is a regular file, False if it is missing; anything else in its place
+    (a FIFO, a device, a folder) is refused without opening it, so nothing waits on it.
+
+    Raises:
+        CheckpointError: ``path`` exists and is not a regular file.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(mode):
+        raise CheckpointError(
+            f"{path} is not a regular file; restore the run's own file, or remove it"
+        )
+    return True
+
+
 # --- metrics.jsonl ------------------------------------------------------------------------------
 
 
@@ -497,7 +515,7 @@ def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
 def sync_metrics(run_dir: Path) -> int:
     """Flush metrics.jsonl to disk; its length, which the next checkpoint refers to."""
     path = Path(run_dir) / METRICS
-    if not path.exists():
+    if not regular_file(path):
         return 0
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
@@ -508,7 +526,7 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     """The events of metrics.jsonl; a line that is not a JSON object (cut short by a kill, or
     damaged) is skipped with a MetricsWarning."""
     path = Path(run_dir) / METRICS
-    if not path.is_file():
+    if not regular_file(path):
         return []
     records = []
     with open(path, "rb") as f:
@@ -532,7 +550,7 @@ def rewind_metrics(run_dir: Path, state: TrainingState | None) -> None:
     """Cut metrics.jsonl back to what the checkpoint refers to (events written after it are
     written again by the resumed run)."""
     path = Path(run_dir) / METRICS
-    if not path.exists():
+    if not regular_file(path):
         return
     if state is None:
         os.truncate(path, 0)
@@ -586,11 +604,15 @@ class RunLock:
     def __enter__(self) -> RunLock:
         path = self.run_dir / LOCK
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+            # O_NONBLOCK: a FIFO in its place must not wait for a reader
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
         except OSError as e:
             raise CheckpointError(
                 f"cannot lock {self.run_dir} ({e.strerror}); check the folder"
             ) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or device: flock cannot hold it
+            os.close(fd)
+            raise CheckpointError(f"{path} is not a regular file; remove it and run again")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
