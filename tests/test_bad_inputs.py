@@ -124,6 +124,9 @@ CLI_CASES = [
     (["sample", "{int_run}"], ["head.weight", "dtype I64", "F32"]),
     (["train", "--resume", "{int_run}"], ["head.weight", "dtype I64"]),
     (["export", "{int_run}", "-o", "{tmp}/m.onnx"], ["head.weight", "dtype I64"]),
+    (["train", "{text}", "--init-from", "{narrow_run}"], ["head.weight", "has shape"]),
+    (["train", "{text}", "--init-from", "{int_run}"], ["head.weight", "dtype I64"]),
+    (["train", "--resume", "{deep_state_run}"], ["training state", "corrupt"]),
     (["sample"], ["required", "run"]),
     # --- eval ---------------------------------------------------------------------------------
     (["eval", "{run}", "--chunk-len", "0"], ["--chunk-len"]),
@@ -244,6 +247,28 @@ def int_run(shared_run, tmp_path):
     return run
 
 
+@pytest.fixture
+def narrow_run(shared_run, tmp_path):
+    """A copy of the shared run whose head.weight has fewer columns than config.json says."""
+    run = shutil.copytree(shared_run, tmp_path / "narrow_run")
+    tensors = safetensors.torch.load_file(run / "model.safetensors")
+    tensors["head.weight"] = tensors["head.weight"][:, :8].contiguous()
+    safetensors.torch.save_file(tensors, run / "model.safetensors")
+    return run
+
+
+@pytest.fixture
+def deep_state_run(shared_run, tmp_path):
+    """A copy of the shared run whose training state is JSON nested 100,000 arrays deep."""
+    run = shutil.copytree(shared_run, tmp_path / "deep_state_run")
+    tensors = safetensors.torch.load_file(run / "last.safetensors")
+    deep = "[" * 100_000 + "]" * 100_000
+    safetensors.torch.save_file(
+        tensors, run / "last.safetensors", metadata={"step": "30", "train_state": deep}
+    )
+    return run
+
+
 def fill(args: list[str], shared_run: Path, tmp: Path, request) -> list[str]:
     """The case's argv with its placeholders filled in (files made on demand)."""
     made = {
@@ -255,6 +280,8 @@ def fill(args: list[str], shared_run: Path, tmp: Path, request) -> list[str]:
         "empty_dir": lambda: (tmp / "empty_dir").mkdir(exist_ok=True) or tmp / "empty_dir",
         "nan_run": lambda: request.getfixturevalue("nan_run"),
         "int_run": lambda: request.getfixturevalue("int_run"),
+        "narrow_run": lambda: request.getfixturevalue("narrow_run"),
+        "deep_state_run": lambda: request.getfixturevalue("deep_state_run"),
         "link": lambda: link(tmp / "link.json", shared_run / "config.json"),
     }
     values = {"run": shared_run, "tmp": tmp}

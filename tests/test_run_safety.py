@@ -446,6 +446,9 @@ def test_an_output_device_or_fifo_is_written_through_and_a_symlink_kept(
     assert compress_to(shared_run, text, tmp_path / "dangling.rz") == 0
     assert (tmp_path / "dangling.rz").is_symlink() and (tmp_path / "new.rz").read_bytes() == got[0]
     assert not list(tmp_path.glob(".*.part"))
+    if Path("/proc/version").is_file():  # a folder that takes no new file: one line, exit 2
+        assert compress_to(shared_run, text, "/proc/version", "-f") == 2
+        assert "cannot write /proc/version" in capsys.readouterr().err
     capsys.readouterr()
     if os.access("/dev/full", os.W_OK):  # a full device: one line, exit 2
         assert compress_to(shared_run, text, "/dev/full") == 2
@@ -473,3 +476,12 @@ def test_a_fifo_in_a_run_directory_is_refused_without_waiting(trained, tmp_path,
     err = done.stderr.strip()
     assert done.returncode == 2 and len(err.splitlines()) == 1, err
     assert f"{name} is not a regular file" in err, err
+
+
+def test_eval_of_a_run_it_cannot_write_skips_the_baselines_cache(trained, monkeypatch, capsys):
+    def read_only(path, obj):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    monkeypatch.setattr(checkpoint, "write_json", read_only)
+    assert main(["eval", str(trained), "--quick", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["bpc"] > 0

@@ -436,7 +436,7 @@ def load_checkpoint(
     if "train_state" in metadata:
         try:
             meta = json.loads(metadata["train_state"])
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             raise CheckpointError(
                 f"{path}: the training state is corrupt; the run cannot be resumed"
             ) from None

@@ -10,7 +10,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -251,7 +251,8 @@ def evaluate(
         )
     baselines = ladder.rungs
     if text_or_path is None:  # remembered for `rnnlab plot`
-        checkpoint.write_json(run / checkpoint.BASELINES, baselines)
+        with suppress(OSError, UsageError):  # a cache: a read-only run is scored all the same
+            checkpoint.write_json(run / checkpoint.BASELINES, baselines)
     best = min(baselines, key=baselines.get)
     wins = None if scored.wins is None else scored.wins | {"ngram": ladder.best_ngram}
     return EvalReport(

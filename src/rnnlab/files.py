@@ -6,6 +6,7 @@ written).
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -17,6 +18,7 @@ from typing import Any
 
 from .errors import UsageError
 
+FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # errors of the machine's state, not the path
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -59,6 +61,12 @@ def atomic_write(path: Path, data: bytes) -> None:
     removed and ``path`` is untouched. A symlink is kept: the file it points to is the one
     replaced. A device or a FIFO (``/dev/null``, a pipe's reader) is never replaced by a
     regular file: the bytes are written straight to it.
+
+    Raises:
+        OSError: the disk or a quota is full, or a file-size limit was hit (``FULL``), naming
+            ``path``: callers say what was kept.
+        UsageError: any other reason it cannot be written (a read-only file system, a folder
+            like /proc that takes no new file), in one line naming ``path``.
     """
     target = output_target(path)
     try:
@@ -66,9 +74,11 @@ def atomic_write(path: Path, data: bytes) -> None:
             _write_through(target, data)
         else:
             _replace(target, data)
-    except OSError as e:  # name the file the user gave, for the one-line message
-        e.filename = e.filename or str(path)
-        raise
+    except OSError as e:
+        if e.errno in FULL:
+            e.filename = str(path)  # the user's name for it, not the temporary file's
+            raise
+        raise UsageError(f"cannot write {path} ({e.strerror})") from None
 
 
 def _replace(target: Path, data: bytes) -> None:

@@ -43,7 +43,7 @@ COMMANDS = {
 }
 MAX_MESSAGE_CHARS = 2000
 # a full disk or device, a quota, a read-only file system, a file-size limit: one line, exit 2
-WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}  # files.FULL and EROFS
 
 
 def command(name: str) -> ModuleType:
