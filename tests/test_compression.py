@@ -288,3 +288,25 @@ def test_the_header_describes_the_file_and_costs_few_bytes():
     assert hashlib.sha256(blob[:-4]).digest()[:4] == blob[-4:]
     # the fixed cost of a file: every byte of it is on the file's bits per character
     assert len(blob) - 4 * len(payload) <= 8 + C._FIXED.size + 1 + 40 + 1 + 1 + 4 < 120
+
+
+@pytest.mark.parametrize("length", [2**40, 10**9, 3 * 10**8])
+def test_a_header_claiming_a_huge_length_is_a_corrupt_file(runs, tmp_path, capsys, length):
+    original = tmp_path / "in.txt"
+    original.write_bytes(words_text(50, seed=5).encode())
+    rz = tmp_path / "in.txt.rz"
+    assert main(["compress", str(runs / "a"), str(original), "--static", "-o", str(rz)]) == 0
+    # the length fields rewritten and the checksum recomputed, as anyone can
+    blob = bytearray(rz.read_bytes())
+    at = len(C.MAGIC)
+    fields = list(C._FIXED.unpack_from(blob, at))
+    fields[6], fields[7] = length, length  # symbols, original bytes
+    blob[at : at + C._FIXED.size] = C._FIXED.pack(*fields)
+    body = bytes(blob[: -C.CHECKSUM_BYTES])
+    rz.write_bytes(body + hashlib.sha256(body).digest()[: C.CHECKSUM_BYTES])
+    capsys.readouterr()
+    out = tmp_path / "back.txt"
+    assert main(["decompress", str(runs / "a"), str(rz), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "corrupt" in err and "payload" in err, err
+    assert not out.exists()

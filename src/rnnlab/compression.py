@@ -35,6 +35,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -589,6 +590,11 @@ def decompress(
             )
         dynamic = DynamicConfig.from_dict(header.dynamic) if header.dynamic is not None else None
         n, S, L = header.length, header.segments, header.segment_len
+        if n > most_symbols(payload.nbytes, len(vocab), header.precision_bits):
+            raise CompressedFileError(
+                f"the compressed file is corrupt: its header claims {n:,} symbols, more than its "
+                f"{payload.nbytes:,}-byte payload can hold; use a good copy"
+            )
         if segment_layout(n, S) != (S, L):
             raise CompressedFileError("the compressed file's header is invalid (segments)")
         probe = probe_digest(m, S, header.precision_bits, header.weights_dtype)
@@ -624,6 +630,21 @@ def decompress(
             "library differs from the one that compressed it; nothing was written"
         )
     return data
+
+
+def most_symbols(payload_bytes: int, vocab_size: int, precision_bits: int) -> int:
+    """The most symbols a payload of ``payload_bytes`` can hold, whatever the model predicted.
+
+    Every symbol costs at least -log2 of the largest probability the coder can give it, and
+    that leaves each of the V - 1 others at least 2**-(precision_bits + 1) (``quantize`` gives
+    each one count in 2**precision_bits; the coder's own 24-bit rounding at most halves it);
+    64 bits of slack for the coder's flush. A header claiming more is corrupt, found out before
+    anything the size of the claim is allocated.
+    """
+    if vocab_size < 2:
+        return MAX_LENGTH
+    least_bits = -math.log2(1 - (vocab_size - 1) * 2.0 ** -(precision_bits + 1))
+    return math.floor((8 * payload_bytes + 64) / least_bits) + 1
 
 
 def check_model(header: Header, model: CharLM, vocab: Vocab) -> None:
