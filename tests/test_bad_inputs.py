@@ -17,7 +17,7 @@ import torch
 from conftest import words_text
 
 import rnnlab
-from rnnlab import sampling
+from rnnlab import lab, sampling
 from rnnlab.cli import main
 from rnnlab.errors import UsageError
 
@@ -219,6 +219,13 @@ CLI_CASES = [
     (["eval", "{run}", "--plot", "{run}/metrics.jsonl"], ["--plot", "only rnnlab train"]),
     (["gradflow", "--run", "{run}", "-o", "{run}/g.png"], ["-o", "inside the run directory"]),
     (["longrange", "adding", "--plot", "{nan_run}/model.safetensors"], ["--plot", "only rnnlab"]),
+    # --- messages that said the wrong thing (issue 25) ---
+    (["compress", "{run}", "{euro}", "-o", "{tmp}/e.rz"], ["'€'", "--bytes"]),
+    (["decompress", "{run}", "{empty_dir}", "-o", "{tmp}/o.txt"], ["is a folder"]),
+    (["decompress", "{run}", "/dev/zero", "-o", "{tmp}/o.txt"], ["not a regular file"]),
+    (["eval", "{run}", "--segments", "0"], ["--segments", "--adapt"]),
+    (["longrange", "--paper", "{paper}", "--time-limit", "1e12"], ["--time-limit", "1e9"]),
+    (["train", "--resume", "{lock_only}"], ["before its first save", "--out"]),
     # --- the command itself -------------------------------------------------------------------
     (["frobnicate"], ["invalid choice"]),
     (["corpora", "--no-such-flag"], ["--no-such-flag"]),
@@ -283,6 +290,10 @@ def fill(args: list[str], shared_run: Path, tmp: Path, request) -> list[str]:
         "narrow_run": lambda: request.getfixturevalue("narrow_run"),
         "deep_state_run": lambda: request.getfixturevalue("deep_state_run"),
         "link": lambda: link(tmp / "link.json", shared_run / "config.json"),
+        "lock_only": lambda: (
+            write((tmp / "lock_only").mkdir() or tmp / "lock_only/.lock", b"1\n").parent
+        ),
+        "paper": lambda: next(iter(lab.PAPERS)),
     }
     values = {"run": shared_run, "tmp": tmp}
     for key, make in made.items():
@@ -292,6 +303,13 @@ def fill(args: list[str], shared_run: Path, tmp: Path, request) -> list[str]:
     if argv[0] == "train" and "--resume" not in argv and "--out" not in argv:
         argv += ["--out", str(tmp / "out")]
     return argv
+
+
+def lock_only(run: Path) -> Path:
+    """What a fine-tune killed before its first save leaves: the folder and its lock."""
+    run.mkdir()
+    (run / ".lock").write_text("12345\n")
+    return run
 
 
 def link(path: Path, target: Path) -> Path:

@@ -310,3 +310,16 @@ def test_a_header_claiming_a_huge_length_is_a_corrupt_file(runs, tmp_path, capsy
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "corrupt" in err and "payload" in err, err
     assert not out.exists()
+
+
+def test_an_empty_file_round_trips_without_a_rate(runs, tmp_path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    assert main(["compress", str(runs / "a"), str(empty), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["bits_per_symbol"] is None
+    assert main(["compress", str(runs / "a"), str(empty), "-f"]) == 0
+    out = capsys.readouterr().out
+    assert "an empty file" in out and "bits per" not in out, out
+    back = tmp_path / "back.txt"
+    assert main(["decompress", str(runs / "a"), f"{empty}.rz", "-o", str(back)]) == 0
+    assert back.read_bytes() == b""

@@ -3,6 +3,7 @@ fails, full disks and file-size limits, one writer per run, exit codes, and run-
 treated as untrusted input."""
 
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -485,3 +486,14 @@ def test_eval_of_a_run_it_cannot_write_skips_the_baselines_cache(trained, monkey
     monkeypatch.setattr(checkpoint, "write_json", read_only)
     assert main(["eval", str(trained), "--quick", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["bpc"] > 0
+
+
+def test_the_lock_message_names_the_live_holder_not_a_stale_pid(trained):
+    path = trained / checkpoint.LOCK
+    path.write_text("999999\n")  # the pid of a writer killed long ago
+    with open(path, "rb+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a live holder that has not written yet
+        with pytest.raises(UsageError) as e, checkpoint.RunLock(trained):
+            pass
+    expected = os.getpid() if os.path.exists("/proc/locks") else 999999
+    assert f"(pid {expected})" in str(e.value), str(e.value)

@@ -134,6 +134,16 @@ def load_config(run_dir: Path) -> RunConfig:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: no such run directory; train one with: rnnlab train")
+    entries = {p.name for p in run_dir.iterdir()}
+    if (
+        CONFIG not in entries
+        and LOCK in entries
+        and all(n == LOCK or n.endswith(".part") for n in entries)
+    ):  # a run (a fine-tune, say) killed before it wrote anything but its lock
+        raise CheckpointError(
+            f"{run_dir} was stopped before its first save, so there is nothing to read or resume; "
+            f"start it again: rnnlab train TEXT --out {run_dir} (with the same flags)"
+        )
     raw = read_json(run_dir / CONFIG)
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         found = raw.get("format") if isinstance(raw, dict) else None
@@ -616,7 +626,7 @@ class RunLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
-            holder = os.read(fd, 64).decode("ascii", "replace").strip() or "unknown"
+            holder = _lock_holder(fd)
             os.close(fd)
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise CheckpointError(
@@ -638,6 +648,23 @@ class RunLock:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
+
+
+def _lock_holder(fd: int) -> str:
+    """The pid that holds the flock on ``fd``'s file: from /proc/locks where there is one (the
+    pid written in the file may be a stale one, of a writer killed before this holder wrote
+    its own), else the pid written in the file."""
+    info = os.fstat(fd)
+    inode = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as f:
+            for line in f:  # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"
+                fields = line.split()
+                if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == inode:
+                    return fields[4]
+    except OSError:
+        pass
+    return os.read(fd, 64).decode("ascii", "replace").strip() or "unknown"
 
 
 def has_checkpoint(run_dir: Path) -> bool:

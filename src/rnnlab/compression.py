@@ -472,8 +472,14 @@ def _symbols(data: bytes, vocab: Vocab) -> np.ndarray:
             "(rnnlab train --bytes)"
         ) from None
     missing = vocab.unknown(text)
-    if missing:
-        raise unknown_characters(missing)
+    if missing:  # lossless: nothing can be skipped, so the hint is another run, not --unknown
+        e = unknown_characters(missing)
+        raise type(e)(
+            str(e).replace(
+                "remove them or pass --unknown skip to drop them",
+                "remove them, or compress with a byte-mode run (rnnlab train --bytes)",
+            )
+        )
     return np.asarray(vocab.encode(text), dtype=np.int64)
 
 

@@ -86,9 +86,11 @@ def dynamic_stats(
 
 
 def read_input(path: Path) -> bytes:
-    if not path.is_file():
+    if not path.exists():
         raise UsageError(f"{path}: no such file")
-    return files.read_regular(path, max_bytes=1 << 32)
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder; give a file")
+    return files.read_regular(path, max_bytes=1 << 32)  # a FIFO or device: "not a regular file"
 
 
 def check_output(args: argparse.Namespace, src: Path, default: Path) -> Path:
@@ -137,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         "original_bytes": len(data),
         "compressed_bytes": len(blob),
         "symbols": header.length,
-        "bits_per_symbol": 8 * len(blob) / max(1, header.length),
+        "bits_per_symbol": 8 * len(blob) / header.length if header.length else None,
         "segments": header.segments,
         "threads": header.threads,
         "weights_dtype": header.weights_dtype,
@@ -148,6 +150,8 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.json:
         print(json.dumps(result))
+    elif not header.length:
+        print(f"{src} -> {out}: an empty file, {len(blob):,} bytes of header")
     else:
         print(
             f"{src} -> {out}: {len(data):,} -> {len(blob):,} bytes, "

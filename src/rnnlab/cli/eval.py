@@ -52,8 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--segments",
         type=int,
-        default=DEFAULT_SEGMENTS,
-        help="with --adapt: pieces read side by side (as rnnlab compress --segments)",
+        help="with --adapt: pieces read side by side (as rnnlab compress --segments; default "
+        f"{DEFAULT_SEGMENTS})",
     )
     add_flags(parser, AdaptConfig, "adaptation (with --adapt)")
 
@@ -63,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--adapt and --dynamic are alternatives; choose one")
     if args.adapt:
         return run_adaptive(args)
+    if args.segments is not None:
+        raise UsageError("--segments is for --adapt (the compressor's reading); add --adapt")
     if args.dynamic or args.dynamic_tune:
         return run_dynamic(args)
     opts = options(args, EvalOptions)
@@ -124,7 +126,7 @@ def run_adaptive(args: argparse.Namespace) -> int:
         args.run,
         Path(args.file) if args.file else None,
         settings=options(args, AdaptConfig),
-        streams=args.segments,
+        streams=DEFAULT_SEGMENTS if args.segments is None else args.segments,
         weights=opts.weights,
         device=opts.device,
         unknown=opts.unknown,
