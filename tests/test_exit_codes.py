@@ -5,6 +5,7 @@ included), 1 a bug (said so, --debug shows it), 0 when the reader of stdout goes
 from __future__ import annotations
 
 import math
+import signal
 import subprocess
 import sys
 
@@ -129,3 +130,18 @@ def test_the_coder_refuses_non_finite_probabilities():
     # is coded from it, on either side
     with pytest.raises(DivergedError, match="--adapt-head-lr"):
         compression.quantize_probs(np.array([[0.5, math.nan, 0.5], [0.2, 0.3, 0.5]]))
+
+
+def test_an_error_after_a_signal_is_the_signal_not_a_bug(monkeypatch, capsys):
+    # Ctrl-C in the middle of an import leaves a module half loaded; the next import of it
+    # fails ("cannot load module more than once per process"): still 130, with or without --debug
+    from rnnlab.cli import corpora
+
+    def run(args):
+        cli.SIGNALS.append(signal.SIGINT)  # what _on_signal records before it raises
+        raise ImportError("cannot load module more than once per process")
+
+    monkeypatch.setattr(corpora, "run", run)
+    for argv in (["corpora"], ["corpora", "--debug"]):
+        assert cli.main(argv) == 130
+        assert one_line(capsys) == "rnnlab: interrupted"

@@ -4,6 +4,9 @@ directly, and a client that disconnects mid-stream against a real uvicorn on loo
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -11,7 +14,7 @@ import httpx
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from serve_helpers import TEXT, Server, make_run, sse_events
+from serve_helpers import TEXT, Server, free_port, make_run, sse_events
 
 from rnnlab import checkpoint, sampling
 from rnnlab.serve import Batcher, Job, Limits, create_app
@@ -252,18 +255,80 @@ def test_json_in_details_mode(client):
 
 
 def test_cli_serve_binds_loopback_and_says_so(runs, monkeypatch, capsys):
-    import uvicorn
+    from rnnlab.cli import main
+    from rnnlab.cli import serve as serve_command
+
+    calls = []
+
+    def serve(app, sock):
+        calls.append((app, sock.getsockname()[:2]))
+        sock.close()
+
+    monkeypatch.setattr(serve_command, "serve", serve)
+    port = free_port()
+    assert main(["serve", str(runs[0]), str(runs[1]), "--port", str(port)]) == 0
+    app, address = calls[-1]
+    assert address == ("127.0.0.1", port)
+    assert list(app.state.served) == ["tiny", "tiny-gru"]
+    err = capsys.readouterr().err
+    assert f"http://127.0.0.1:{port}" in err and "loopback only" in err
+    argv = ["serve", str(runs[0]), "--host", "0.0.0.0", "--port", str(port), "--max-streams", "3"]
+    assert main(argv) == 0
+    assert calls[-1][1][0] == "0.0.0.0" and calls[-1][0].state.limits.max_streams == 3
+    assert "reachable from other machines" in capsys.readouterr().err
+
+
+def test_cli_serve_refuses_a_port_in_use_or_a_bad_host_before_saying_serving(runs, capsys):
+    import socket
 
     from rnnlab.cli import main
 
-    calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
-    assert main(["serve", str(runs[0]), str(runs[1]), "--port", "8123"]) == 0
-    app, kw = calls[-1]
-    assert (kw["host"], kw["port"]) == ("127.0.0.1", 8123)
-    assert list(app.state.served) == ["tiny", "tiny-gru"]
-    err = capsys.readouterr().err
-    assert "http://127.0.0.1:8123" in err and "loopback only" in err
-    assert main(["serve", str(runs[0]), "--host", "0.0.0.0", "--max-streams", "3"]) == 0
-    assert calls[-1][1]["host"] == "0.0.0.0" and calls[-1][0].state.limits.max_streams == 3
-    assert "reachable from other machines" in capsys.readouterr().err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", str(runs[0]), "--port", str(port)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "in use" in err and "serving" not in err, err
+    assert main(["serve", str(runs[0]), "--host", "no-such-host.invalid"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot be resolved" in err, err
+
+
+def test_a_signal_swallowed_while_loading_stops_serve_before_it_serves(runs, monkeypatch, capsys):
+    import uvicorn
+
+    from rnnlab import cli
+
+    def swallowed(*args, **kwargs):  # as an optional import cut short by Ctrl-C would
+        cli.SIGNALS.append(signal.SIGINT)
+        return create_app(*args, **kwargs)
+
+    def never(self, sockets=None):
+        raise AssertionError("served after Ctrl-C")
+
+    monkeypatch.setattr("rnnlab.serve.create_app", swallowed)
+    monkeypatch.setattr(uvicorn.Server, "run", never)
+    assert cli.main(["serve", str(runs[0]), "--port", str(free_port())]) == 130
+    assert capsys.readouterr().err.strip().endswith("rnnlab: interrupted")
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_cli_serve_exits_143_or_130_after_a_signal(runs, sig, code):
+    port = free_port()
+    argv = [sys.executable, "-m", "rnnlab", "serve", str(runs[0]), "--port", str(port)]
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "serving" in proc.stderr.readline()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # up: the page answers
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        proc.send_signal(sig)
+        assert proc.wait(timeout=30) == code
+    finally:
+        proc.kill()
+        proc.wait()

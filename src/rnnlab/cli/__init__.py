@@ -113,8 +113,28 @@ class _Terminated(KeyboardInterrupt):
     """SIGTERM outside the training loop (which saves on it): stop like Ctrl-C, exit 143."""
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise _Terminated
+# the SIGINT / SIGTERM this process has received, in order; a command that runs on after a
+# library swallowed the interrupt (an optional import cut short: `except ImportError`) checks it
+SIGNALS: list[int] = []
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    SIGNALS.append(signum)
+    raise _Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+
+def _run_until_signalled(argv: list[str]) -> int:
+    """``_run``; an error raised after a signal is the signal's doing (an import it cut short
+    fails later with an ImportError, say), so it stops as that signal, not as a bug."""
+    try:
+        code = _run(argv)
+    except Exception:
+        if not SIGNALS:
+            raise
+        raise (_Terminated if SIGNALS[0] == signal.SIGTERM else KeyboardInterrupt)() from None
+    if SIGNALS:  # finished, but a signal came that something swallowed
+        raise _Terminated if SIGNALS[0] == signal.SIGTERM else KeyboardInterrupt
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -122,11 +142,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     whole_process = argv is None  # the rnnlab command itself, not a caller in Python
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    previous = None
+    previous = {}
+    SIGNALS.clear()
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        previous = {
+            s: signal.signal(s, _on_signal)
+            for s in (signal.SIGINT, signal.SIGTERM)
+            if signal.getsignal(s) is not signal.SIG_IGN  # started ignoring it (nohup, &)
+        }
     try:
-        return _run(argv)
+        return _run_until_signalled(argv)
     except _Terminated:
         _say("rnnlab: terminated (SIGTERM)")
         return 143
@@ -163,8 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     finally:
-        if whole_process and previous is not None:
+        if whole_process and previous:
             # the work is done (and saved): a SIGTERM while the interpreter shuts down is 143 too
             signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(143))
-        elif previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        else:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
