@@ -4,11 +4,13 @@ directly, and a client that disconnects mid-stream against a real uvicorn on loo
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,7 +19,7 @@ from fastapi.testclient import TestClient
 from serve_helpers import TEXT, Server, free_port, make_run, sse_events
 
 from rnnlab import checkpoint, sampling
-from rnnlab.serve import Batcher, Job, Limits, create_app
+from rnnlab.serve import LOOPBACK_NAMES, Batcher, Job, Limits, create_app
 
 
 @pytest.fixture(scope="module")
@@ -332,3 +334,66 @@ def test_cli_serve_exits_143_or_130_after_a_signal(runs, sig, code):
     finally:
         proc.kill()
         proc.wait()
+
+
+def readme_curl_examples() -> list[list[str]]:
+    """The README's curl commands for the HTTP API, as argv lists."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    return [shlex.split(line) for line in readme.splitlines() if line.startswith("curl ")]
+
+
+def test_the_readme_examples_work_as_written_against_a_live_server(tmp_path):
+    # a run that knows every character of the examples, served on loopback as `rnnlab serve`
+    run = make_run(tmp_path / "tiny", text=TEXT + "import os\n")
+    server = Server(create_app([run], allowed_hosts=LOOPBACK_NAMES))
+    examples = readme_curl_examples()
+    assert len(examples) >= 3
+    try:
+        for argv in examples:
+            url = next(a for a in argv if a.startswith("localhost:8000/"))
+            headers = dict(
+                argv[i + 1].split(": ", 1) for i, a in enumerate(argv) if a == "-H"
+            )  # fmt: skip
+            body = argv[argv.index("-d") + 1]
+            r = httpx.post(
+                url.replace("localhost:8000", server.url), content=body, headers=headers,
+                timeout=60,
+            )  # fmt: skip
+            assert r.status_code == 200, (argv, r.text)
+            if json.loads(body).get("stream"):
+                assert sse_events(r.text.splitlines())[-1][0] == "done"
+    finally:
+        server.stop()
+
+
+def test_the_api_refuses_in_its_one_line_format(runs):
+    app = create_app(runs[:1], Limits(max_streams=1), allowed_hosts=LOOPBACK_NAMES)
+    with TestClient(app, base_url="http://127.0.0.1:8000") as c:
+        r = c.post("/v1/generate", content='{"prompt": "d"}')  # curl -d: a form content type
+        assert r.status_code == 415 and "Content-Type: application/json" in r.json()["error"]
+        r = c.post("/v1/generate", json={}, headers={"host": "attacker.example:8000"})
+        assert r.status_code == 400 and "attacker.example" in r.json()["error"]
+        assert c.get("/health", headers={"host": "localhost:8000"}).status_code == 200
+        for method, path, status in (("GET", "/nowhere", 404), ("GET", "/v1/generate", 405)):
+            r = c.request(method, path)
+            assert r.status_code == status and set(r.json()) == {"error"}, r.text
+        for body in ({"length": True}, {"stream": "yes"}, {"num_samples": 1.0}):
+            r = c.post("/v1/generate", json=body)
+            assert r.status_code == 422 and set(r.json()) == {"error"}, (body, r.text)
+        raw = b'{"temperature": Infinity}'
+        r = c.post("/v1/generate", content=raw, headers={"content-type": "application/json"})
+        assert r.status_code in (400, 422) and "error" in r.json(), r.text
+        r = c.post("/v1/generate", json={"num_samples": 2, "length": 5})
+        assert r.status_code == 429 and r.headers["retry-after"] == "1"
+
+
+@pytest.mark.parametrize(
+    "flag, value", [("--max-request-s", "inf"), ("--max-request-s", "nan"),
+                    ("--max-length", str(10**12)), ("--max-streams", str(10**9))],
+)  # fmt: skip
+def test_cli_serve_limits_have_a_ceiling(runs, capsys, flag, value):
+    from rnnlab.cli import main
+
+    assert main(["serve", str(runs[0]), flag, value]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and flag in err and "at most" in err, err

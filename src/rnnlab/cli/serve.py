@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn  # noqa: F401 (the extra's check; serve() uses it)
 
-        from ..serve import Limits, create_app
+        from ..serve import LOOPBACK_NAMES, Limits, create_app
     except ImportError as e:
         raise UsageError(
             f"rnnlab serve needs the serve extra ({e.name} is missing): pip install 'rnnlab[serve]'"
@@ -57,9 +57,11 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise UsageError(f"--port must be between 1 and 65,535, got {args.port}")
     limits = Limits(**{k: getattr(args, k) for k in LIMITS})
-    app = create_app([Path(r) for r in args.runs], limits, str(resolve_device(args.device)))
+    loopback = args.host in LOOPBACK_NAMES
+    runs = [Path(r) for r in args.runs]
+    hosts = LOOPBACK_NAMES if loopback else None  # loopback: no DNS rebinding from a web page
+    app = create_app(runs, limits, str(resolve_device(args.device)), allowed_hosts=hosts)
     names = ", ".join(app.state.served)
-    loopback = args.host in ("127.0.0.1", "localhost", "::1")
     reach = (
         "loopback only: other machines cannot reach it; --host 0.0.0.0 opens it"
         if loopback
