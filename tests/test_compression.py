@@ -323,3 +323,19 @@ def test_an_empty_file_round_trips_without_a_rate(runs, tmp_path, capsys):
     back = tmp_path / "back.txt"
     assert main(["decompress", str(runs / "a"), f"{empty}.rz", "-o", str(back)]) == 0
     assert back.read_bytes() == b""
+
+
+def test_compress_reports_progress_and_holds_the_text_compactly(tmp_path):
+    vocab = Vocab.from_chars("abcdefgh\n")
+    torch.manual_seed(0)
+    model = CharLM(ModelConfig(cell="lstm", num_layers=1, hidden_size=16, vocab_size=len(vocab)))
+    data = ("abcdefgh\n" * 300).encode()
+    ids = C._symbols(data, vocab)
+    assert ids.dtype == np.uint8 and len(ids) == len(data)  # one byte a character, not 30
+    assert C._unsymbols(ids, vocab) == data
+    seen = []
+    blob = C.compress(data, model, vocab, segments=16, on_progress=lambda d, n: seen.append((d, n)))
+    assert seen[-1] == (len(data), len(data)) and seen == sorted(seen) and len(seen) > 10
+    back = []
+    assert C.decompress(blob, model, vocab, on_progress=lambda d, n: back.append(d)) == data
+    assert back[-1] == len(data)

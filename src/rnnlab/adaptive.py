@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import stream_active, stream_grid
+from .data import stream_active, stream_grid, token_dtype
 from .errors import UsageError
 from .model import CharLM
 
@@ -205,7 +205,8 @@ class Adapter:
         self.w = head_weight.detach().to("cpu", torch.float32).clone()
         self.b = head_bias.detach().to("cpu", torch.float32).clone()
         self.length = max(1, length)
-        self.history = np.zeros(streams * self.length, dtype=np.int64)  # row s: stream s
+        # row s: stream s; in the smallest dtype that holds an id (the text's size in memory)
+        self.history = np.zeros(streams * self.length, dtype=token_dtype(head_weight.size(0)))
         self.starts = np.arange(streams) * self.length
         self.t = -1  # the last observed position
         self.pending: tuple | None = None

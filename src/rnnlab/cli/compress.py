@@ -7,8 +7,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from tqdm import tqdm
 
 from .. import adaptive, checkpoint, compression, dynamic, files
 from ..checkpoint import RunConfig
@@ -85,6 +90,27 @@ def dynamic_stats(
     return stats, dynamic.stats_digest(stats)
 
 
+@contextmanager
+def progress_bar(desc: str) -> Iterator[Callable[[int, int], None]]:
+    """An ``on_progress`` callback drawing a tqdm bar on stderr (where stderr is a terminal),
+    opened at the first report, so nothing is drawn before the inputs are checked."""
+    bars: list[tqdm] = []
+
+    def report(done: int, total: int) -> None:
+        if not bars:
+            bars.append(
+                tqdm(total=total, unit="char", unit_scale=True, desc=desc, file=sys.stderr,
+                     disable=None)
+            )  # fmt: skip
+        bars[0].update(done - bars[0].n)
+
+    try:
+        yield report
+    finally:
+        for bar in bars:
+            bar.close()
+
+
 def read_input(path: Path) -> bytes:
     if not path.exists():
         raise UsageError(f"{path}: no such file")
@@ -118,18 +144,20 @@ def run(args: argparse.Namespace) -> int:
     data = read_input(src)
     stats, digest = dynamic_stats(model, config, settings) if settings else (None, None)
     started = time.perf_counter()
-    blob = compression.compress(
-        data,
-        model,
-        vocab,
-        args.segments,
-        settings,
-        stats,
-        digest,
-        weights_dtype=compression.resolve_weights_dtype(args.weights_dtype),
-        threads=args.threads,
-        adapt=adapt,
-    )
+    with progress_bar("compressing") as report:
+        blob = compression.compress(
+            data,
+            model,
+            vocab,
+            args.segments,
+            settings,
+            stats,
+            digest,
+            weights_dtype=compression.resolve_weights_dtype(args.weights_dtype),
+            threads=args.threads,
+            adapt=adapt,
+            on_progress=report,
+        )
     seconds = time.perf_counter() - started
     files.atomic_write(out, blob)
     header, _ = compression.read_header(blob)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .. import checkpoint, compression, dynamic, files
 from ..errors import UsageError
-from .compress import add_common, check_output, dynamic_stats, read_input
+from .compress import add_common, check_output, dynamic_stats, progress_bar, read_input
 
 SUMMARY = "restore a file compressed by `rnnlab compress`, with the same run"
 EXAMPLE = "example: rnnlab decompress runs/mine notes.txt.rz -o notes.txt"
@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
         settings = dynamic.DynamicConfig.from_dict(header.dynamic)
         stats, digest = dynamic_stats(model, config, settings)
     started = time.perf_counter()
-    data = compression.decompress(blob, model, vocab, stats, digest)
+    with progress_bar("decompressing") as report:
+        data = compression.decompress(blob, model, vocab, stats, digest, on_progress=report)
     seconds = time.perf_counter() - started
     files.atomic_write(out, data)
     kb_s = len(data) / 1000 / max(seconds, 1e-9)
