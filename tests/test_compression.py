@@ -339,3 +339,15 @@ def test_compress_reports_progress_and_holds_the_text_compactly(tmp_path):
     back = []
     assert C.decompress(blob, model, vocab, on_progress=lambda d, n: back.append(d)) == data
     assert back[-1] == len(data)
+
+
+def test_dynamic_evaluation_reports_progress():
+    from rnnlab.dynamic import dynamic_bits_per_char
+
+    torch.manual_seed(0)
+    model = CharLM(ModelConfig(cell="lstm", num_layers=1, hidden_size=16, vocab_size=9))
+    ids = np.arange(400) % 9
+    seen = []
+    config = DynamicConfig(rule="sgd", learning_rate=1e-3, segment_len=50)
+    dynamic_bits_per_char(model, ids, config, on_progress=lambda d, n: seen.append((d, n)))
+    assert seen == sorted(seen) and seen[-1] == (399, 399) and len(seen) == 8

@@ -296,6 +296,7 @@ def evaluate_dynamic(
     device: str = "cpu",
     chunk_len: int = 8192,
     unknown: str = "error",
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> DynamicReport:
     """Bits per character with dynamic evaluation (Krause et al. 2018): each segment is scored,
     then the weights take a gradient step on it, so every character is still predicted before
@@ -308,6 +309,7 @@ def evaluate_dynamic(
         tune_chars: choose learning rate and decay on this many characters of the training
             split (never the evaluated text) first; 0 keeps ``settings``.
         weights, device, chunk_len, unknown: as in ``evaluate``.
+        on_progress: called as the dynamic pass goes, with (characters done, in all).
 
     Returns:
         A DynamicReport with the static score of the same text beside the dynamic one.
@@ -335,7 +337,7 @@ def evaluate_dynamic(
         started = time.perf_counter()
         static_bpc = bits_per_char(model, eval_ids, opts.chunk_len)
         static_s = time.perf_counter() - started
-        result = dynamic_bits_per_char(model, eval_ids, settings, stats)
+        result = dynamic_bits_per_char(model, eval_ids, settings, stats, on_progress=on_progress)
     _finite(static_bpc, "the static pass", "these weights are unusable; use another run")
     _finite(result.bpc, "dynamic evaluation", "lower --dynamic-lr, or tune it: --dynamic-tune N")
     return DynamicReport(

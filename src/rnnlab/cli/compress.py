@@ -7,19 +7,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-
-from tqdm import tqdm
 
 from .. import adaptive, checkpoint, compression, dynamic, files
 from ..checkpoint import RunConfig
 from ..errors import UsageError
 from ..tokens import corpus_splits
-from .flags import add_flags, add_force, check_output_file, options
+from .flags import add_flags, add_force, check_output_file, options, progress_bar
 
 SUMMARY = "compress a file with a trained model (range coding of its predictions)"
 EXAMPLE = "example: rnnlab compress runs/mine notes.txt -o notes.txt.rz"
@@ -88,27 +83,6 @@ def dynamic_stats(
     with compression.pinned_threads(1):
         stats = dynamic.gradient_stats(model, train_ids, settings.segment_len)
     return stats, dynamic.stats_digest(stats)
-
-
-@contextmanager
-def progress_bar(desc: str) -> Iterator[Callable[[int, int], None]]:
-    """An ``on_progress`` callback drawing a tqdm bar on stderr (where stderr is a terminal),
-    opened at the first report, so nothing is drawn before the inputs are checked."""
-    bars: list[tqdm] = []
-
-    def report(done: int, total: int) -> None:
-        if not bars:
-            bars.append(
-                tqdm(total=total, unit="char", unit_scale=True, desc=desc, file=sys.stderr,
-                     disable=None)
-            )  # fmt: skip
-        bars[0].update(done - bars[0].n)
-
-    try:
-        yield report
-    finally:
-        for bar in bars:
-            bar.close()
 
 
 def read_input(path: Path) -> bytes:

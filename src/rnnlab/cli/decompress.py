@@ -11,7 +11,8 @@ from pathlib import Path
 
 from .. import checkpoint, compression, dynamic, files
 from ..errors import UsageError
-from .compress import add_common, check_output, dynamic_stats, progress_bar, read_input
+from .compress import add_common, check_output, dynamic_stats, read_input
+from .flags import progress_bar
 
 SUMMARY = "restore a file compressed by `rnnlab compress`, with the same run"
 EXAMPLE = "example: rnnlab decompress runs/mine notes.txt.rz -o notes.txt"

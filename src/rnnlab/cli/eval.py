@@ -15,7 +15,7 @@ from ..errors import UsageError
 from ..evaluation import EvalReport, evaluate, evaluate_adaptive, evaluate_dynamic
 from ..options import EvalOptions
 from ..viz import plot_wins
-from .flags import add_flags, check_output_file, options
+from .flags import add_flags, check_output_file, options, progress_bar
 
 SUMMARY = "bits per character on the validation split or a file"
 EXAMPLE = "example: rnnlab eval runs/mine held_out.txt"
@@ -91,16 +91,18 @@ def run(args: argparse.Namespace) -> int:
 def run_dynamic(args: argparse.Namespace) -> int:
     """`rnnlab eval RUN [FILE] --dynamic`: static and dynamic bpc of the same text."""
     opts = options(args, EvalOptions)
-    report = evaluate_dynamic(
-        args.run,
-        Path(args.file) if args.file else None,
-        settings=options(args, DynamicConfig),
-        tune_chars=args.dynamic_tune,
-        weights=opts.weights,
-        device=opts.device,
-        chunk_len=opts.chunk_len,
-        unknown=opts.unknown,
-    )
+    with progress_bar("dynamic evaluation") as report_progress:
+        report = evaluate_dynamic(
+            args.run,
+            Path(args.file) if args.file else None,
+            settings=options(args, DynamicConfig),
+            tune_chars=args.dynamic_tune,
+            weights=opts.weights,
+            device=opts.device,
+            chunk_len=opts.chunk_len,
+            unknown=opts.unknown,
+            on_progress=report_progress,
+        )
     if args.json:
         print(json.dumps(report.to_json()))
         return 0

@@ -7,9 +7,12 @@ import argparse
 import dataclasses
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from tqdm import tqdm
 
 from ..checkpoint import check_output
 from ..config import flag_fields
@@ -85,6 +88,27 @@ def add_force(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-f", "--force", action="store_true", help="overwrite an existing output file"
     )
+
+
+@contextmanager
+def progress_bar(desc: str) -> Iterator[Callable[[int, int], None]]:
+    """An ``on_progress`` callback drawing a tqdm bar on stderr (where stderr is a terminal),
+    opened at the first report, so nothing is drawn before the inputs are checked."""
+    bars: list[tqdm] = []
+
+    def report(done: int, total: int) -> None:
+        if not bars:
+            bars.append(
+                tqdm(total=total, unit="char", unit_scale=True, desc=desc, file=sys.stderr,
+                     disable=None)
+            )  # fmt: skip
+        bars[0].update(done - bars[0].n)
+
+    try:
+        yield report
+    finally:
+        for bar in bars:
+            bar.close()
 
 
 def err(message: str) -> None:
