@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 import safetensors.torch
+import torch
 from conftest import words_text
 
 import rnnlab
-from rnnlab import sampling
+from rnnlab import lab, sampling
 from rnnlab.cli import main
 from rnnlab.errors import UsageError
 
@@ -120,6 +121,12 @@ CLI_CASES = [
     (["sample", "{tmp}/nowhere"], ["no such run directory"]),
     (["sample", "{text}"], ["no such run directory"]),
     (["sample", "{nan_run}"], ["NaN", "embedding.weight"]),
+    (["sample", "{int_run}"], ["head.weight", "dtype I64", "F32"]),
+    (["train", "--resume", "{int_run}"], ["head.weight", "dtype I64"]),
+    (["export", "{int_run}", "-o", "{tmp}/m.onnx"], ["head.weight", "dtype I64"]),
+    (["train", "{text}", "--init-from", "{narrow_run}"], ["head.weight", "has shape"]),
+    (["train", "{text}", "--init-from", "{int_run}"], ["head.weight", "dtype I64"]),
+    (["train", "--resume", "{deep_state_run}"], ["training state", "corrupt"]),
     (["sample"], ["required", "run"]),
     # --- eval ---------------------------------------------------------------------------------
     (["eval", "{run}", "--chunk-len", "0"], ["--chunk-len"]),
@@ -195,6 +202,31 @@ CLI_CASES = [
     (["longrange", "adding", "--out", "{tmp}/lr", "--plot", "{empty_dir}"], ["--plot"]),
     (["longrange", "adding", "--out", "{tmp}/lr", "--plot", "{tmp}/no/p.png"], ["--plot"]),
     (["longrange", "sorting"], ["invalid choice"]),
+    # --- outputs: never a run's own file, nothing inside a run being read, no silent overwrite
+    (["export", "{run}", "-o", "{run}/model.safetensors"], ["-o", "only rnnlab train"]),
+    (["export", "{run}", "-o", "{run}/m.onnx"], ["-o", "inside the run directory"]),
+    (["export", "{run}", "-o", "{text}"], ["-o", "already exists", "--force"]),
+    (["compress", "{run}", "{text}", "-o", "{run}/model.safetensors"], ["only rnnlab train"]),
+    (["compress", "{run}", "{text}", "-o", "{run}/t.rz", "-f"], ["inside the run directory"]),
+    (["compress", "{run}", "{text}", "-o", "{link}", "-f"], ["config.json", "only rnnlab train"]),
+    (["compress", "{run}", "{text}", "-o", "{nan_run}/.lock", "-f"], [".lock", "only rnnlab"]),
+    (["compress", "{run}", "{text}", "-o", "{euro}"], ["-o", "already exists", "--force"]),
+    (["decompress", "{run}", "{tmp}/s.rz", "-o", "{run}/config.json"], ["only rnnlab train"]),
+    (["decompress", "{run}", "{tmp}/s.rz", "-o", "{text}"], ["already exists", "--force"]),
+    (["viz", "{run}", "-o", "{run}/config.json"], ["-o", "only rnnlab train"]),
+    (["viz", "{run}", "-o", "{nan_run}/vocab.json"], ["-o", "vocab.json", "only rnnlab train"]),
+    (["plot", "{run}", "-o", "{run}/last.safetensors"], ["-o", "only rnnlab train"]),
+    (["plot", "{run}", "-o", "{run}/curves.png"], ["-o", "inside the run directory"]),
+    (["eval", "{run}", "--plot", "{run}/metrics.jsonl"], ["--plot", "only rnnlab train"]),
+    (["gradflow", "--run", "{run}", "-o", "{run}/g.png"], ["-o", "inside the run directory"]),
+    (["longrange", "adding", "--plot", "{nan_run}/model.safetensors"], ["--plot", "only rnnlab"]),
+    # --- messages that said the wrong thing (issue 25) ---
+    (["compress", "{run}", "{euro}", "-o", "{tmp}/e.rz"], ["'€'", "--bytes"]),
+    (["decompress", "{run}", "{empty_dir}", "-o", "{tmp}/o.txt"], ["is a folder"]),
+    (["decompress", "{run}", "/dev/zero", "-o", "{tmp}/o.txt"], ["not a regular file"]),
+    (["eval", "{run}", "--segments", "0"], ["--segments", "--adapt"]),
+    (["longrange", "--paper", "{paper}", "--time-limit", "1e12"], ["--time-limit", "1e9"]),
+    (["train", "--resume", "{lock_only}"], ["before its first save", "--out"]),
     # --- the command itself -------------------------------------------------------------------
     (["frobnicate"], ["invalid choice"]),
     (["corpora", "--no-such-flag"], ["--no-such-flag"]),
@@ -212,6 +244,39 @@ def nan_run(shared_run, tmp_path):
     return run
 
 
+@pytest.fixture
+def int_run(shared_run, tmp_path):
+    """A copy of the shared run whose weights have the right shapes but dtype int64."""
+    run = shutil.copytree(shared_run, tmp_path / "int_run")
+    for name in ("model.safetensors", "last.safetensors"):
+        tensors = safetensors.torch.load_file(run / name)
+        tensors["head.weight"] = tensors["head.weight"].to(torch.int64)
+        safetensors.torch.save_file(tensors, run / name)
+    return run
+
+
+@pytest.fixture
+def narrow_run(shared_run, tmp_path):
+    """A copy of the shared run whose head.weight has fewer columns than config.json says."""
+    run = shutil.copytree(shared_run, tmp_path / "narrow_run")
+    tensors = safetensors.torch.load_file(run / "model.safetensors")
+    tensors["head.weight"] = tensors["head.weight"][:, :8].contiguous()
+    safetensors.torch.save_file(tensors, run / "model.safetensors")
+    return run
+
+
+@pytest.fixture
+def deep_state_run(shared_run, tmp_path):
+    """A copy of the shared run whose training state is JSON nested 100,000 arrays deep."""
+    run = shutil.copytree(shared_run, tmp_path / "deep_state_run")
+    tensors = safetensors.torch.load_file(run / "last.safetensors")
+    deep = "[" * 100_000 + "]" * 100_000
+    safetensors.torch.save_file(
+        tensors, run / "last.safetensors", metadata={"step": "30", "train_state": deep}
+    )
+    return run
+
+
 def fill(args: list[str], shared_run: Path, tmp: Path, request) -> list[str]:
     """The case's argv with its placeholders filled in (files made on demand)."""
     made = {
@@ -222,6 +287,14 @@ def fill(args: list[str], shared_run: Path, tmp: Path, request) -> list[str]:
         "one_char": lambda: write(tmp / "one.txt", b"t"),
         "empty_dir": lambda: (tmp / "empty_dir").mkdir(exist_ok=True) or tmp / "empty_dir",
         "nan_run": lambda: request.getfixturevalue("nan_run"),
+        "int_run": lambda: request.getfixturevalue("int_run"),
+        "narrow_run": lambda: request.getfixturevalue("narrow_run"),
+        "deep_state_run": lambda: request.getfixturevalue("deep_state_run"),
+        "link": lambda: link(tmp / "link.json", shared_run / "config.json"),
+        "lock_only": lambda: (
+            write((tmp / "lock_only").mkdir() or tmp / "lock_only/.lock", b"1\n").parent
+        ),
+        "paper": lambda: next(iter(lab.PAPERS)),
     }
     values = {"run": shared_run, "tmp": tmp}
     for key, make in made.items():
@@ -231,6 +304,18 @@ def fill(args: list[str], shared_run: Path, tmp: Path, request) -> list[str]:
     if argv[0] == "train" and "--resume" not in argv and "--out" not in argv:
         argv += ["--out", str(tmp / "out")]
     return argv
+
+
+def lock_only(run: Path) -> Path:
+    """What a fine-tune killed before its first save leaves: the folder and its lock."""
+    run.mkdir()
+    (run / ".lock").write_text("12345\n")
+    return run
+
+
+def link(path: Path, target: Path) -> Path:
+    path.symlink_to(target)
+    return path
 
 
 def write(path: Path, data: bytes) -> Path:

@@ -232,14 +232,15 @@ def test_compress_and_decompress_in_separate_processes(runs, tmp_path):
         return done.returncode, done.stdout, done.stderr
 
     for extra in ([], ["--static"], ["--dynamic", "--dynamic-segment-len", "16"]):
-        code, out, err = cli("compress", str(runs / "a"), str(original), "--json", *extra)
+        # -f: each round writes over the last round's files
+        code, out, err = cli("compress", str(runs / "a"), str(original), "--json", "-f", *extra)
         assert code == 0, err
         report = json.loads(out)
         assert (report["adapt"] is not None) == (extra == [])  # adaptive unless told otherwise
         assert report["compressed_bytes"] == (tmp_path / "in.txt.rz").stat().st_size
         back = tmp_path / "back.txt"
         code, _, err = cli(
-            "decompress", str(runs / "a"), str(tmp_path / "in.txt.rz"), "-o", str(back)
+            "decompress", str(runs / "a"), str(tmp_path / "in.txt.rz"), "-o", str(back), "-f"
         )
         assert code == 0, err
         assert back.read_bytes() == original.read_bytes()
@@ -287,3 +288,66 @@ def test_the_header_describes_the_file_and_costs_few_bytes():
     assert hashlib.sha256(blob[:-4]).digest()[:4] == blob[-4:]
     # the fixed cost of a file: every byte of it is on the file's bits per character
     assert len(blob) - 4 * len(payload) <= 8 + C._FIXED.size + 1 + 40 + 1 + 1 + 4 < 120
+
+
+@pytest.mark.parametrize("length", [2**40, 10**9, 3 * 10**8])
+def test_a_header_claiming_a_huge_length_is_a_corrupt_file(runs, tmp_path, capsys, length):
+    original = tmp_path / "in.txt"
+    original.write_bytes(words_text(50, seed=5).encode())
+    rz = tmp_path / "in.txt.rz"
+    assert main(["compress", str(runs / "a"), str(original), "--static", "-o", str(rz)]) == 0
+    # the length fields rewritten and the checksum recomputed, as anyone can
+    blob = bytearray(rz.read_bytes())
+    at = len(C.MAGIC)
+    fields = list(C._FIXED.unpack_from(blob, at))
+    fields[6], fields[7] = length, length  # symbols, original bytes
+    blob[at : at + C._FIXED.size] = C._FIXED.pack(*fields)
+    body = bytes(blob[: -C.CHECKSUM_BYTES])
+    rz.write_bytes(body + hashlib.sha256(body).digest()[: C.CHECKSUM_BYTES])
+    capsys.readouterr()
+    out = tmp_path / "back.txt"
+    assert main(["decompress", str(runs / "a"), str(rz), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "corrupt" in err and "payload" in err, err
+    assert not out.exists()
+
+
+def test_an_empty_file_round_trips_without_a_rate(runs, tmp_path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    assert main(["compress", str(runs / "a"), str(empty), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["bits_per_symbol"] is None
+    assert main(["compress", str(runs / "a"), str(empty), "-f"]) == 0
+    out = capsys.readouterr().out
+    assert "an empty file" in out and "bits per" not in out, out
+    back = tmp_path / "back.txt"
+    assert main(["decompress", str(runs / "a"), f"{empty}.rz", "-o", str(back)]) == 0
+    assert back.read_bytes() == b""
+
+
+def test_compress_reports_progress_and_holds_the_text_compactly(tmp_path):
+    vocab = Vocab.from_chars("abcdefgh\n")
+    torch.manual_seed(0)
+    model = CharLM(ModelConfig(cell="lstm", num_layers=1, hidden_size=16, vocab_size=len(vocab)))
+    data = ("abcdefgh\n" * 300).encode()
+    ids = C._symbols(data, vocab)
+    assert ids.dtype == np.uint8 and len(ids) == len(data)  # one byte a character, not 30
+    assert C._unsymbols(ids, vocab) == data
+    seen = []
+    blob = C.compress(data, model, vocab, segments=16, on_progress=lambda d, n: seen.append((d, n)))
+    assert seen[-1] == (len(data), len(data)) and seen == sorted(seen) and len(seen) > 10
+    back = []
+    assert C.decompress(blob, model, vocab, on_progress=lambda d, n: back.append(d)) == data
+    assert back[-1] == len(data)
+
+
+def test_dynamic_evaluation_reports_progress():
+    from rnnlab.dynamic import dynamic_bits_per_char
+
+    torch.manual_seed(0)
+    model = CharLM(ModelConfig(cell="lstm", num_layers=1, hidden_size=16, vocab_size=9))
+    ids = np.arange(400) % 9
+    seen = []
+    config = DynamicConfig(rule="sgd", learning_rate=1e-3, segment_len=50)
+    dynamic_bits_per_char(model, ids, config, on_progress=lambda d, n: seen.append((d, n)))
+    assert seen == sorted(seen) and seen[-1] == (399, 399) and len(seen) == 8

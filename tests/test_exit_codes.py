@@ -4,12 +4,16 @@ included), 1 a bug (said so, --debug shows it), 0 when the reader of stdout goes
 
 from __future__ import annotations
 
+import math
+import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from conftest import words_text
 
-from rnnlab import cli, sampling
+from rnnlab import cli, compression, sampling
 from rnnlab.errors import DivergedError
 
 
@@ -98,3 +102,46 @@ def test_ctrl_c_during_a_long_sample_keeps_what_was_written(shared_run, capsys, 
     assert cli.main(["sample", str(shared_run), "--length", str(10**12), "--seed", "1"]) == 130
     captured = capsys.readouterr()
     assert len(captured.out) == 256 and captured.err.strip() == "rnnlab: interrupted"
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["eval", "{run}", "{text}", "--dynamic", "--dynamic-rule", "sgd", "--dynamic-lr", "1e38"],
+         "--dynamic-lr"),
+        (["eval", "{run}", "{text}", "--adapt", "--adapt-head-lr", "100"], "--adapt-head-lr"),
+    ],
+)  # fmt: skip
+def test_a_non_finite_result_is_exit_3_never_a_printed_number(
+    shared_run, tmp_path, capsys, argv, needle
+):
+    text = tmp_path / "t.txt"
+    text.write_text(words_text(50))
+    argv = [a.format(run=shared_run, text=text, tmp=tmp_path) for a in argv]
+    assert cli.main(argv) == 3
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert captured.out == "" and len(err.splitlines()) == 1, err
+    assert err.startswith("rnnlab: diverged:") and needle in err, err
+
+
+def test_the_coder_refuses_non_finite_probabilities():
+    # compress --adapt-head-lr 100 can reach NaN (depending on the model and the text): no file
+    # is coded from it, on either side
+    with pytest.raises(DivergedError, match="--adapt-head-lr"):
+        compression.quantize_probs(np.array([[0.5, math.nan, 0.5], [0.2, 0.3, 0.5]]))
+
+
+def test_an_error_after_a_signal_is_the_signal_not_a_bug(monkeypatch, capsys):
+    # Ctrl-C in the middle of an import leaves a module half loaded; the next import of it
+    # fails ("cannot load module more than once per process"): still 130, with or without --debug
+    from rnnlab.cli import corpora
+
+    def run(args):
+        cli.SIGNALS.append(signal.SIGINT)  # what _on_signal records before it raises
+        raise ImportError("cannot load module more than once per process")
+
+    monkeypatch.setattr(corpora, "run", run)
+    for argv in (["corpora"], ["corpora", "--debug"]):
+        assert cli.main(argv) == 130
+        assert one_line(capsys) == "rnnlab: interrupted"

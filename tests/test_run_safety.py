@@ -3,14 +3,18 @@ fails, full disks and file-size limits, one writer per run, exit codes, and run-
 treated as untrusted input."""
 
 import errno
+import fcntl
 import hashlib
 import json
 import os
 import resource
 import signal
+import stat
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 import pytest
 import safetensors.torch
@@ -401,3 +405,95 @@ def test_garbage_in_metrics_is_skipped_with_a_warning(trained, capsys, tmp_path)
     assert main(["train", "--resume", str(trained), "--max-steps", "12", "--quiet"]) == 0
     steps = [e["step"] for e in checkpoint.read_metrics(trained) if e["split"] == "val"]
     assert steps[-1] == 12
+
+
+# --- outputs: a device or a FIFO is written through, a symlink kept, never replaced -------------
+
+
+def compress_to(run, text, out, *extra) -> int:
+    argv = ["compress", str(run), str(text), "-o", str(out), "--static", "--segments", "4"]
+    return main(argv + list(extra))
+
+
+def test_an_output_device_or_fifo_is_written_through_and_a_symlink_kept(
+    shared_run, tmp_path, capsys
+):
+    text = tmp_path / "t.txt"
+    text.write_text(words_text(20))
+    # a copy of /dev/null where we may make one (root); else the real one, which an ordinary
+    # user cannot replace, so a regression never harms the machine
+    device = Path("/dev/null")
+    if os.geteuid() == 0:
+        device = tmp_path / "null"
+        os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    assert compress_to(shared_run, text, device) == 0
+    assert stat.S_ISCHR(os.stat(device).st_mode)
+    # a FIFO: its reader gets the bytes, and it stays a FIFO
+    fifo, got = tmp_path / "pipe", []
+    os.mkfifo(fifo)
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    assert compress_to(shared_run, text, fifo) == 0
+    reader.join(30)
+    assert got and len(got[0]) > 16
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    # a symlink: the file it points to is replaced (atomically), the link stays
+    (tmp_path / "real.rz").write_bytes(b"old")
+    (tmp_path / "link.rz").symlink_to("real.rz")
+    assert compress_to(shared_run, text, tmp_path / "link.rz", "-f") == 0
+    assert (tmp_path / "link.rz").is_symlink()
+    assert (tmp_path / "real.rz").read_bytes() == got[0]  # the same bytes the FIFO carried
+    (tmp_path / "dangling.rz").symlink_to("new.rz")  # nothing exists yet: no -f needed
+    assert compress_to(shared_run, text, tmp_path / "dangling.rz") == 0
+    assert (tmp_path / "dangling.rz").is_symlink() and (tmp_path / "new.rz").read_bytes() == got[0]
+    assert not list(tmp_path.glob(".*.part"))
+    if Path("/proc/version").is_file():  # a folder that takes no new file: one line, exit 2
+        assert compress_to(shared_run, text, "/proc/version", "-f") == 2
+        assert "cannot write /proc/version" in capsys.readouterr().err
+    capsys.readouterr()
+    if os.access("/dev/full", os.W_OK):  # a full device: one line, exit 2
+        assert compress_to(shared_run, text, "/dev/full") == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "No space left" in err, err
+        assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+
+
+@pytest.mark.parametrize(
+    "name, argv",
+    [
+        (checkpoint.METRICS, ["train", "--resume", "{run}", "--max-steps", "40"]),
+        (checkpoint.LOCK, ["train", "--resume", "{run}", "--max-steps", "40"]),
+        (checkpoint.METRICS, ["plot", "{run}", "-o", "{tmp}/c.png"]),
+    ],
+)
+def test_a_fifo_in_a_run_directory_is_refused_without_waiting(trained, tmp_path, name, argv):
+    (trained / name).unlink(missing_ok=True)
+    os.mkfifo(trained / name)
+    argv = [a.format(run=trained, tmp=tmp_path) for a in argv]
+    # a process of its own: a regression hangs in open(), which only a timeout ends
+    done = subprocess.run(
+        [sys.executable, "-m", "rnnlab", *argv], capture_output=True, text=True, timeout=120
+    )
+    err = done.stderr.strip()
+    assert done.returncode == 2 and len(err.splitlines()) == 1, err
+    assert f"{name} is not a regular file" in err, err
+
+
+def test_eval_of_a_run_it_cannot_write_skips_the_baselines_cache(trained, monkeypatch, capsys):
+    def read_only(path, obj):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    monkeypatch.setattr(checkpoint, "write_json", read_only)
+    assert main(["eval", str(trained), "--quick", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["bpc"] > 0
+
+
+def test_the_lock_message_names_the_live_holder_not_a_stale_pid(trained):
+    path = trained / checkpoint.LOCK
+    path.write_text("999999\n")  # the pid of a writer killed long ago
+    with open(path, "rb+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a live holder that has not written yet
+        with pytest.raises(UsageError) as e, checkpoint.RunLock(trained):
+            pass
+    expected = os.getpid() if os.path.exists("/proc/locks") else 999999
+    assert f"(pid {expected})" in str(e.value), str(e.value)

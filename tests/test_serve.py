@@ -4,17 +4,22 @@ directly, and a client that disconnects mid-stream against a real uvicorn on loo
 from __future__ import annotations
 
 import json
+import shlex
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from serve_helpers import TEXT, Server, make_run, sse_events
+from serve_helpers import TEXT, Server, free_port, make_run, sse_events
 
 from rnnlab import checkpoint, sampling
-from rnnlab.serve import Batcher, Job, Limits, create_app
+from rnnlab.serve import LOOPBACK_NAMES, Batcher, Job, Limits, create_app
 
 
 @pytest.fixture(scope="module")
@@ -252,18 +257,143 @@ def test_json_in_details_mode(client):
 
 
 def test_cli_serve_binds_loopback_and_says_so(runs, monkeypatch, capsys):
-    import uvicorn
+    from rnnlab.cli import main
+    from rnnlab.cli import serve as serve_command
+
+    calls = []
+
+    def serve(app, sock):
+        calls.append((app, sock.getsockname()[:2]))
+        sock.close()
+
+    monkeypatch.setattr(serve_command, "serve", serve)
+    port = free_port()
+    assert main(["serve", str(runs[0]), str(runs[1]), "--port", str(port)]) == 0
+    app, address = calls[-1]
+    assert address == ("127.0.0.1", port)
+    assert list(app.state.served) == ["tiny", "tiny-gru"]
+    err = capsys.readouterr().err
+    assert f"http://127.0.0.1:{port}" in err and "loopback only" in err
+    argv = ["serve", str(runs[0]), "--host", "0.0.0.0", "--port", str(port), "--max-streams", "3"]
+    assert main(argv) == 0
+    assert calls[-1][1][0] == "0.0.0.0" and calls[-1][0].state.limits.max_streams == 3
+    assert "reachable from other machines" in capsys.readouterr().err
+
+
+def test_cli_serve_refuses_a_port_in_use_or_a_bad_host_before_saying_serving(runs, capsys):
+    import socket
 
     from rnnlab.cli import main
 
-    calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
-    assert main(["serve", str(runs[0]), str(runs[1]), "--port", "8123"]) == 0
-    app, kw = calls[-1]
-    assert (kw["host"], kw["port"]) == ("127.0.0.1", 8123)
-    assert list(app.state.served) == ["tiny", "tiny-gru"]
-    err = capsys.readouterr().err
-    assert "http://127.0.0.1:8123" in err and "loopback only" in err
-    assert main(["serve", str(runs[0]), "--host", "0.0.0.0", "--max-streams", "3"]) == 0
-    assert calls[-1][1]["host"] == "0.0.0.0" and calls[-1][0].state.limits.max_streams == 3
-    assert "reachable from other machines" in capsys.readouterr().err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", str(runs[0]), "--port", str(port)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "in use" in err and "serving" not in err, err
+    assert main(["serve", str(runs[0]), "--host", "no-such-host.invalid"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot be resolved" in err, err
+
+
+def test_a_signal_swallowed_while_loading_stops_serve_before_it_serves(runs, monkeypatch, capsys):
+    import uvicorn
+
+    from rnnlab import cli
+
+    def swallowed(*args, **kwargs):  # as an optional import cut short by Ctrl-C would
+        cli.SIGNALS.append(signal.SIGINT)
+        return create_app(*args, **kwargs)
+
+    def never(self, sockets=None):
+        raise AssertionError("served after Ctrl-C")
+
+    monkeypatch.setattr("rnnlab.serve.create_app", swallowed)
+    monkeypatch.setattr(uvicorn.Server, "run", never)
+    assert cli.main(["serve", str(runs[0]), "--port", str(free_port())]) == 130
+    assert capsys.readouterr().err.strip().endswith("rnnlab: interrupted")
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_cli_serve_exits_143_or_130_after_a_signal(runs, sig, code):
+    port = free_port()
+    argv = [sys.executable, "-m", "rnnlab", "serve", str(runs[0]), "--port", str(port)]
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "serving" in proc.stderr.readline()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # up: the page answers
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        proc.send_signal(sig)
+        assert proc.wait(timeout=30) == code
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def readme_curl_examples() -> list[list[str]]:
+    """The README's curl commands for the HTTP API, as argv lists."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    return [shlex.split(line) for line in readme.splitlines() if line.startswith("curl ")]
+
+
+def test_the_readme_examples_work_as_written_against_a_live_server(tmp_path):
+    # a run that knows every character of the examples, served on loopback as `rnnlab serve`
+    run = make_run(tmp_path / "tiny", text=TEXT + "import os\n")
+    server = Server(create_app([run], allowed_hosts=LOOPBACK_NAMES))
+    examples = readme_curl_examples()
+    assert len(examples) >= 3
+    try:
+        for argv in examples:
+            url = next(a for a in argv if a.startswith("localhost:8000/"))
+            headers = dict(
+                argv[i + 1].split(": ", 1) for i, a in enumerate(argv) if a == "-H"
+            )  # fmt: skip
+            body = argv[argv.index("-d") + 1]
+            r = httpx.post(
+                url.replace("localhost:8000", server.url), content=body, headers=headers,
+                timeout=60,
+            )  # fmt: skip
+            assert r.status_code == 200, (argv, r.text)
+            if json.loads(body).get("stream"):
+                assert sse_events(r.text.splitlines())[-1][0] == "done"
+    finally:
+        server.stop()
+
+
+def test_the_api_refuses_in_its_one_line_format(runs):
+    app = create_app(runs[:1], Limits(max_streams=1), allowed_hosts=LOOPBACK_NAMES)
+    with TestClient(app, base_url="http://127.0.0.1:8000") as c:
+        r = c.post("/v1/generate", content='{"prompt": "d"}')  # curl -d: a form content type
+        assert r.status_code == 415 and "Content-Type: application/json" in r.json()["error"]
+        r = c.post("/v1/generate", json={}, headers={"host": "attacker.example:8000"})
+        assert r.status_code == 400 and "attacker.example" in r.json()["error"]
+        assert c.get("/health", headers={"host": "localhost:8000"}).status_code == 200
+        for method, path, status in (("GET", "/nowhere", 404), ("GET", "/v1/generate", 405)):
+            r = c.request(method, path)
+            assert r.status_code == status and set(r.json()) == {"error"}, r.text
+        for body in ({"length": True}, {"stream": "yes"}, {"num_samples": 1.0}):
+            r = c.post("/v1/generate", json=body)
+            assert r.status_code == 422 and set(r.json()) == {"error"}, (body, r.text)
+        raw = b'{"temperature": Infinity}'
+        r = c.post("/v1/generate", content=raw, headers={"content-type": "application/json"})
+        assert r.status_code in (400, 422) and "error" in r.json(), r.text
+        r = c.post("/v1/generate", json={"num_samples": 2, "length": 5})
+        assert r.status_code == 429 and r.headers["retry-after"] == "1"
+
+
+@pytest.mark.parametrize(
+    "flag, value", [("--max-request-s", "inf"), ("--max-request-s", "nan"),
+                    ("--max-length", str(10**12)), ("--max-streams", str(10**9))],
+)  # fmt: skip
+def test_cli_serve_limits_have_a_ceiling(runs, capsys, flag, value):
+    from rnnlab.cli import main
+
+    assert main(["serve", str(runs[0]), flag, value]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and flag in err and "at most" in err, err

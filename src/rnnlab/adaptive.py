@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import stream_active, stream_grid
+from .data import stream_active, stream_grid, token_dtype
 from .errors import UsageError
 from .model import CharLM
 
@@ -205,7 +205,8 @@ class Adapter:
         self.w = head_weight.detach().to("cpu", torch.float32).clone()
         self.b = head_bias.detach().to("cpu", torch.float32).clone()
         self.length = max(1, length)
-        self.history = np.zeros(streams * self.length, dtype=np.int64)  # row s: stream s
+        # row s: stream s; in the smallest dtype that holds an id (the text's size in memory)
+        self.history = np.zeros(streams * self.length, dtype=token_dtype(head_weight.size(0)))
         self.starts = np.arange(streams) * self.length
         self.t = -1  # the last observed position
         self.pending: tuple | None = None
@@ -221,10 +222,12 @@ class Adapter:
         p64 = torch.softmax(torch.addmm(self.b, h, self.w.T).double(), dim=1)  # (S, V)
         head = p64.float()
         p = p64.numpy()
-        for match in self.matches:
-            match.apply(p, self.config.confidence_bin)
-        if self.matches:
-            p /= p.sum(axis=1, keepdims=True)
+        # a diverging head gives NaN/Inf here: the callers refuse it as such, without warnings
+        with np.errstate(all="ignore"):
+            for match in self.matches:
+                match.apply(p, self.config.confidence_bin)
+            if self.matches:
+                p /= p.sum(axis=1, keepdims=True)
         self.pending = (h, head)
         return p
 
@@ -309,7 +312,8 @@ def adaptive_bits_per_char(
             t = start + k
             a, rows = active[t], np.arange(active[t])
             if p is not None:
-                bits -= float(np.log2(p[rows, grid[:a, t]]).sum())
+                with np.errstate(all="ignore"):  # a diverged p: evaluate_adaptive refuses it
+                    bits -= float(np.log2(p[rows, grid[:a, t]]).sum())
                 static_bits -= float(static[rows, grid[:a, t]].sum())
             adapter.observe(grid[:, t], a)
             if t + 1 < L:

@@ -18,6 +18,7 @@ import math
 import os
 import stat
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ import torch
 
 from .config import FORMAT, CorpusConfig, ModelConfig, TrainConfig, __version__, from_dict, to_dict
 from .errors import UsageError
-from .files import atomic_write, fsync_dir, read_regular, write_json
+from .files import atomic_write, check_writable, fsync_dir, output_target, read_regular, write_json
 from .model import CharLM
 from .vocab import Vocab
 
@@ -40,6 +41,7 @@ BASELINES = "baselines.json"  # written by `rnnlab eval` on the run's validation
 WEIGHTS = {"best": BEST, "last": LAST}  # the names --weights takes
 LOCK = ".lock"
 LEGACY_TRAIN_STATE = "train_state.pt"  # runs written before the one-file checkpoint
+RUN_FILES = frozenset({CONFIG, VOCAB, BEST, LAST, METRICS, BASELINES, LOCK, LEGACY_TRAIN_STATE})
 
 MAX_JSON_BYTES = 1 << 20  # config.json, vocab.json, baselines.json
 MAX_HEADER_BYTES = 100 << 20  # a safetensors header (the format's own limit)
@@ -62,6 +64,39 @@ class RunConfig:
     train: TrainConfig
     corpus: CorpusConfig
     plan: dict[str, Any] | None = None  # what the training plan chose and from what (plan.py)
+
+
+# --- what no other command may write ------------------------------------------------------------
+
+
+def is_run_dir(folder: Path) -> bool:
+    """``folder`` holds a run (or a run being started): its config and vocabulary or weights,
+    or its lock. A folder that merely has a config.json of its own is not one."""
+    folder = Path(folder)
+    if (folder / LOCK).exists():
+        return True
+    return (folder / CONFIG).exists() and any((folder / n).exists() for n in (VOCAB, BEST, LAST))
+
+
+def check_output(
+    path: str | Path, what: str = "-o", *, reading: Sequence[Path] = (), force: bool = True
+) -> Path:
+    """The one test of an output path, before any work: never a file of a run directory (those
+    belong to `rnnlab train`), nothing inside the runs being read, and the checks of
+    ``files.check_writable`` (folder writable, an existing file only with ``force``), all made
+    where the bytes would land, through symlinks.
+
+    Raises:
+        UsageError: one line naming ``what`` and the fix.
+    """
+    path = Path(path)
+    target = output_target(path)
+    if target.name in RUN_FILES and is_run_dir(target.parent):
+        raise UsageError(
+            f"{what} {path} is {target.name} of the run directory {target.parent}; only "
+            "rnnlab train writes a run's files: give another name"
+        )
+    return check_writable(path, what, force=force, keep_out=reading)
 
 
 # --- JSON files ---------------------------------------------------------------------------------
@@ -101,6 +136,16 @@ def load_config(run_dir: Path) -> RunConfig:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"{run_dir}: no such run directory; train one with: rnnlab train")
+    entries = {p.name for p in run_dir.iterdir()}
+    if (
+        CONFIG not in entries
+        and LOCK in entries
+        and all(n == LOCK or n.endswith(".part") for n in entries)
+    ):  # a run (a fine-tune, say) killed before it wrote anything but its lock
+        raise CheckpointError(
+            f"{run_dir} was stopped before its first save, so there is nothing to read or resume; "
+            f"start it again: rnnlab train TEXT --out {run_dir} (with the same flags)"
+        )
     raw = read_json(run_dir / CONFIG)
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         found = raw.get("format") if isinstance(raw, dict) else None
@@ -164,18 +209,27 @@ def _read_header(path: Path) -> tuple[dict[str, Any], int]:
     return header, info.st_size - 8 - n
 
 
-def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """The shape of every weight of a CharLM, computed without allocating it."""
+# torch dtype -> its name in a safetensors header
+_DTYPE_NAMES = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
+    torch.uint8: "U8", torch.bool: "BOOL",
+}  # fmt: skip
+
+
+def expected_tensors(config: ModelConfig) -> dict[str, tuple[tuple[int, ...], str]]:
+    """The shape and the safetensors dtype name of every weight of a CharLM, without
+    allocating it."""
     with torch.device("meta"):
         model = CharLM(config)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return {k: (tuple(v.shape), _DTYPE_NAMES[v.dtype]) for k, v in model.state_dict().items()}
 
 
 def check_weights_header(path: Path, config: ModelConfig) -> None:
-    """Refuse weights whose names or shapes differ from what ``config`` builds, before any
-    tensor is read or any model is allocated."""
+    """Refuse weights whose names, shapes or dtypes differ from what ``config`` builds, before
+    any tensor is read or any model is allocated."""
     header, data_bytes = _read_header(path)
-    want = expected_shapes(config)
+    want = expected_tensors(config)
     have = {
         k: v for k, v in header.items() if k != "__metadata__" and not k.startswith(STATE_PREFIX)
     }
@@ -185,13 +239,18 @@ def check_weights_header(path: Path, config: ModelConfig) -> None:
             f"{path} does not fit config.json (missing {missing[:3]}, unexpected {extra[:3]}); "
             "the weights belong to another model"
         )
-    for name, shape in want.items():
+    for name, (shape, dtype) in want.items():
         info = have[name]
         found = info.get("shape") if isinstance(info, dict) else None
         if not isinstance(found, list) or tuple(found) != shape:
             raise CheckpointError(
                 f"{path}: tensor {name} has shape {found}, config.json says {list(shape)}; "
                 "the weights belong to another model"
+            )
+        if info.get("dtype") != dtype:
+            raise CheckpointError(
+                f"{path}: tensor {name} has dtype {info.get('dtype')}, the model's is {dtype}; "
+                "these are not the run's weights: use another run or retrain"
             )
     try:
         end = max(int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__")
@@ -390,7 +449,7 @@ def load_checkpoint(
     if "train_state" in metadata:
         try:
             meta = json.loads(metadata["train_state"])
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             raise CheckpointError(
                 f"{path}: the training state is corrupt; the run cannot be resumed"
             ) from None
@@ -440,6 +499,24 @@ def remove_leftovers(run_dir: Path) -> list[Path]:
     return gone
 
 
+def regular_file(path: Path) -> bool:
+    """True if ``path`` is a regular file, False if it is missing; anything else in its place
+    (a FIFO, a device, a folder) is refused without opening it, so nothing waits on it.
+
+    Raises:
+        CheckpointError: ``path`` exists and is not a regular file.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(mode):
+        raise CheckpointError(
+            f"{path} is not a regular file; restore the run's own file, or remove it"
+        )
+    return True
+
+
 # --- metrics.jsonl ------------------------------------------------------------------------------
 
 
@@ -451,7 +528,7 @@ def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
 def sync_metrics(run_dir: Path) -> int:
     """Flush metrics.jsonl to disk; its length, which the next checkpoint refers to."""
     path = Path(run_dir) / METRICS
-    if not path.exists():
+    if not regular_file(path):
         return 0
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
@@ -462,7 +539,7 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     """The events of metrics.jsonl; a line that is not a JSON object (cut short by a kill, or
     damaged) is skipped with a MetricsWarning."""
     path = Path(run_dir) / METRICS
-    if not path.is_file():
+    if not regular_file(path):
         return []
     records = []
     with open(path, "rb") as f:
@@ -486,7 +563,7 @@ def rewind_metrics(run_dir: Path, state: TrainingState | None) -> None:
     """Cut metrics.jsonl back to what the checkpoint refers to (events written after it are
     written again by the resumed run)."""
     path = Path(run_dir) / METRICS
-    if not path.exists():
+    if not regular_file(path):
         return
     if state is None:
         os.truncate(path, 0)
@@ -540,15 +617,19 @@ class RunLock:
     def __enter__(self) -> RunLock:
         path = self.run_dir / LOCK
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+            # O_NONBLOCK: a FIFO in its place must not wait for a reader
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
         except OSError as e:
             raise CheckpointError(
                 f"cannot lock {self.run_dir} ({e.strerror}); check the folder"
             ) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or device: flock cannot hold it
+            os.close(fd)
+            raise CheckpointError(f"{path} is not a regular file; remove it and run again")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
-            holder = os.read(fd, 64).decode("ascii", "replace").strip() or "unknown"
+            holder = _lock_holder(fd)
             os.close(fd)
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise CheckpointError(
@@ -570,6 +651,23 @@ class RunLock:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
+
+
+def _lock_holder(fd: int) -> str:
+    """The pid that holds the flock on ``fd``'s file: from /proc/locks where there is one (the
+    pid written in the file may be a stale one, of a writer killed before this holder wrote
+    its own), else the pid written in the file."""
+    info = os.fstat(fd)
+    inode = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as f:
+            for line in f:  # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"
+                fields = line.split()
+                if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == inode:
+                    return fields[4]
+    except OSError:
+        pass
+    return os.read(fd, 64).decode("ascii", "replace").strip() or "unknown"
 
 
 def has_checkpoint(run_dir: Path) -> bool:

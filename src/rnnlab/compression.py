@@ -31,12 +31,14 @@ wrong output.
 
 from __future__ import annotations
 
+import codecs
 import copy
 import dataclasses
 import hashlib
 import json
+import math
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
@@ -46,9 +48,9 @@ import torch
 from .adaptive import AdaptConfig, Adapter, softmax64
 from .cells import StepDecoder
 from .config import __version__
-from .data import stream_active, stream_grid, stream_layout
+from .data import stream_active, stream_layout, token_dtype
 from .dynamic import RULES, DynamicConfig, DynamicUpdater
-from .errors import UsageError
+from .errors import DivergedError, UsageError
 from .model import CharLM
 from .vocab import Vocab, unknown_characters
 
@@ -74,6 +76,7 @@ def resolve_weights_dtype(name: str) -> str:
     return "bfloat16" if cpu_has_bf16() else "float32"
 
 
+PIECE_BYTES = 1 << 20  # the text is decoded and encoded in pieces of this many bytes / symbols
 MAX_SEGMENTS = 1 << 16  # the batch the decoder will allocate: bounded for untrusted files
 MAX_LENGTH = 1 << 40  # symbols; a header claiming more is corrupt
 PROBE_STEPS = 16
@@ -112,7 +115,16 @@ def quantize(logits: torch.Tensor, precision_bits: int = PRECISION_BITS) -> np.n
 
 
 def quantize_probs(p: np.ndarray, precision_bits: int = PRECISION_BITS) -> np.ndarray:
-    """``quantize`` of (B, V) float64 probabilities (each row summing to 1)."""
+    """``quantize`` of (B, V) float64 probabilities (each row summing to 1).
+
+    Raises:
+        DivergedError: a probability is NaN or Inf (the adaptation's updates diverged).
+    """
+    if not np.isfinite(p).all():
+        raise DivergedError(
+            "the model's probabilities became NaN or Inf while adapting; lower --adapt-head-lr "
+            "(or --dynamic-lr)"
+        )
     B, V = p.shape
     total = 1 << precision_bits
     if total // 2 < V:
@@ -452,25 +464,56 @@ def probe_digest(
 
 
 def _symbols(data: bytes, vocab: Vocab) -> np.ndarray:
+    """(n,) the ids of ``data`` in the smallest unsigned dtype that holds them, decoded and
+    encoded a piece at a time: no Python object per character (data.py encodes the same way)."""
     if vocab.mode == "byte":
-        return np.frombuffer(data, dtype=np.uint8).astype(np.int64)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise UsageError(
-            f"the file is not UTF-8 text (byte {e.start}); compress it with a byte-mode run "
-            "(rnnlab train --bytes)"
-        ) from None
-    missing = vocab.unknown(text)
-    if missing:
-        raise unknown_characters(missing)
-    return np.asarray(vocab.encode(text), dtype=np.int64)
+        return np.frombuffer(data, dtype=np.uint8)
+    dtype = token_dtype(len(vocab))
+    points = np.array(vocab.code_points(), dtype=np.uint32)  # sorted: an id is its rank
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    pieces, missing = [], set()
+    for start in range(0, len(data), PIECE_BYTES):
+        try:
+            text = decoder.decode(
+                data[start : start + PIECE_BYTES], start + PIECE_BYTES >= len(data)
+            )
+        except UnicodeDecodeError as e:
+            raise UsageError(
+                f"the file is not UTF-8 text (byte {start + e.start}); compress it with a "
+                "byte-mode run (rnnlab train --bytes)"
+            ) from None
+        missing.update(vocab.unknown(text))
+        if not missing:
+            cps = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
+            pieces.append(np.searchsorted(points, cps).astype(dtype))
+    if missing:  # lossless: nothing can be skipped, so the hint is another run, not --unknown
+        e = unknown_characters(missing)
+        raise type(e)(
+            str(e).replace(
+                "remove them or pass --unknown skip to drop them",
+                "remove them, or compress with a byte-mode run (rnnlab train --bytes)",
+            )
+        )
+    return np.concatenate(pieces) if pieces else np.zeros(0, dtype=dtype)
 
 
 def _unsymbols(ids: np.ndarray, vocab: Vocab) -> bytes:
+    """The bytes of (n,) ids, a piece at a time (``_symbols`` reversed)."""
     if vocab.mode == "byte":
         return ids.astype(np.uint8).tobytes()
-    return vocab.decode(ids.tolist()).encode("utf-8")
+    points = np.array(vocab.code_points(), dtype="<u4")
+    out = bytearray()
+    for start in range(0, len(ids), PIECE_BYTES):
+        out += points[ids[start : start + PIECE_BYTES]].tobytes().decode("utf-32-le").encode()
+    return bytes(out)
+
+
+def _column(ids: np.ndarray, starts: np.ndarray, t: int, active: int) -> np.ndarray:
+    """(S,) int64: symbol t of each segment (segment s is ids[s * L : (s + 1) * L]); 0 where a
+    segment is shorter. Read from ``ids`` in place, so no (S, L) copy of the text is made."""
+    column = np.zeros(len(starts), dtype=np.int64)
+    column[:active] = ids[starts[:active] + t]
+    return column
 
 
 def compress(
@@ -484,6 +527,7 @@ def compress(
     weights_dtype: str = DEFAULT_WEIGHTS_DTYPE,
     threads: int = THREADS,
     adapt: AdaptConfig | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> bytes:
     """Compress ``data`` with ``model``; ``decompress`` with the same model gives it back.
 
@@ -498,6 +542,7 @@ def compress(
         weights_dtype: "float32" or "bfloat16": the step function's recurrent weights.
         threads: torch threads of the step function (recorded; the decoder pins the same).
         adapt: adapt the head and mix in a match model while coding (adaptive.py), or None.
+        on_progress: called now and then with (symbols coded, symbols in all).
 
     Returns:
         The ``.rz`` file's bytes.
@@ -538,7 +583,7 @@ def compress(
             dynamic=_dynamic_field(dynamic, stats_sha256),
             adapt=as_float32(adapt) if adapt is not None else None,
         )
-        grid, _ = stream_grid(ids, segments)  # (S, L): row s is segment s
+        starts = np.arange(S) * L  # segment s is ids[s * L : (s + 1) * L]
         active = stream_active(n, segments)
         encoder = constriction.stream.queue.RangeEncoder()
         family = constriction.stream.model.Categorical(perfect=False)
@@ -546,11 +591,17 @@ def compress(
             dynamic = DynamicConfig.from_dict(header.dynamic)
         stepper = _Stepper(m, S, PRECISION_BITS, weights_dtype, dynamic, stats, header.adapt, L)
         total = float(1 << PRECISION_BITS)
+        done, every = 0, max(1, L // 200)  # progress about 200 times
+        symbols = np.zeros(S, dtype=np.int64)  # those of position t - 1
         for t in range(L if n else 0):
-            freq = stepper.first() if t == 0 else stepper.next(grid[:, t - 1])
+            freq = stepper.first() if t == 0 else stepper.next(symbols)
             a = active[t]
-            encoder.encode(grid[:a, t].astype(np.int32), family, freq[:a] / total)
-            stepper.observed(grid[:, t], a)
+            symbols = _column(ids, starts, t, a)
+            encoder.encode(symbols[:a].astype(np.int32), family, freq[:a] / total)
+            stepper.observed(symbols, a)
+            done += a
+            if on_progress is not None and (t % every == 0 or t == L - 1):
+                on_progress(done, n)
         payload = encoder.get_compressed().astype("<u4").tobytes()
     return _assemble(header, payload)
 
@@ -561,8 +612,10 @@ def decompress(
     vocab: Vocab,
     stats: dict[str, torch.Tensor] | None = None,
     stats_sha256: str | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> bytes:
-    """The original bytes of a ``.rz`` file, checked against its SHA-256.
+    """The original bytes of a ``.rz`` file, checked against its SHA-256; ``on_progress`` is
+    called now and then with (symbols decoded, symbols in all).
 
     Raises:
         CompressedFileError: truncated, corrupt, another version, another model, settings this
@@ -580,6 +633,11 @@ def decompress(
             )
         dynamic = DynamicConfig.from_dict(header.dynamic) if header.dynamic is not None else None
         n, S, L = header.length, header.segments, header.segment_len
+        if n > most_symbols(payload.nbytes, len(vocab), header.precision_bits):
+            raise CompressedFileError(
+                f"the compressed file is corrupt: its header claims {n:,} symbols, more than its "
+                f"{payload.nbytes:,}-byte payload can hold; use a good copy"
+            )
         if segment_layout(n, S) != (S, L):
             raise CompressedFileError("the compressed file's header is invalid (segments)")
         probe = probe_digest(m, S, header.precision_bits, header.weights_dtype)
@@ -589,7 +647,7 @@ def decompress(
                 f"that compressed the file (torch {header.versions.get('torch')} there, "
                 f"{torch.__version__} here, or another CPU); decompress it where it was compressed"
             )
-        grid = np.zeros((S, L), dtype=np.int64)
+        grid = np.zeros((S, L), dtype=token_dtype(len(vocab)))  # row s: segment s
         active = stream_active(n, S)
         try:
             decoder = constriction.stream.queue.RangeDecoder(payload)
@@ -600,6 +658,7 @@ def decompress(
             m, S, header.precision_bits, header.weights_dtype, dynamic, stats, header.adapt, L
         )
         total = float(1 << header.precision_bits)
+        done, every = 0, max(1, L // 200)
         for t in range(L if n else 0):
             freq = stepper.first() if t == 0 else stepper.next(grid[:, t - 1])
             a = active[t]
@@ -608,6 +667,9 @@ def decompress(
             except Exception:
                 raise CompressedFileError("the compressed file's payload is corrupt") from None
             stepper.observed(grid[:, t], a)
+            done += a
+            if on_progress is not None and (t % every == 0 or t == L - 1):
+                on_progress(done, n)
     data = _unsymbols(grid.reshape(-1)[:n], vocab)
     if len(data) != header.original_bytes or (original_digest(data) != header.original_sha256):
         raise CompressedFileError(
@@ -615,6 +677,21 @@ def decompress(
             "library differs from the one that compressed it; nothing was written"
         )
     return data
+
+
+def most_symbols(payload_bytes: int, vocab_size: int, precision_bits: int) -> int:
+    """The most symbols a payload of ``payload_bytes`` can hold, whatever the model predicted.
+
+    Every symbol costs at least -log2 of the largest probability the coder can give it, and
+    that leaves each of the V - 1 others at least 2**-(precision_bits + 1) (``quantize`` gives
+    each one count in 2**precision_bits; the coder's own 24-bit rounding at most halves it);
+    64 bits of slack for the coder's flush. A header claiming more is corrupt, found out before
+    anything the size of the claim is allocated.
+    """
+    if vocab_size < 2:
+        return MAX_LENGTH
+    least_bits = -math.log2(1 - (vocab_size - 1) * 2.0 ** -(precision_bits + 1))
+    return math.floor((8 * payload_bytes + 64) / least_bits) + 1
 
 
 def check_model(header: Header, model: CharLM, vocab: Vocab) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import stream_grid
-from .errors import UsageError
+from .errors import DivergedError, UsageError
 from .model import CharLM
 
 RULES = ("rms", "sgd")
@@ -220,6 +220,7 @@ def dynamic_bits_per_char(
     config: DynamicConfig,
     stats: dict[str, torch.Tensor] | None = None,
     streams: int = 1,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> DynamicResult:
     """Bits per character with dynamic evaluation: each chunk of ``config.segment_len``
     characters per stream is scored, then the weights take one step on it. ``model`` is left
@@ -232,6 +233,7 @@ def dynamic_bits_per_char(
         config: the update rule and its hyperparameters.
         stats: ``gradient_stats`` of the training split (the "rms" rule needs them).
         streams: contiguous pieces scored side by side (1: exact, one stream).
+        on_progress: called after each segment with (positions done, positions in all).
 
     Returns:
         A DynamicResult.
@@ -260,6 +262,8 @@ def dynamic_bits_per_char(
         count += n
         updater.step(nats, n)
         state = new_state
+        if on_progress is not None:
+            on_progress(stop, x.size(1) - 1)
     seconds = time.perf_counter() - started
     return DynamicResult(total_nats / count / math.log(2), count, seconds, asdict(config))
 
@@ -283,5 +287,8 @@ def tune(
                 c = DynamicConfig(rule, lr, d, K)
                 r = dynamic_bits_per_char(model, ids, c, stats, streams)
                 trials.append({**asdict(c), "bpc": r.bpc, "seconds": r.seconds})
-    best = min(trials, key=lambda t: t["bpc"])
+    finite = [t for t in trials if math.isfinite(t["bpc"])]  # a diverged trial is no candidate
+    if not finite:
+        raise DivergedError("dynamic evaluation diverged at every setting tried by --dynamic-tune")
+    best = min(finite, key=lambda t: t["bpc"])
     return DynamicConfig.from_dict(best), trials

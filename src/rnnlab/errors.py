@@ -17,4 +17,5 @@ class UsageError(RnnlabError, ValueError):
 
 
 class DivergedError(RnnlabError):
-    """Training met non-finite losses it could not skip; the CLI exits 3."""
+    """Training met non-finite losses it could not skip, or the weight updates of dynamic
+    evaluation or adaptation made the predictions non-finite; the CLI exits 3."""

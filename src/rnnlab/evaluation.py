@@ -6,10 +6,11 @@ tallies); this module puts them together for a run directory. Never imports trai
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from . import checkpoint
 from .adaptive import AdaptConfig, adaptive_bits_per_char
 from .bpc import LN2, bits_per_char, iter_char_nats, iter_char_nats_batched, loss_nats
 from .dynamic import DynamicConfig, dynamic_bits_per_char, gradient_stats, tune
-from .errors import UsageError
+from .errors import DivergedError, UsageError
 from .ladder import (
     COMPRESSORS,
     CONTEXT_BYTES,
@@ -153,6 +154,17 @@ def _ladder(vocab, train_ids, eval_ids, quick: bool) -> Ladder:
     return Ladder(rungs)
 
 
+def _finite(bpc: float, what: str, fix: str) -> float:
+    """``bpc`` if it is a number; a NaN or Inf is never reported as a result.
+
+    Raises:
+        DivergedError: ``what`` diverged (the CLI exits 3); ``fix`` says what to change.
+    """
+    if not math.isfinite(bpc):
+        raise DivergedError(f"{what} gave {bpc} bpc, not a result; {fix}")
+    return bpc
+
+
 @contextmanager
 def _scored_text(
     vocab: Vocab,
@@ -232,9 +244,15 @@ def evaluate(
         exact = opts.exact or model.parallel_in_time  # a scan cell's exact pass is parallel
         scored = compare(model, eval_ids, symbols, ladder.best_ngram_model, opts.chunk_len, exact)
     bpc = scored.loss_nats / LN2
+    if not math.isfinite(bpc):  # finite weights whose predictions overflow: not a result
+        raise checkpoint.CheckpointError(
+            f"{run}: the model's predictions on {name} are not finite ({bpc} bpc); "
+            "these weights are unusable, use another run or retrain"
+        )
     baselines = ladder.rungs
     if text_or_path is None:  # remembered for `rnnlab plot`
-        checkpoint.write_json(run / checkpoint.BASELINES, baselines)
+        with suppress(OSError, UsageError):  # a cache: a read-only run is scored all the same
+            checkpoint.write_json(run / checkpoint.BASELINES, baselines)
     best = min(baselines, key=baselines.get)
     wins = None if scored.wins is None else scored.wins | {"ngram": ladder.best_ngram}
     return EvalReport(
@@ -278,6 +296,7 @@ def evaluate_dynamic(
     device: str = "cpu",
     chunk_len: int = 8192,
     unknown: str = "error",
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> DynamicReport:
     """Bits per character with dynamic evaluation (Krause et al. 2018): each segment is scored,
     then the weights take a gradient step on it, so every character is still predicted before
@@ -290,6 +309,7 @@ def evaluate_dynamic(
         tune_chars: choose learning rate and decay on this many characters of the training
             split (never the evaluated text) first; 0 keeps ``settings``.
         weights, device, chunk_len, unknown: as in ``evaluate``.
+        on_progress: called as the dynamic pass goes, with (characters done, in all).
 
     Returns:
         A DynamicReport with the static score of the same text beside the dynamic one.
@@ -317,7 +337,9 @@ def evaluate_dynamic(
         started = time.perf_counter()
         static_bpc = bits_per_char(model, eval_ids, opts.chunk_len)
         static_s = time.perf_counter() - started
-        result = dynamic_bits_per_char(model, eval_ids, settings, stats)
+        result = dynamic_bits_per_char(model, eval_ids, settings, stats, on_progress=on_progress)
+    _finite(static_bpc, "the static pass", "these weights are unusable; use another run")
+    _finite(result.bpc, "dynamic evaluation", "lower --dynamic-lr, or tune it: --dynamic-tune N")
     return DynamicReport(
         name, len(eval_ids) - 1, static_bpc, static_s, result.bpc, result.seconds,
         result.config, trials,
@@ -378,6 +400,8 @@ def evaluate_adaptive(
         if len(ids) < 1:
             raise UsageError(f"{name} is empty")
         result = adaptive_bits_per_char(model, np.asarray(ids), settings, streams)
+    _finite(result.static_bpc, "the static pass", "these weights are unusable; use another run")
+    _finite(result.bpc, "the adaptation", "lower --adapt-head-lr")
     return AdaptReport(
         name, result.num_chars, result.streams, result.static_bpc, result.bpc, result.seconds,
         result.config,

@@ -21,7 +21,7 @@ import torch
 from . import checkpoint
 from .config import to_dict
 from .errors import UsageError
-from .files import atomic_write, check_writable
+from .files import atomic_write
 from .model import CharLM
 
 OPSET = 17
@@ -67,7 +67,11 @@ def state_names(model: CharLM) -> list[str]:
 
 
 def export_onnx(
-    run_dir: Path, output: Path, weights: str = checkpoint.BEST, opset: int = OPSET
+    run_dir: Path,
+    output: Path,
+    weights: str = checkpoint.BEST,
+    opset: int = OPSET,
+    overwrite: bool = True,
 ) -> dict[str, Any]:
     """Write ``run_dir``'s model to ``output`` as ONNX, vocabulary and config in its metadata.
 
@@ -76,6 +80,7 @@ def export_onnx(
         output: the .onnx file to write (atomically).
         weights: checkpoint.BEST or checkpoint.LAST.
         opset: the ONNX opset.
+        overwrite: replace an existing ``output`` (`rnnlab export` passes its --force).
 
     Returns:
         What was written: path, bytes, inputs, outputs.
@@ -87,8 +92,7 @@ def export_onnx(
             f"rnnlab export needs the export extra ({e.name} is missing): "
             "pip install 'rnnlab[export]'"
         ) from None
-    output = Path(output)
-    check_writable(output)
+    output = checkpoint.check_output(output, "-o", reading=[Path(run_dir)], force=overwrite)
     model, vocab, config = checkpoint.load_model(Path(run_dir), weights, "cpu")
     # eval: dropout off (the wrapper too, or it traces on); minGRU/minLSTM: their time loop is
     # recorded as an ONNX Loop (scan.export_scan), their norms in basic operations

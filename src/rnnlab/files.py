@@ -6,16 +6,19 @@ written).
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
 import stat
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
 
+FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # errors of the machine's state, not the path
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -34,26 +37,75 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def output_target(path: Path) -> Path:
+    """Where a write to ``path`` lands: the file a symlink points to (through every link, even
+    a dangling one), else ``path`` itself."""
+    return Path(os.path.realpath(path))
+
+
+def is_special(path: Path) -> bool:
+    """``path`` exists and is a device, a FIFO or a socket: something a write goes through to,
+    never a file to replace."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never half.
 
     The bytes go to a temporary file in the same folder, are flushed to disk, and the file is
     renamed over ``path``. On any error (disk full, file-size limit) the temporary file is
-    removed and ``path`` is untouched.
+    removed and ``path`` is untouched. A symlink is kept: the file it points to is the one
+    replaced. A device or a FIFO (``/dev/null``, a pipe's reader) is never replaced by a
+    regular file: the bytes are written straight to it.
+
+    Raises:
+        OSError: the disk or a quota is full, or a file-size limit was hit (``FULL``), naming
+            ``path``: callers say what was kept.
+        UsageError: any other reason it cannot be written (a read-only file system, a folder
+            like /proc that takes no new file), in one line naming ``path``.
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    target = output_target(path)
+    try:
+        if is_special(target):
+            _write_through(target, data)
+        else:
+            _replace(target, data)
+    except OSError as e:
+        if e.errno in FULL:
+            e.filename = str(path)  # the user's name for it, not the temporary file's
+            raise
+        raise UsageError(f"cannot write {path} ({e.strerror})") from None
+
+
+def _replace(target: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    fsync_dir(path.parent)
+    fsync_dir(target.parent)
+
+
+def _write_through(target: Path, data: bytes) -> None:
+    """``data`` written to a device or FIFO as a shell's ``>`` would (a FIFO waits for its
+    reader); nothing is created, renamed or truncated."""
+    fd = os.open(target, os.O_WRONLY)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -105,22 +157,47 @@ def read_regular(path: Path, max_bytes: int) -> bytes:
     return data
 
 
-def check_writable(path: Path, what: str = "-o") -> Path:
+def check_writable(
+    path: Path, what: str = "-o", *, force: bool = True, keep_out: Sequence[Path] = ()
+) -> Path:
     """Fail now, not after a long computation, if ``path`` cannot be written as a file.
 
+    Checked where the bytes would land (``output_target``: through symlinks). A device or a
+    FIFO is always writable this way (``atomic_write`` writes through to it).
+
+    Args:
+        path: the output file.
+        what: the flag that named it, for the message.
+        force: overwrite an existing regular file; False refuses it (as gzip, xz and zstd do).
+        keep_out: folders no output may land in (the run directories a command reads).
+
     Raises:
-        UsageError: its folder is missing or not writable, or ``path`` is a folder.
+        UsageError: its folder is missing or not writable, ``path`` is a folder, it lands in
+            one of ``keep_out``, or it exists and ``force`` is False.
     """
     path = Path(path)
-    if path.is_dir():
+    target = output_target(path)
+    if target.is_dir():
         raise UsageError(f"{what} {path} is a folder; give a file name")
-    parent = path.parent if str(path.parent) else Path(".")
+    for folder in keep_out:
+        if target.is_relative_to(output_target(folder)):
+            raise UsageError(
+                f"{what} {path} is inside the run directory {folder} being read; write elsewhere"
+            )
+    if is_special(target):
+        return path
+    parent = target.parent
+    if not path.is_symlink():  # name the folder as the user wrote it
+        parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise UsageError(f"{what} {path}: the folder {parent} does not exist; create it first")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"{what} {path}: the folder {parent} is not writable")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise UsageError(f"{what} {path} exists and is not writable")
+    if target.exists():
+        if not force:
+            raise UsageError(f"{what} {path} already exists; add --force (-f) to overwrite it")
+        if not os.access(target, os.W_OK):
+            raise UsageError(f"{what} {path} exists and is not writable")
     return path
 
 

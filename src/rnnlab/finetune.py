@@ -99,8 +99,11 @@ def init_from(
     run_dir = Path(run_dir)
     config = checkpoint.load_config(run_dir)
     base_vocab = checkpoint.load_vocab(run_dir)
+    if config.model.vocab_size != len(base_vocab):
+        raise checkpoint.CheckpointError(f"{run_dir}: vocab.json does not match config.json")
     merged = merge_vocab(base_vocab, text_vocab, extend_vocab, str(run_dir))
-    weights, _ = checkpoint.load_weights(run_dir / checkpoint.BEST)
+    # names, shapes and dtypes checked against its config before anything is read
+    weights, _ = checkpoint.load_weights(run_dir / checkpoint.BEST, config.model)
     weights = extend_weights(weights, len(merged) - len(base_vocab))
     return weights, merged, dataclasses.replace(config.model, vocab_size=len(merged))
 

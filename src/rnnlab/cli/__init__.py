@@ -3,8 +3,9 @@ library and prints the result), one registry below, and ``main``, which turns ev
 into an exit code. The only package that prints results or exits.
 
 Exit codes: 0 finished; 1 internal error (a bug: --debug shows the traceback); 2 user error (one
-line); 3 training diverged; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), train
-saving first. A closed stdout (``| head``) ends quietly.
+line); 3 diverged (training, or the weight updates of eval --dynamic / --adapt and compress);
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM), train saving first. A closed stdout
+(``| head``) ends quietly.
 Results go to stdout, progress to stderr. Only the standard library is imported up here, so that
 a Ctrl-C while torch loads is caught like any other.
 """
@@ -12,6 +13,7 @@ a Ctrl-C while torch loads is caught like any other.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import re
@@ -40,6 +42,8 @@ COMMANDS = {
     "corpora": "corpora",
 }
 MAX_MESSAGE_CHARS = 2000
+# a full disk or device, a quota, a read-only file system, a file-size limit: one line, exit 2
+WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}  # files.FULL and EROFS
 
 
 def command(name: str) -> ModuleType:
@@ -120,8 +124,28 @@ class _Terminated(KeyboardInterrupt):
     """SIGTERM outside the training loop (which saves on it): stop like Ctrl-C, exit 143."""
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise _Terminated
+# the SIGINT / SIGTERM this process has received, in order; a command that runs on after a
+# library swallowed the interrupt (an optional import cut short: `except ImportError`) checks it
+SIGNALS: list[int] = []
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    SIGNALS.append(signum)
+    raise _Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+
+def _run_until_signalled(argv: list[str]) -> int:
+    """``_run``; an error raised after a signal is the signal's doing (an import it cut short
+    fails later with an ImportError, say), so it stops as that signal, not as a bug."""
+    try:
+        code = _run(argv)
+    except Exception:
+        if not SIGNALS:
+            raise
+        raise (_Terminated if SIGNALS[0] == signal.SIGTERM else KeyboardInterrupt)() from None
+    if SIGNALS:  # finished, but a signal came that something swallowed
+        raise _Terminated if SIGNALS[0] == signal.SIGTERM else KeyboardInterrupt
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -129,11 +153,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     whole_process = argv is None  # the rnnlab command itself, not a caller in Python
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    previous = None
+    previous = {}
+    SIGNALS.clear()
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        previous = {
+            s: signal.signal(s, _on_signal)
+            for s in (signal.SIGINT, signal.SIGTERM)
+            if signal.getsignal(s) is not signal.SIG_IGN  # started ignoring it (nohup, &)
+        }
     try:
-        return _run(argv)
+        return _run_until_signalled(argv)
     except _Terminated:
         _say("rnnlab: terminated (SIGTERM)")
         return 143
@@ -156,19 +185,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DivergedError as e:
         if debug:
             raise
-        _say(f"rnnlab: training diverged: {e}")
+        _say(f"rnnlab: diverged: {e}")
         return 3
     except (RnnlabError, Exception) as e:
         if debug:
             raise
+        if isinstance(e, OSError) and e.errno in WRITE_ERRORS:  # the machine's state, not a bug
+            _say(f"rnnlab: error: cannot write {e.filename or 'the output'}: {e.strerror}")
+            return 2
         _say(
             f"rnnlab: internal error, a bug: {type(e).__name__}: {e} "
             "(rerun with --debug for the traceback)"
         )
         return 1
     finally:
-        if whole_process and previous is not None:
+        if whole_process and previous:
             # the work is done (and saved): a SIGTERM while the interpreter shuts down is 143 too
             signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(143))
-        elif previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        else:
+            for s, handler in previous.items():
+                signal.signal(s, handler)

@@ -14,7 +14,7 @@ from .. import adaptive, checkpoint, compression, dynamic, files
 from ..checkpoint import RunConfig
 from ..errors import UsageError
 from ..tokens import corpus_splits
-from .flags import add_flags, options
+from .flags import add_flags, add_force, check_output_file, options, progress_bar
 
 SUMMARY = "compress a file with a trained model (range coding of its predictions)"
 EXAMPLE = "example: rnnlab compress runs/mine notes.txt -o notes.txt.rz"
@@ -68,6 +68,7 @@ def add_common(parser: argparse.ArgumentParser, what: str) -> None:
         default="best",
         help="best-validation weights or those of the last step",
     )
+    add_force(parser)
 
 
 def dynamic_stats(
@@ -85,21 +86,24 @@ def dynamic_stats(
 
 
 def read_input(path: Path) -> bytes:
-    if not path.is_file():
+    if not path.exists():
         raise UsageError(f"{path}: no such file")
-    return files.read_regular(path, max_bytes=1 << 32)
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder; give a file")
+    return files.read_regular(path, max_bytes=1 << 32)  # a FIFO or device: "not a regular file"
 
 
-def check_output(src: Path, output: str | None, default: Path) -> Path:
-    out = files.check_writable(Path(output) if output else default, "-o")
+def check_output(args: argparse.Namespace, src: Path, default: Path) -> Path:
+    """-o (or ``default``): not the input, not a run's file, an existing file only with -f."""
+    out = Path(args.output) if args.output else default
     if out.exists() and out.resolve() == src.resolve():
         raise UsageError(f"-o {out} is the input file; give another name")
-    return out
+    return check_output_file(out, "-o", reading=[args.run], force=args.force)
 
 
 def run(args: argparse.Namespace) -> int:
     run_dir, src = Path(args.run), Path(args.file)
-    out = check_output(src, args.output, Path(f"{src}.rz"))
+    out = check_output(args, src, Path(f"{src}.rz"))
     if not 1 <= args.segments <= 65536:
         raise UsageError(f"--segments must be between 1 and 65,536, got {args.segments}")
     if not 1 <= args.threads <= compression.MAX_THREADS:
@@ -114,18 +118,20 @@ def run(args: argparse.Namespace) -> int:
     data = read_input(src)
     stats, digest = dynamic_stats(model, config, settings) if settings else (None, None)
     started = time.perf_counter()
-    blob = compression.compress(
-        data,
-        model,
-        vocab,
-        args.segments,
-        settings,
-        stats,
-        digest,
-        weights_dtype=compression.resolve_weights_dtype(args.weights_dtype),
-        threads=args.threads,
-        adapt=adapt,
-    )
+    with progress_bar("compressing") as report:
+        blob = compression.compress(
+            data,
+            model,
+            vocab,
+            args.segments,
+            settings,
+            stats,
+            digest,
+            weights_dtype=compression.resolve_weights_dtype(args.weights_dtype),
+            threads=args.threads,
+            adapt=adapt,
+            on_progress=report,
+        )
     seconds = time.perf_counter() - started
     files.atomic_write(out, blob)
     header, _ = compression.read_header(blob)
@@ -135,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         "original_bytes": len(data),
         "compressed_bytes": len(blob),
         "symbols": header.length,
-        "bits_per_symbol": 8 * len(blob) / max(1, header.length),
+        "bits_per_symbol": 8 * len(blob) / header.length if header.length else None,
         "segments": header.segments,
         "threads": header.threads,
         "weights_dtype": header.weights_dtype,
@@ -146,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.json:
         print(json.dumps(result))
+    elif not header.length:
+        print(f"{src} -> {out}: an empty file, {len(blob):,} bytes of header")
     else:
         print(
             f"{src} -> {out}: {len(data):,} -> {len(blob):,} bytes, "

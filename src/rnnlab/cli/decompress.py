@@ -12,6 +12,7 @@ from pathlib import Path
 from .. import checkpoint, compression, dynamic, files
 from ..errors import UsageError
 from .compress import add_common, check_output, dynamic_stats, read_input
+from .flags import progress_bar
 
 SUMMARY = "restore a file compressed by `rnnlab compress`, with the same run"
 EXAMPLE = "example: rnnlab decompress runs/mine notes.txt.rz -o notes.txt"
@@ -25,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir, src = Path(args.run), Path(args.file)
     if args.output is None and src.suffix != ".rz":
         raise UsageError(f"{src} does not end in .rz; name the output with -o FILE")
-    out = check_output(src, args.output, src.with_suffix(""))
+    out = check_output(args, src, src.with_suffix(""))
     blob = read_input(src)
     header, _ = compression.read_header(blob)
     model, vocab, config = checkpoint.load_model(run_dir, checkpoint.WEIGHTS[args.weights], "cpu")
@@ -35,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
         settings = dynamic.DynamicConfig.from_dict(header.dynamic)
         stats, digest = dynamic_stats(model, config, settings)
     started = time.perf_counter()
-    data = compression.decompress(blob, model, vocab, stats, digest)
+    with progress_bar("decompressing") as report:
+        data = compression.decompress(blob, model, vocab, stats, digest, on_progress=report)
     seconds = time.perf_counter() - started
     files.atomic_write(out, data)
     kb_s = len(data) / 1000 / max(seconds, 1e-9)

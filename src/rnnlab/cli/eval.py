@@ -15,7 +15,7 @@ from ..errors import UsageError
 from ..evaluation import EvalReport, evaluate, evaluate_adaptive, evaluate_dynamic
 from ..options import EvalOptions
 from ..viz import plot_wins
-from .flags import add_flags, check_output_file, options
+from .flags import add_flags, check_output_file, options, progress_bar
 
 SUMMARY = "bits per character on the validation split or a file"
 EXAMPLE = "example: rnnlab eval runs/mine held_out.txt"
@@ -52,8 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--segments",
         type=int,
-        default=DEFAULT_SEGMENTS,
-        help="with --adapt: pieces read side by side (as rnnlab compress --segments)",
+        help="with --adapt: pieces read side by side (as rnnlab compress --segments; default "
+        f"{DEFAULT_SEGMENTS})",
     )
     add_flags(parser, AdaptConfig, "adaptation (with --adapt)")
 
@@ -63,10 +63,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--adapt and --dynamic are alternatives; choose one")
     if args.adapt:
         return run_adaptive(args)
+    if args.segments is not None:
+        raise UsageError("--segments is for --adapt (the compressor's reading); add --adapt")
     if args.dynamic or args.dynamic_tune:
         return run_dynamic(args)
     opts = options(args, EvalOptions)
-    plot = check_output_file(args.plot, "--plot") if args.plot else None
+    plot = check_output_file(args.plot, "--plot", reading=[args.run]) if args.plot else None
     report = evaluate(
         args.run,
         Path(args.file) if args.file else None,
@@ -89,16 +91,18 @@ def run(args: argparse.Namespace) -> int:
 def run_dynamic(args: argparse.Namespace) -> int:
     """`rnnlab eval RUN [FILE] --dynamic`: static and dynamic bpc of the same text."""
     opts = options(args, EvalOptions)
-    report = evaluate_dynamic(
-        args.run,
-        Path(args.file) if args.file else None,
-        settings=options(args, DynamicConfig),
-        tune_chars=args.dynamic_tune,
-        weights=opts.weights,
-        device=opts.device,
-        chunk_len=opts.chunk_len,
-        unknown=opts.unknown,
-    )
+    with progress_bar("dynamic evaluation") as report_progress:
+        report = evaluate_dynamic(
+            args.run,
+            Path(args.file) if args.file else None,
+            settings=options(args, DynamicConfig),
+            tune_chars=args.dynamic_tune,
+            weights=opts.weights,
+            device=opts.device,
+            chunk_len=opts.chunk_len,
+            unknown=opts.unknown,
+            on_progress=report_progress,
+        )
     if args.json:
         print(json.dumps(report.to_json()))
         return 0
@@ -124,7 +128,7 @@ def run_adaptive(args: argparse.Namespace) -> int:
         args.run,
         Path(args.file) if args.file else None,
         settings=options(args, AdaptConfig),
-        streams=args.segments,
+        streams=DEFAULT_SEGMENTS if args.segments is None else args.segments,
         weights=opts.weights,
         device=opts.device,
         unknown=opts.unknown,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .. import checkpoint
 from ..errors import UsageError
-from .flags import check_output_file
+from .flags import add_force, check_output_file
 
 SUMMARY = "a run's model as an ONNX file (runs with onnxruntime, no PyTorch)"
 EXAMPLE = "example: rnnlab export runs/mine --format onnx -o model.onnx"
@@ -22,10 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--weights", choices=tuple(checkpoint.WEIGHTS), default="best", help="which weights"
     )
+    add_force(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    output = check_output_file(args.output, "-o")
+    output = check_output_file(args.output, "-o", reading=[args.run], force=args.force)
     try:
         from ..export import export_onnx
     except ImportError as e:
@@ -33,7 +34,9 @@ def run(args: argparse.Namespace) -> int:
             f"rnnlab export needs the export extra ({e.name} is missing): "
             "pip install 'rnnlab[export]'"
         ) from None
-    result = export_onnx(Path(args.run), output, checkpoint.WEIGHTS[args.weights])
+    result = export_onnx(
+        Path(args.run), output, checkpoint.WEIGHTS[args.weights], overwrite=args.force
+    )
     if args.json:
         print(json.dumps(result))
     else:

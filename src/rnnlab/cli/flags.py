@@ -7,13 +7,17 @@ import argparse
 import dataclasses
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
+from ..checkpoint import check_output
 from ..config import flag_fields
 from ..errors import UsageError
-from ..files import check_writable, check_writable_dir
+from ..files import check_writable_dir
 
 
 class Parser(argparse.ArgumentParser):
@@ -79,9 +83,39 @@ def check_output_dir(path: Path, flag: str) -> Path:
     return check_writable_dir(Path(path), flag)
 
 
-def check_output_file(path: str | Path, flag: str) -> Path:
-    """``files.check_writable``: fail before a long computation, not after it."""
-    return check_writable(Path(path), flag)
+def check_output_file(
+    path: str | Path, flag: str, reading: Sequence[str | Path] = (), force: bool = True
+) -> Path:
+    """``checkpoint.check_output``: not a run's file nor inside a run being read, writable, an
+    existing file only with ``force``; fail before a long computation, not after it."""
+    return check_output(Path(path), flag, reading=[Path(r) for r in reading], force=force)
+
+
+def add_force(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-f", "--force", action="store_true", help="overwrite an existing output file"
+    )
+
+
+@contextmanager
+def progress_bar(desc: str) -> Iterator[Callable[[int, int], None]]:
+    """An ``on_progress`` callback drawing a tqdm bar on stderr (where stderr is a terminal),
+    opened at the first report, so nothing is drawn before the inputs are checked."""
+    bars: list[tqdm] = []
+
+    def report(done: int, total: int) -> None:
+        if not bars:
+            bars.append(
+                tqdm(total=total, unit="char", unit_scale=True, desc=desc, file=sys.stderr,
+                     disable=None)
+            )  # fmt: skip
+        bars[0].update(done - bars[0].n)
+
+    try:
+        yield report
+    finally:
+        for bar in bars:
+            bar.close()
 
 
 def err(message: str) -> None:

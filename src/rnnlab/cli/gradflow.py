@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     opts = options(args, GradflowOptions)
-    png = check_output_file(args.output, "-o")
+    png = check_output_file(args.output, "-o", reading=args.run)
     configs = lab.configurations(
         opts.cells(),
         opts.inits(),

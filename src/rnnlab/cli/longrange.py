@@ -112,7 +112,9 @@ def run_paper(args: argparse.Namespace) -> int:
     if not 1 <= args.jobs <= 256:
         raise UsageError(f"--jobs must be between 1 and 256, got {args.jobs}")
     if args.time_limit is not None and not 0 < args.time_limit < 1e9:
-        raise UsageError(f"--time-limit must be positive, got {args.time_limit}")
+        raise UsageError(
+            f"--time-limit must be more than 0 and less than 1e9 seconds, got {args.time_limit}"
+        )
     form = "-quick" if args.quick else ""
     out = check_output_dir(Path(args.out or f"runs/paper-{args.paper}{form}"), "--out")
 

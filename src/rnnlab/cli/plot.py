@@ -22,9 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     runs = [Path(r) for r in args.runs]
+    out = check_output_file(args.output, "-o", reading=runs)
     for r in runs:
-        if not (r / checkpoint.METRICS).is_file():
+        if not checkpoint.regular_file(r / checkpoint.METRICS):
             raise UsageError(f"{r} has no {checkpoint.METRICS}; give run directories")
-    out = plot_curves(runs, check_output_file(args.output, "-o"))
+    out = plot_curves(runs, out)
     print(json.dumps({"png": str(out)}) if args.json else str(out))
     return 0

@@ -46,7 +46,7 @@ def _second_run_and_file(more: list[str]) -> tuple[Path | None, Path | None]:
 
 def run(args: argparse.Namespace) -> int:
     opts = options(args, VizOptions)
-    out = check_output_file(args.output, "-o")
+    out = check_output_file(args.output, "-o", reading=[args.run])
     bars: list[tqdm] = []  # opened at the first progress, after the inputs are checked
 
     def progress(done: int, total: int) -> None:

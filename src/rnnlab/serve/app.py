@@ -26,6 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import checkpoint
 from ..config import __version__, to_dict
@@ -36,6 +37,17 @@ from . import completions, vizpage
 from .batcher import LN2, TOP, Batcher, Job
 
 ASSETS = {"page.js": "text/javascript", "page.css": "text/css"}
+# the most each limit may be set to: what one machine can serve in one request
+LIMIT_BOUNDS = {
+    "max_prompt_chars": 1_000_000,
+    "max_length": 1_000_000,
+    "max_samples": 4096,
+    "max_streams": 65_536,
+    "max_request_s": 86_400,
+    "max_score_chars": 10_000_000,
+    "max_body_bytes": 1 << 30,
+}
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -53,8 +65,9 @@ class Limits:
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
-            if not value > 0:
-                raise UsageError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+            flag, most = f"--{name.replace('_', '-')}", LIMIT_BOUNDS[name]
+            if not 0 < value <= most:  # NaN and inf too
+                raise UsageError(f"{flag} must be > 0 and at most {most:,}, got {value:g}")
 
 
 @dataclass
@@ -103,7 +116,10 @@ def load_runs(runs: list[Path], device: str = "cpu") -> list[tuple[str, CharLM, 
 
 
 class GenerateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    # strict: true is not 1, "yes" is not true; and no NaN or Infinity
+    model_config = ConfigDict(
+        extra="forbid", protected_namespaces=(), strict=True, allow_inf_nan=False
+    )
 
     model: str | None = Field(None, description="served name (GET /v1/models); default: the first")
     prompt: str = Field("", description="text to continue; empty starts after a newline")
@@ -121,7 +137,10 @@ class GenerateRequest(BaseModel):
 
 
 class ScoreRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    # strict: true is not 1, "yes" is not true; and no NaN or Infinity
+    model_config = ConfigDict(
+        extra="forbid", protected_namespaces=(), strict=True, allow_inf_nan=False
+    )
 
     model: str | None = Field(None, description="served name; default: the first")
     text: str = Field(..., min_length=2, description="the text to score (at least 2 characters)")
@@ -131,9 +150,9 @@ class ScoreRequest(BaseModel):
 class Refused(Exception):
     """A request the server will not run; becomes ``{"error": message}`` with ``status``."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.headers = status, message, headers
 
 
 def one_line(exc: RequestValidationError) -> str:
@@ -154,11 +173,19 @@ def create_app(
     limits: Limits = Limits(),
     device: str = "cpu",
     viz: vizpage.Renderer | None = None,
+    allowed_hosts: tuple[str, ...] | None = None,
 ) -> FastAPI:
     """The server for ``runs`` (run directories, served under their folder names); ``viz``
     renders the viz tab's page (``rnnlab.viz.page_for_ids``; None: no viz tab).
 
     The batchers' threads start with the app (its lifespan) and stop with it.
+
+    Args:
+        runs: run directories.
+        limits: what a request may ask.
+        device: where the models run.
+        allowed_hosts: the only Host header names answered (``LOOPBACK_NAMES`` when bound to
+            loopback, so a web page cannot reach the server by DNS rebinding); None: any.
     """
     served: dict[str, Served] = {}
     for name, model, vocab, info in load_runs(runs, device):
@@ -189,7 +216,18 @@ def create_app(
 
     @app.exception_handler(Refused)
     async def refused(request: Request, exc: Refused) -> JSONResponse:
-        return JSONResponse(_error(request, exc.message), status_code=exc.status)
+        return JSONResponse(_error(request, exc.message), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        where = f"{request.method} {request.url.path}"
+        message = {
+            404: f"no route {where}; the routes are listed at /docs",
+            405: f"{request.url.path} does not take {request.method}; see /docs",
+        }.get(exc.status_code, f"{where}: {exc.detail}")
+        return JSONResponse(
+            _error(request, message), status_code=exc.status_code, headers=exc.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -197,6 +235,7 @@ def create_app(
         return JSONResponse(_error(request, one_line(exc)), status_code=status)
 
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    app.add_middleware(Guard, allowed_hosts=allowed_hosts)
 
     def pick(name: str | None) -> Served:
         if name is None:
@@ -295,6 +334,7 @@ def create_app(
                 429,
                 f"the server is busy ({s.batcher.rows_in_flight} of {limits.max_streams} "
                 "streams in flight); retry shortly",
+                headers={"Retry-After": "1"},
             )
         seed = body.seed if body.seed is not None else secrets.randbits(63)
         events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -355,6 +395,41 @@ def create_app(
     vizpage.add_routes(app, text_ids, Refused, viz)
     app.state.viz = viz is not None
     return app
+
+
+class Guard:
+    """What a web page in the user's browser must not get to do with this unauthenticated
+    server: reach it under another host name (DNS rebinding: the Host header is checked against
+    ``allowed_hosts``), or post to it cross-site (a page can send a form or text/plain without
+    asking; application/json needs a CORS preflight this server never grants, so POST bodies
+    must be JSON). Plain ASGI, as BodyLimit."""
+
+    def __init__(self, app: Any, allowed_hosts: tuple[str, ...] | None) -> None:
+        self.app, self.allowed_hosts = app, allowed_hosts
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        if self.allowed_hosts is not None:
+            host = headers.get(b"host", b"").decode("latin-1")
+            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host  # drop the port
+            if name.strip("[]").lower() not in self.allowed_hosts:
+                message = (
+                    f"Host {host!r} is not a name of this loopback server; use "
+                    f"http://127.0.0.1 or http://localhost"
+                )
+                return await JSONResponse({"error": message}, status_code=400)(scope, receive, send)
+        if scope["method"] == "POST":
+            kind = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip()
+            if kind.lower() != "application/json":
+                message = (
+                    f"send Content-Type: application/json (got {kind or 'none'}; with curl: "
+                    "-H 'Content-Type: application/json'); other types are refused so that a "
+                    "web page cannot post to this server"
+                )
+                return await JSONResponse({"error": message}, status_code=415)(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
 class BodyLimit:
@@ -440,4 +515,12 @@ def _asset(name: str) -> str:
     return resources.files("rnnlab.serve").joinpath("assets", name).read_text(encoding="utf-8")
 
 
-__all__ = ["TOP", "GenerateRequest", "Limits", "ScoreRequest", "create_app", "load_runs"]
+__all__ = [
+    "LOOPBACK_NAMES",
+    "TOP",
+    "GenerateRequest",
+    "Limits",
+    "ScoreRequest",
+    "create_app",
+    "load_runs",
+]
