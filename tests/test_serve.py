@@ -337,9 +337,15 @@ def test_cli_serve_exits_143_or_130_after_a_signal(runs, sig, code):
 
 
 def readme_curl_examples() -> list[list[str]]:
-    """The README's curl commands for the HTTP API, as argv lists."""
-    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
-    return [shlex.split(line) for line in readme.splitlines() if line.startswith("curl ")]
+    """The documentation's curl commands for the HTTP API (README and docs/), as argv lists."""
+    root = Path(__file__).parents[1]
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    return [
+        shlex.split(line)
+        for page in pages
+        for line in page.read_text(encoding="utf-8").splitlines()
+        if line.startswith("curl ") and "localhost:8000/v1/" in line
+    ]
 
 
 def test_the_readme_examples_work_as_written_against_a_live_server(tmp_path):

@@ -216,7 +216,9 @@ def create_app(
 
     @app.exception_handler(Refused)
     async def refused(request: Request, exc: Refused) -> JSONResponse:
-        return JSONResponse(_error(request, exc.message), status_code=exc.status, headers=exc.headers)
+        return JSONResponse(
+            _error(request, exc.message), status_code=exc.status, headers=exc.headers
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
