@@ -15,7 +15,7 @@ from .compress import add_common, check_output, dynamic_stats, read_input
 from .flags import progress_bar
 
 SUMMARY = "restore a file compressed by `rnnlab compress`, with the same run"
-EXAMPLE = "example: rnnlab decompress runs/mine notes.txt.rz -o notes.txt"
+EXAMPLE = "example: rnnlab decompress runs/mine notes.txt.rz -o notes.back.txt (-f: replace)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
