@@ -45,6 +45,7 @@ LIMIT_BOUNDS = {
     "max_streams": 65_536,
     "max_request_s": 86_400,
     "max_score_chars": 10_000_000,
+    "max_viz_chars": 100_000,  # a page records every cell of every character
     "max_body_bytes": 1 << 30,
 }
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
