@@ -143,7 +143,6 @@ def plot(results: dict, png: Path) -> None:
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     keys = sorted({(c["corpus"], c["recipe"]) for c in results["cells"]})
-    corpora = sorted({k[0] for k in keys})
     for corpus, recipe in keys:
         cells = sorted(
             (c for c in results["cells"] if (c["corpus"], c["recipe"]) == (corpus, recipe)),
@@ -153,13 +152,14 @@ def plot(results: dict, png: Path) -> None:
             [c["minutes"] for c in cells],
             [c["best_val_nats"] for c in cells],
             marker="o",
-            color=f"C{corpora.index(corpus)}",
+            color=f"C{keys.index((corpus, recipe))}",
             ls="-" if recipe == "plan" else "--" if recipe == "fixed" else ":",
             label=f"{Path(corpus).name}: {recipe}",
         )
     ax.set_xscale("log")
     ax.set_xticks(sorted({c["minutes"] for c in results["cells"]}))
     ax.get_xaxis().set_major_formatter("{x:g}")
+    ax.get_xaxis().set_minor_formatter("")
     ax.set_xlabel("training budget (minutes, --minutes)")
     ax.set_ylabel("best validation nats/char (whole split)")
     ax.set_title(f"rnnlab: the plan against the fixed defaults ({results['machine']})", fontsize=9)

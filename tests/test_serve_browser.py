@@ -19,6 +19,7 @@ def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serve-page")
     runs = [make_run(tmp / "tiny"), make_run(tmp / "tiny-gru", cell="gru", seed=1)]
     s = Server(create_app(runs, Limits(max_length=2000, max_request_s=120)))
+    s.runs = runs
     yield s
     s.stop()
 
@@ -64,6 +65,36 @@ def test_generate_streams_in_tinted_characters(opened):
     probs = [float(x) for x in page.locator("#tip .pred .p").all_inner_texts()]
     assert len(probs) == 5 and probs == sorted(probs, reverse=True)
     assert "surprise" in page.inner_text("#tip .own")
+    assert seen["errors"] == []
+
+
+def test_pick_the_next_character_then_let_it_run(opened, server):
+    """Issue 24 item 6: the user writes with the model from its five best next characters
+    (the model's own distribution, as the library computes it), then lets it run on."""
+    from rnnlab import checkpoint
+    from rnnlab.sampling import complete
+
+    page, seen = opened
+    page.fill("#prompt", "def ")
+    page.click("#pick")
+    page.wait_for_selector("#choices button.choice >> nth=4", timeout=20_000)
+    chars = page.locator("#choices button.choice").evaluate_all("b => b.map(x => x.dataset.char)")
+    model, vocab, _ = checkpoint.load_model(server.runs[0])
+    expected = complete(model, vocab, "def ", length=1, temperature=0, logprobs=5)[0]
+    assert chars == [c for c, _ in expected.logprobs[0].top]  # best first, as the library says
+    page.locator("#choices button.choice").nth(1).click()  # the second best, by mouse
+    page.wait_for_function("document.querySelectorAll('#output span.c').length === 1")
+    page.wait_for_selector("#choices button.choice >> nth=4")
+    page.locator("#output").focus()
+    page.keyboard.press("1")  # the best, by key
+    page.wait_for_function("document.querySelectorAll('#output span.c').length === 2")
+    picked = page.locator("#output span.c").evaluate_all("s => s.map(x => x.dataset.char)")
+    assert picked[0] == chars[1]
+    page.fill("#length", "20")
+    page.click("#generate")  # lets it run on from the picked text
+    page.wait_for_selector("body[data-state=idle][data-count='20']", timeout=20_000)
+    assert seen["bodies"][-1]["prompt"] == "def " + "".join(picked)
+    assert page.locator("#choices").is_hidden()
     assert seen["errors"] == []
 
 

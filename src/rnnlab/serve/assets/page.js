@@ -79,6 +79,7 @@ function setRunning(running, message) {
 
 async function generate() {
   if (controller) return;
+  stopPicking();
   const body = request();
   document.body.dataset.lastRequest = JSON.stringify(body);
   const out = $("output");
@@ -140,6 +141,63 @@ function stop() {
   if (controller) controller.abort();
 }
 
+// pick mode: the user writes with the model, one character at a time, from its five best guesses
+// (POST /v1/completions, one token with its top-5 log-probabilities: the model's own
+// distribution of the next character); Generate then lets it run on from the text so far
+let picking = false;
+function startPicking() {
+  if (controller) return;
+  const out = $("output");
+  out.replaceChildren();
+  const echo = document.createElement("span");
+  echo.id = "prompt-echo";
+  echo.textContent = $("prompt").value;
+  out.appendChild(echo);
+  picking = true;
+  offerChoices();
+}
+function pickedText() {
+  return [...$("output").querySelectorAll("span.c")].map((s) => s.dataset.char).join("");
+}
+async function offerChoices() {
+  const box = $("choices");
+  const r = await fetch("/v1/completions", {
+    method: "POST",
+    headers: {"Content-Type": "application/json"},
+    body: JSON.stringify({model: $("model").value, prompt: $("prompt").value + pickedText(),
+                          max_tokens: 1, temperature: 0, logprobs: 5}),
+  });
+  const body = await r.json();
+  if (!r.ok) { $("status").textContent = `error: ${body.error.message}`; return; }
+  const top = Object.entries(body.choices[0].logprobs.top_logprobs[0])
+    .map(([c, lp]) => [c, Math.exp(lp)]).sort((a, b) => b[1] - a[1]);
+  box.replaceChildren();
+  top.forEach(([c, p], i) => {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "choice";
+    b.dataset.char = c;
+    b.textContent = `${i + 1}  '${show(c)}'  ${p.toFixed(3)}`;
+    b.addEventListener("click", () => choose(c, p, top));
+    box.appendChild(b);
+  });
+  box.hidden = false;
+  $("status").textContent = `${pickedText().length} characters picked; 1-5 picks, Generate lets it run`;
+  document.body.dataset.state = "picking";
+}
+function choose(c, p, top) {
+  const n = $("output").querySelectorAll("span.c").length;
+  addChar({text: c, surprise_bits: -Math.log2(p), top5: top}, n);
+  $("output").lastChild.dataset.char = c;
+  offerChoices();
+}
+function stopPicking() {  // Generate continues from what was picked
+  if (!picking) return;
+  $("prompt").value += pickedText();
+  picking = false;
+  $("choices").hidden = true;
+}
+
 function showTip(span) {
   const tip = $("tip");
   const top5 = JSON.parse(span.dataset.top5);
@@ -174,8 +232,11 @@ function init() {
   $("model").addEventListener("change", showInfo);
   $("controls").addEventListener("submit", (e) => { e.preventDefault(); generate(); });
   $("stop").addEventListener("click", stop);
+  $("pick").addEventListener("click", startPicking);
   document.addEventListener("keydown", (e) => {
     if (e.key === "Escape") stop();
+    const choice = picking && !e.target.matches("textarea, input") && "12345".indexOf(e.key);
+    if (choice >= 0 && $("choices").children[choice]) $("choices").children[choice].click();
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
       e.preventDefault();
       if ($("panel-viz").hidden) generate(); else showViz();
