@@ -168,6 +168,7 @@ async function offerChoices() {
                           max_tokens: 1, temperature: 0, logprobs: 5}),
   });
   const body = await r.json();
+  if (!picking) return;  // Generate took over while the guesses were on their way
   if (!r.ok) { $("status").textContent = `error: ${body.error.message}`; return; }
   const top = Object.entries(body.choices[0].logprobs.top_logprobs[0])
     .map(([c, lp]) => [c, Math.exp(lp)]).sort((a, b) => b[1] - a[1]);
