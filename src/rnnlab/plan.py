@@ -35,7 +35,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .config import SCAN_MATRICES, ModelConfig, TrainConfig
+from .config import SCAN_MATRICES, ModelConfig, TrainConfig, flag_fields
 from .model import CharLM, clip_gradients, count_parameters, resolve_dtype
 from .optimizers import make_optimizer
 
@@ -275,7 +275,7 @@ def make_plan(
         budget.append(f"{cfg.minutes:g} min")
     if cfg.max_steps is not None:
         budget.append(f"{cfg.max_steps:,} steps")
-    flags = {f.name: f.metadata["flag"] for c in (ModelConfig, TrainConfig) for f in _fields(c)}
+    flags = {f.name: f.metadata["flag"] for c in (ModelConfig, TrainConfig) for f in flag_fields(c)}
     plan = Plan(
         model={k: getattr(chosen, k) for k in (*ARCHITECTURE, "dropout")},
         train={k: getattr(cfg, k) for k in ("optimizer", "learning_rate", "batch_size", "seq_len")},
@@ -288,10 +288,6 @@ def make_plan(
         calibration_s=time.perf_counter() - t0 if measured else 0.0,
     )
     return chosen, cfg, plan
-
-
-def _fields(cls: type) -> list[dataclasses.Field]:
-    return [f for f in dataclasses.fields(cls) if "flag" in f.metadata]
 
 
 def _choose_model(
