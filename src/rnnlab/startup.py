@@ -31,6 +31,13 @@ from .vocab import Vocab
 DEFAULT_MINUTES = 3.0  # budget when neither --max-steps nor --minutes is given
 
 
+def with_budget(train_config: TrainConfig) -> TrainConfig:
+    """``train_config``, with DEFAULT_MINUTES when it has neither a step nor a time budget."""
+    if train_config.max_steps is None and train_config.minutes is None:
+        return dataclasses.replace(train_config, minutes=DEFAULT_MINUTES)
+    return train_config
+
+
 @dataclass(frozen=True)
 class Start:
     """A run ready to train: its config, its tokens, and the checkpoint it continues from."""
@@ -96,8 +103,7 @@ def start_run(
             weights, state = found
     else:
         _check_new_out(out)
-    if train_config.max_steps is None and train_config.minutes is None:
-        train_config = dataclasses.replace(train_config, minutes=DEFAULT_MINUTES)
+    train_config = with_budget(train_config)
     if train_config.batch_size % ranks.world:
         raise ConfigError(
             f"--batch-size {train_config.batch_size} does not divide among {ranks.world} "
@@ -171,8 +177,7 @@ def plan_only(
     """The plan a new run would make (``rnnlab train --plan-only``): the corpus is read and the
     candidates are timed, nothing is written into a run directory."""
     ranks = distributed()
-    if train_config.max_steps is None and train_config.minutes is None:
-        train_config = dataclasses.replace(train_config, minutes=DEFAULT_MINUTES)
+    train_config = with_budget(train_config)
     tokens = load_tokens(corpus, None, ranks)
     model_config = dataclasses.replace(model_config, vocab_size=len(tokens.vocab))
     train_ids, _ = split(tokens.open(), train_config.val_fraction)
