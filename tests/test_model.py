@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from rnnlab.cells import StepDecoder
-from rnnlab.config import ModelConfig
+from rnnlab.config import ConfigError, ModelConfig
 from rnnlab.model import CharLM, flops_per_char
 
 CELLS = ["lstm", "gru", "rnn", "rnn-relu"]
@@ -131,3 +131,34 @@ def test_the_parameter_bound_counts_exactly(cell, monkeypatch):
     monkeypatch.setattr(config, "MAX_PARAMETERS", exact - 1)
     with pytest.raises(config.ConfigError, match="parameters"):
         ModelConfig(cell=cell, num_layers=3, hidden_size=12, embedding_size=5, vocab_size=30)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_weight_drop_masks_the_recurrent_matrices_only_while_training(cell):
+    """AWD-LSTM's DropConnect: in training, whole entries of weight_hh are zero for the step
+    (no gradient reaches them) and the rest are scaled by 1/(1-p); in eval the model is the
+    plain fused module with its own weights."""
+    m = tiny(cell, weight_drop=0.5)
+    ids = torch.randint(0, 11, (3, 20))
+    m.eval()
+    plain = CharLM(m.config).double()
+    plain.load_state_dict(m.state_dict())
+    torch.testing.assert_close(m(ids)[0], plain.eval()(ids)[0])
+    m.train()
+    torch.manual_seed(1)
+    a, _ = m(ids)
+    torch.manual_seed(2)
+    b, _ = m(ids)
+    assert not torch.allclose(a, b)  # a fresh mask each step
+    m.zero_grad()
+    a.sum().backward()
+    dropped = m.rnn.weight_hh_l0.grad == 0
+    assert 0.3 < dropped.float().mean() < 0.7  # about p of the entries got no gradient
+    assert (m.rnn.weight_ih_l0.grad != 0).float().mean() > 0.9  # the input matrices are whole
+
+
+def test_weight_drop_is_refused_for_the_scan_cells():
+    with pytest.raises(ConfigError, match="--weight-drop is for the fused cells"):
+        ModelConfig(cell="mingru", weight_drop=0.2)
+    with pytest.raises(ConfigError, match=r"--weight-drop must be in \[0, 1\)"):
+        ModelConfig(cell="lstm", weight_drop=1.0)

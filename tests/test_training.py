@@ -74,9 +74,9 @@ def test_run_directory_holds_format_1(tmp_path):
 
 @pytest.mark.parametrize("optimizer", ["adamw", "muon"])
 def test_ctrl_c_saves_and_resume_equals_uninterrupted(tmp_path, optimizer):
-    """Dropout on, so the RNG state must be restored too; Muon's momentum is saved beside
-    AdamW's moments (optimizers.Combined)."""
-    model = SMALL | {"dropout": 0.1}
+    """Dropout and weight drop on, so the RNG state must be restored too; Muon's momentum is
+    saved beside AdamW's moments (optimizers.Combined)."""
+    model = SMALL | {"cell": "lstm", "dropout": 0.1, "weight_drop": 0.2}
     common = dict(max_steps=40, eval_every_s=1e-9, optimizer=optimizer)  # save every step
     run(tmp_path, words_text(), out="straight", model=model, **common)
 

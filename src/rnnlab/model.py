@@ -11,6 +11,8 @@ from collections.abc import Iterable
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+from torch.func import functional_call
 
 from .config import CLIP_MODES, ConfigError, ModelConfig
 from .scan import SCAN_CELLS, MinRNNStack, scan_flops_per_char
@@ -75,9 +77,23 @@ class CharLM(nn.Module):
             state = self.init_state(ids.size(0), ids.device)
         # under autocast the LSTM runs (and returns its state) in bf16; the carried state keeps
         # the model's dtype, which is exact both ways, so it is one type wherever it is saved
-        out, new_state = self.rnn(x, state if self.num_states == 2 else state[0])  # (B, T, H)
+        carried = state if self.num_states == 2 else state[0]
+        if self.training and self.config.weight_drop > 0:
+            out, new_state = functional_call(self.rnn, self._dropped_weights(), (x, carried))
+        else:
+            out, new_state = self.rnn(x, carried)  # (B, T, H)
         new_state = new_state if isinstance(new_state, tuple) else (new_state,)
         return out, tuple(s.to(self.head.weight.dtype) for s in new_state)
+
+    def _dropped_weights(self) -> dict[str, torch.Tensor]:
+        """DropConnect on the recurrent matrices (AWD-LSTM's weight drop, Merity et al. 2017):
+        one mask per step for every stream and time step, the rest of the weights as they are.
+        The fused module runs with them in place of its own (torch.func.functional_call)."""
+        p = self.config.weight_drop
+        return {
+            name: F.dropout(w, p, training=True) if name.startswith("weight_hh") else w
+            for name, w in self.rnn.named_parameters()
+        }
 
 
 def recurrent_stack(config: ModelConfig, input_size: int) -> nn.Module:
