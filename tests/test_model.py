@@ -158,7 +158,9 @@ def test_weight_drop_masks_the_recurrent_matrices_only_while_training(cell):
 
 
 def test_weight_drop_is_refused_for_the_scan_cells():
-    with pytest.raises(ConfigError, match="--weight-drop is for the fused cells"):
+    with pytest.raises(
+        ConfigError, match="--weight-drop is for lstm, gru and rnn, not mingru: add --cell lstm"
+    ):
         ModelConfig(cell="mingru", weight_drop=0.2)
     with pytest.raises(ConfigError, match=r"--weight-drop must be in \[0, 1\)"):
         ModelConfig(cell="lstm", weight_drop=1.0)

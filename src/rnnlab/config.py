@@ -169,7 +169,7 @@ class ModelConfig:
         _check(0.0 <= wd < 1.0, f"--weight-drop must be in [0, 1), got {wd}")
         _check(
             wd == 0 or self.cell not in SCAN_MATRICES,
-            f"--weight-drop is for the fused cells (lstm, gru, rnn), not {self.cell}; leave it 0",
+            f"--weight-drop is for lstm, gru and rnn, not {self.cell}: add --cell lstm",
         )
         _check_range(self.forget_bias, -1e3, 1e3, "--forget-bias")
         _check_range(self.ff_mult, 0, MAX_FF_MULT, "--ff-mult")

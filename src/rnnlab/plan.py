@@ -44,11 +44,22 @@ from .optimizers import make_optimizer
 # width, then depth; each is about twice the compute per character of the one before.
 LADDER: tuple[tuple[int, int], ...] = ((2, 256), (2, 384), (2, 512), (3, 512), (3, 768))
 LADDER_CELL, LADDER_FF_MULT = "mingru", 4
-# The model for a text read many times: the LSTM 2x512 whose defaults were measured at ten
-# epochs of tiny Shakespeare (1.449 nats/char, docs/training.md "The LSTM's defaults").
+# The models for a text read many times, smallest first: the LSTM 2x512 whose defaults were
+# measured at ten epochs of tiny Shakespeare (1.449 nats/char, docs/training.md "The LSTM's
+# defaults"), then a wider one for a budget that would read the text more than LSTM_MAX_EPOCHS
+# times with it.
+LSTM_LADDER: tuple[tuple[int, int], ...] = ((2, 512), (2, 768))
 SMALL_TEXT_MODEL = {"cell": "lstm", "num_layers": 2, "hidden_size": 512, "ff_mult": 0}
 ARCHITECTURE = ("cell", "num_layers", "hidden_size", "ff_mult", "embedding_size")
-PLANNED = (*ARCHITECTURE, "dropout", "learning_rate", "optimizer", "batch_size", "seq_len")
+PLANNED = (
+    *ARCHITECTURE,
+    "dropout",
+    "weight_drop",
+    "learning_rate",
+    "optimizer",
+    "batch_size",
+    "seq_len",
+)
 
 # Characters the budget must read per parameter for a model to be chosen. The 2-minute sweep
 # and the ten-minute table put 2x384 (3.3M parameters) ahead of 2x512 and 3x512 when the budget
@@ -65,19 +76,25 @@ MAX_PARAMETERS_PER_CHAR = 10.0
 # 2x384 reached 1.4767 at 6.8 epochs and only 1.4995 at 13 with no dropout, and 1.505 with
 # dropout 0.2 (its train loss 1.22: dropout on the blocks does not stop the memorizing).
 LSTM_EPOCHS = 3.0
-# The LSTM's dropout against the epochs it reads: LSTM_DROPOUT at LSTM_DROPOUT_EPOCHS,
-# LSTM_DROPOUT_PER_DOUBLING less for each halving, within [MIN_DROPOUT, MAX_DROPOUT]. Fitted to
-# the scaling study on tiny Shakespeare with Muon (benchmarks/results/scaling.json): at about 9
-# epochs 0.32 beat 0.16 (1.4402 against 1.4460 nats/char, ten minutes); at about 4, 0.15 beat
-# 0.25 (1.4465 against 1.4641, five minutes). With AdamW 0.2 at ten epochs was the measured
-# default (docs/training.md, "The LSTM's defaults").
+# The LSTM's regularization against the epochs it reads (capped at LSTM_MAX_EPOCHS): dropout
+# between the layers and before the head, and DropConnect on the recurrent matrices (AWD-LSTM's
+# weight drop). Each is its value at LSTM_DROPOUT_EPOCHS, less by its PER_DOUBLING for each
+# halving of the epochs, within its bounds. Dropout fitted to the scaling study on tiny
+# Shakespeare with Muon (benchmarks/results/scaling.json): at about 9 epochs 0.32 beat 0.16
+# (1.4402 against 1.4460 nats/char, ten minutes); at about 4, 0.15 beat 0.25 (1.4465 against
+# 1.4641, five minutes). Weight drop: see docs/training.md, "The training plan".
 LSTM_DROPOUT, LSTM_DROPOUT_EPOCHS, LSTM_DROPOUT_PER_DOUBLING = 0.3, 9.0, 0.15
 MIN_DROPOUT, MAX_DROPOUT = 0.1, 0.45
-# The LSTM 2x512 trains for at most this many epochs; a longer budget ends early rather than
-# memorize. Measured with Muon on tiny Shakespeare: the ten-minute run (9.3 epochs, dropout
-# 0.32) was best at 7.3 epochs, 1.4402 nats/char; the twenty-minute one (dropout 0.37) was best
-# at 5.7 epochs, 1.4499, and rose to 1.476 by 14 epochs as its training loss kept falling.
+LSTM_WEIGHT_DROP, LSTM_WEIGHT_DROP_PER_DOUBLING = 0.3, 0.1
+MIN_WEIGHT_DROP, MAX_WEIGHT_DROP = 0.0, 0.5
+# The LSTM trains for at most this many epochs; a longer budget takes the next wider LSTM of
+# LSTM_LADDER if that still reads LSTM_WIDER_EPOCHS epochs, else ends early rather than
+# memorize. Measured with Muon on tiny Shakespeare, without weight drop: the ten-minute run (9.3
+# epochs, dropout 0.32) was best at 7.3 epochs, 1.4402 nats/char; the twenty-minute one (dropout
+# 0.37) was best at 5.7 epochs, 1.4499, and rose to 1.476 by 14 epochs as its training loss
+# kept falling.
 LSTM_MAX_EPOCHS = 9.0
+LSTM_WIDER_EPOCHS = 6.0
 # The optimizer by cell. Muon on the hidden matrices learns far faster per step, for about
 # 10-15% fewer steps a second: after 440 steps on tiny Shakespeare (two minutes of minGRU 2x384
 # on this machine), minGRU 2x384 1.516 against AdamW's 1.618 nats/char, the LSTM 2x512 1.565
@@ -118,12 +135,13 @@ class Plan:
         """The one line the run prints before its first step."""
         m, t = self.model, self.train
         ff = f" ff{m['ff_mult']}" if m.get("ff_mult") else ""
+        wd = f", weight drop {m['weight_drop']:g}" if m.get("weight_drop") else ""
         speed = self.chars_per_s.get(_name(m["cell"], m["num_layers"], m["hidden_size"]))
         pace = f" at {speed:,.0f} chars/s" if speed else ""
         mine = f"; yours: {', '.join(self.user)}" if self.user else ""
         return (
             f"plan: {m['cell']} {m['num_layers']}x{m['hidden_size']}{ff} "
-            f"({self.parameters / 1e6:.2f}M parameters), dropout {m['dropout']:g}, "
+            f"({self.parameters / 1e6:.2f}M parameters), dropout {m['dropout']:g}{wd}, "
             f"{t['optimizer']} lr {t['learning_rate']:.2g}, "
             f"batch {t['batch_size']}x{t['seq_len']}; "
             f"{self.budget} reads {self.planned_chars / 1e6:,.1f}M chars{pace} = "
@@ -138,15 +156,31 @@ def _name(cell: str, layers: int, hidden: int) -> str:
     return f"{cell} {layers}x{hidden}"
 
 
+def _with_epochs(value: float, per_doubling: float, epochs: float, lo: float, hi: float) -> float:
+    """``value`` at LSTM_DROPOUT_EPOCHS, ``per_doubling`` more for each doubling of ``epochs``
+    (less for each halving), within [lo, hi], to two decimals."""
+    doublings = math.log2(max(epochs, 1e-9) / LSTM_DROPOUT_EPOCHS)
+    return round(min(hi, max(lo, value + per_doubling * doublings)), 2)
+
+
 def dropout_for(cell: str, epochs: float) -> float:
     """The planned dropout of a ``cell`` trained for ``epochs`` passes over its text: none for
     the scan cells (measured to hurt, see LSTM_EPOCHS), for the others growing with the log of
     the epochs."""
     if cell in SCAN_MATRICES:
         return 0.0
-    doublings = math.log2(max(epochs, 1e-9) / LSTM_DROPOUT_EPOCHS)
-    raw = LSTM_DROPOUT + LSTM_DROPOUT_PER_DOUBLING * doublings
-    return round(min(MAX_DROPOUT, max(MIN_DROPOUT, raw)), 2)
+    return _with_epochs(LSTM_DROPOUT, LSTM_DROPOUT_PER_DOUBLING, epochs, MIN_DROPOUT, MAX_DROPOUT)
+
+
+def weight_drop_for(cell: str, epochs: float) -> float:
+    """The planned weight drop (DropConnect on the recurrent matrices) of a ``cell`` trained for
+    ``epochs`` passes: none for the scan cells (they have no recurrent matrix), for the fused
+    cells growing with the log of the epochs."""
+    if cell in SCAN_MATRICES:
+        return 0.0
+    return _with_epochs(
+        LSTM_WEIGHT_DROP, LSTM_WEIGHT_DROP_PER_DOUBLING, epochs, MIN_WEIGHT_DROP, MAX_WEIGHT_DROP
+    )
 
 
 def lr_for(cell: str, hidden_size: int) -> float:
@@ -233,9 +267,12 @@ def make_plan(
     def timed_as(config: ModelConfig) -> ModelConfig:
         """The model as it will train: a fused cell timed with dropout, which the plan will give
         it (any value > 0 costs about the same), else its speed is optimistic."""
-        if "dropout" in user or config.cell in SCAN_MATRICES:
+        if config.cell in SCAN_MATRICES:
             return config
-        return dataclasses.replace(config, dropout=LSTM_DROPOUT)
+        regularized = {"dropout": LSTM_DROPOUT, "weight_drop": LSTM_WEIGHT_DROP}
+        return dataclasses.replace(
+            config, **{k: v for k, v in regularized.items() if k not in user}
+        )
 
     def reads(config: ModelConfig) -> float:
         """Characters the budget reads with this model (calibration time taken off)."""
@@ -257,12 +294,14 @@ def make_plan(
         lstm = dataclasses.replace(model_config, **SMALL_TEXT_MODEL)
         planned = reads(lstm)
         if planned >= LSTM_EPOCHS * train_chars:  # a small text for this budget
-            chosen = lstm
+            chosen, planned = _widen_lstm(lstm, planned, train_chars, reads)
         else:
             chosen, planned = _choose_model(model_config, train_chars, reads)
+    epochs = min(planned / max(1, train_chars), LSTM_MAX_EPOCHS)
     if "dropout" not in user:
-        epochs = min(planned / max(1, train_chars), LSTM_MAX_EPOCHS)
         chosen = dataclasses.replace(chosen, dropout=dropout_for(chosen.cell, epochs))
+    if "weight_drop" not in user:
+        chosen = dataclasses.replace(chosen, weight_drop=weight_drop_for(chosen.cell, epochs))
     cfg = trained_with(chosen)
     cap = math.ceil(LSTM_MAX_EPOCHS * train_chars / chars_per_step)
     if chosen.cell == "lstm" and "max_steps" not in user and planned > cap * chars_per_step:
@@ -277,7 +316,7 @@ def make_plan(
         budget.append(f"{cfg.max_steps:,} steps")
     flags = {f.name: f.metadata["flag"] for c in (ModelConfig, TrainConfig) for f in flag_fields(c)}
     plan = Plan(
-        model={k: getattr(chosen, k) for k in (*ARCHITECTURE, "dropout")},
+        model={k: getattr(chosen, k) for k in (*ARCHITECTURE, "dropout", "weight_drop")},
         train={k: getattr(cfg, k) for k in ("optimizer", "learning_rate", "batch_size", "seq_len")},
         user=tuple(sorted(flags[n] for n in user if n in PLANNED)),
         train_chars=train_chars,
@@ -288,6 +327,27 @@ def make_plan(
         calibration_s=time.perf_counter() - t0 if measured else 0.0,
     )
     return chosen, cfg, plan
+
+
+def _widen_lstm(
+    lstm: ModelConfig, planned: float, train_chars: int, reads: Callable[[ModelConfig], float]
+) -> tuple[ModelConfig, float]:
+    """The first LSTM of LSTM_LADDER that the budget reads at most LSTM_MAX_EPOCHS times, going
+    wider only while the wider one still reads LSTM_WIDER_EPOCHS and has at most
+    MAX_PARAMETERS_PER_CHAR parameters per training character; ``lstm`` is the first, which the
+    budget reads ``planned`` characters with."""
+    chosen = lstm
+    for layers, hidden in LSTM_LADDER[1:]:
+        if planned <= LSTM_MAX_EPOCHS * train_chars:
+            break
+        wider = dataclasses.replace(lstm, num_layers=layers, hidden_size=hidden)
+        if parameters_of(wider) > MAX_PARAMETERS_PER_CHAR * train_chars:
+            break
+        chars = reads(wider)
+        if chars < LSTM_WIDER_EPOCHS * train_chars:
+            break
+        chosen, planned = wider, chars
+    return chosen, planned
 
 
 def _choose_model(
@@ -306,6 +366,7 @@ def _choose_model(
             hidden_size=hidden,
             ff_mult=LADDER_FF_MULT,
             dropout=0.0,
+            weight_drop=0.0,
         )
         parameters = parameters_of(config)
         if chosen is not None and parameters > MAX_PARAMETERS_PER_CHAR * train_chars:
