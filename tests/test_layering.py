@@ -12,7 +12,7 @@ LAYERS = [
     {"files", "config", "vocab", "interrupts"},
     {"options"},
     {"scan"},
-    {"corpus", "data", "model", "cells", "distributed"},
+    {"corpus", "data", "model", "cells", "distributed", "rundir"},
     {
         "checkpoint",
         "sampling",
