@@ -21,7 +21,7 @@ import safetensors.torch
 import torch
 from conftest import words_text
 
-from rnnlab import checkpoint, files, training
+from rnnlab import checkpoint, files, rundir, training
 from rnnlab.cli import main
 from rnnlab.config import CorpusConfig, ModelConfig, TrainConfig
 from rnnlab.errors import UsageError
@@ -38,8 +38,8 @@ class SimulatedCrash(BaseException):
 
 
 class FaultyOS:
-    """``os`` as files.py and checkpoint.py see it, counting every file operation and failing
-    the ``fail_at``-th with ``error`` (a crash by default)."""
+    """``os`` as files.py, checkpoint.py and rundir.py see it, counting every file operation and
+    failing the ``fail_at``-th with ``error`` (a crash by default)."""
 
     OPS = {"fdopen", "fsync", "chmod", "replace", "unlink", "open", "truncate", "ftruncate"}
 
@@ -96,6 +96,7 @@ def test_a_crash_at_any_file_operation_of_a_save_then_resume_equals_the_straight
     marks = {}
     monkeypatch.setattr(files, "os", counter)
     monkeypatch.setattr(checkpoint, "os", counter)
+    monkeypatch.setattr(rundir, "os", counter)
     run(
         tmp_path, "counted", on_eval=lambda e: marks.setdefault(e.step, counter.count), **EVERY_STEP
     )
@@ -105,10 +106,12 @@ def test_a_crash_at_any_file_operation_of_a_save_then_resume_equals_the_straight
         out = f"cut{k}"
         monkeypatch.setattr(files, "os", FaultyOS(fail_at=k))
         monkeypatch.setattr(checkpoint, "os", FaultyOS(fail_at=k))
+        monkeypatch.setattr(rundir, "os", FaultyOS(fail_at=k))
         with pytest.raises(SimulatedCrash):
             run(tmp_path, out, **EVERY_STEP)
         monkeypatch.setattr(files, "os", os)
         monkeypatch.setattr(checkpoint, "os", os)
+        monkeypatch.setattr(rundir, "os", os)
         if (tmp_path / out / "config.json").exists():
             result = run(tmp_path, out, resume=True)
         else:  # killed before its first write: the same folder takes a new run
@@ -483,7 +486,7 @@ def test_eval_of_a_run_it_cannot_write_skips_the_baselines_cache(trained, monkey
     def read_only(path, obj):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
 
-    monkeypatch.setattr(checkpoint, "write_json", read_only)
+    monkeypatch.setattr(files, "write_json", read_only)
     assert main(["eval", str(trained), "--quick", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["bpc"] > 0
 

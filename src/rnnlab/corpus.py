@@ -1,7 +1,7 @@
 """Corpora: named corpora, files and folders -> a deterministic stream of text pieces.
 
 Named corpora are either built from this machine (``python``: the standard library source) or
-downloaded once, sha256-verified and cached. Imports only config from rnnlab.
+downloaded once, sha256-verified and cached. Imports only errors and files from rnnlab.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import codecs
 import hashlib
 import os
 import sysconfig
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UsageError
+from .files import atomic_file
 
 FILE_SEPARATOR = "\n\n"  # joins the files of a folder corpus
 READ_CHUNK_BYTES = 1 << 22  # files are read in pieces of this size, never whole
@@ -182,21 +182,15 @@ def download(url: str, dest: Path, sha256: str, timeout_s: float = 30.0) -> Path
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     h = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout_s) as resp:
-            while block := resp.read(1 << 16):
-                h.update(block)
-                out.write(block)
+    with atomic_file(dest) as out, urllib.request.urlopen(url, timeout=timeout_s) as resp:
+        while block := resp.read(1 << 16):
+            h.update(block)
+            out.write(block)
         if h.hexdigest() != sha256:
             raise CorpusError(
                 f"download of {url} has sha256 {h.hexdigest()}, expected {sha256}; "
                 "the file changed or was corrupted, so it was not kept"
             )
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return dest
 
 

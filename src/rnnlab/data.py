@@ -1,7 +1,8 @@
 """Token files and batches: a corpus is encoded once into a memory-mapped file of ids, split
 90/10 (train head, validation tail) and read as B contiguous streams for truncated BPTT.
 
-Imports only vocab from rnnlab (the caller wires a corpus's text in); never model or above.
+Imports only vocab and files (atomic_file) from rnnlab (the caller wires a corpus's text in);
+never model or above.
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 
 from .errors import UsageError
-from .files import write_json
+from .files import atomic_file, write_json
 from .vocab import UNKNOWN_POLICIES, Vocab, unknown_characters
 
 TOKEN_FORMAT = 1
@@ -110,21 +109,15 @@ def encode(
 
     # Pass 2: ids, written to a temporary file and renamed into place.
     dtype = token_dtype(len(vocab))
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            if byte_mode:
-                for raw in pieces():
-                    out.write(raw)
-            else:
-                points = np.array(vocab.code_points(), dtype=np.uint32)
-                for text in pieces():
-                    cps = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
-                    np.searchsorted(points, cps).astype(dtype).tofile(out)
-        os.replace(tmp, bin_path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_file(bin_path) as out:
+        if byte_mode:
+            for raw in pieces():
+                out.write(raw)
+        else:
+            points = np.array(vocab.code_points(), dtype=np.uint32)
+            for text in pieces():
+                cps = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
+                np.searchsorted(points, cps).astype(dtype).tofile(out)
     meta = {"vocab": vocab.to_json(), "num_tokens": num_tokens, "sha256": digest.hexdigest()}
     write_json(meta_path, meta)
     return TokenFile(bin_path, vocab, num_tokens, digest.hexdigest())

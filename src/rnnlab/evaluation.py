@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint
+from . import checkpoint, files
 from .adaptive import AdaptConfig, adaptive_bits_per_char
 from .bpc import LN2, bits_per_char, iter_char_nats, iter_char_nats_batched, loss_nats
 from .dynamic import DynamicConfig, dynamic_bits_per_char, gradient_stats, tune
@@ -252,7 +252,7 @@ def evaluate(
     baselines = ladder.rungs
     if text_or_path is None:  # remembered for `rnnlab plot`
         with suppress(OSError, UsageError):  # a cache: a read-only run is scored all the same
-            checkpoint.write_json(run / checkpoint.BASELINES, baselines)
+            files.write_json(run / checkpoint.BASELINES, baselines)
     best = min(baselines, key=baselines.get)
     wins = None if scored.wins is None else scored.wins | {"ngram": ladder.best_ngram}
     return EvalReport(

@@ -1,5 +1,6 @@
 """Files written so that a reader, or a process killed at any instant, sees the old file or the
-new one and never half of one: atomic bytes, JSON and PNG writes, and bounded reads of files
+new one and never half of one: atomic bytes, JSON and PNG writes, a file streamed into and
+committed by rename (``atomic_file``), and bounded reads of files
 that must be regular. Every layer writes through here. Stdlib only (matplotlib when a PNG is
 written).
 """
@@ -12,9 +13,10 @@ import json
 import os
 import stat
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .errors import UsageError
 
@@ -81,19 +83,39 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise UsageError(f"cannot write {path} ({e.strerror})") from None
 
 
-def _replace(target: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+@contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A binary file to stream into that replaces ``path`` only when the block ends cleanly.
+
+    The bytes go to a temporary file in ``path``'s folder; on a clean exit it is flushed to
+    disk and renamed over ``path``. If the block raises (a checksum that does not match, a disk
+    that fills), the temporary file is removed and ``path`` is untouched. Unlike
+    ``atomic_write``, ``path`` is replaced as named (no symlink or device handling) and
+    OSErrors pass through unchanged: for caches a program writes for itself.
+
+    Example:
+        >>> with atomic_file(Path("ids.bin")) as f:  # doctest: +SKIP
+        ...     for piece in pieces:
+        ...         f.write(piece)
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
-        os.replace(tmp, target)
+        os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    fsync_dir(target.parent)
+    fsync_dir(path.parent)
+
+
+def _replace(target: Path, data: bytes) -> None:
+    with atomic_file(target) as f:
+        f.write(data)
 
 
 def _write_through(target: Path, data: bytes) -> None:

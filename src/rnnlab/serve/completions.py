@@ -3,7 +3,7 @@ Python client and the tools built on it talk to a character model unchanged. A t
 character (byte mode: one byte). The request, response and streaming chunk shapes follow
 https://platform.openai.com/docs/api-reference/completions; parameters a character RNN has no
 use for are accepted at their neutral values and refused otherwise, one line naming them.
-Imports sampling (the stop-string split) and errors from rnnlab; the app hands in the rest.
+Imports controls (the stop-string split) and vocab from rnnlab; the app hands in the rest.
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..sampling import split_at_stop
+from ..controls import split_at_stop
+from ..vocab import Vocab
 from .batcher import Job
+from .served import Limits
 
 MAX_STOPS = 4  # as OpenAI's API
 MAX_LOGPROBS = 5  # as OpenAI's API
@@ -118,33 +120,7 @@ def add_routes(
         """OpenAI-compatible completions: JSON, or with ``"stream": true`` Server-Sent Events
         (one ``text_completion`` chunk per piece of text, then ``data: [DONE]``)."""
         s = pick(body.model)
-        neutral = {
-            "echo": False,
-            "frequency_penalty": 0.0,
-            "presence_penalty": 0.0,
-            "suffix": None,
-        }
-        for name, value in neutral.items():
-            if getattr(body, name) != value:
-                raise refused(422, f"{name} is not supported by a character RNN; leave it out")
-        if body.best_of not in (None, body.n):
-            raise refused(422, "best_of is not supported; use n")
-        if body.logit_bias:
-            raise refused(422, "logit_bias is not supported; leave it out")
-        prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
-        if not prompts:
-            raise refused(422, "prompt: give a string or a non-empty list of strings")
-        stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
-        if len(stops) > MAX_STOPS or not all(stops):
-            raise refused(422, f"stop: up to {MAX_STOPS} non-empty strings")
-        if any(len(p) > limits.max_prompt_chars for p in prompts):
-            raise refused(
-                413, f"prompt is over the limit of {limits.max_prompt_chars:,} characters"
-            )
-        if body.max_tokens > limits.max_length:
-            raise refused(422, f"max_tokens is over the limit of {limits.max_length:,}")
-        if body.n * len(prompts) > limits.max_samples:
-            raise refused(422, f"n x prompts is over the limit of {limits.max_samples}")
+        prompts, stops = _checked(body, limits, refused)
         encoded = [encode(s, p, "error") for p in prompts]
         rows = body.n * len(prompts)
         if not s.batcher.reserve(rows):
@@ -153,27 +129,8 @@ def add_routes(
                 f"the server is busy ({s.batcher.rows_in_flight} of {limits.max_streams} streams "
                 "in flight); retry shortly",
             )
-        seed = body.seed if body.seed is not None else secrets.randbits(63)
         events: asyncio.Queue[tuple[int, dict[str, Any]]] = asyncio.Queue()
-        jobs = []
-        for i, ids in enumerate(encoded):
-            if not ids:
-                start = s.vocab.id_of("\n")
-                ids = [start if start is not None else 0]
-            job = Job(
-                ids=ids,
-                num_samples=body.n,
-                length=body.max_tokens,
-                temperature=body.temperature,
-                top_k=0,
-                top_p=body.top_p,
-                seed=seed + i,  # each prompt its own noise, reproducible
-                details=False,
-                deadline=time.monotonic() + limits.max_request_s,
-                emit=lambda e, i=i: events.put_nowait((i, e)),
-                logprobs=body.logprobs or 0,
-            )
-            jobs.append(job)
+        jobs = _jobs(body, encoded, s.vocab, limits.max_request_s, events)
         byte_mode = s.vocab.mode == "byte"
         choices = [_Choice(stops, byte_mode, len(p)) for p in prompts for _ in range(body.n)]
         head = {
@@ -184,33 +141,21 @@ def add_routes(
         }
         for job in jobs:
             s.batcher.submit(job)
-        updates = _updates(jobs, events, choices, body.n, body.logprobs is not None)
+        with_logprobs = body.logprobs is not None
+        updates = _updates(jobs, events, choices, body.n, with_logprobs)
         if body.stream:
             return StreamingResponse(
-                _sse(updates, head, jobs, body.logprobs is not None),
+                _sse(updates, head, jobs, with_logprobs),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
-        texts = [[] for _ in choices]
-        records: list[list[tuple]] = [[] for _ in choices]
         try:
-            async for index, text, recs, _ in updates:
-                texts[index].append(text)
-                records[index].extend(recs)
+            out = await _collect(updates, choices, with_logprobs)
         except RuntimeError as e:
             return JSONResponse({"error": str(e)}, status_code=500)
         finally:
             for job in jobs:
                 job.cancel()
-        out = [
-            {
-                "text": "".join(texts[i]),
-                "index": i,
-                "logprobs": _logprobs(records[i]) if body.logprobs is not None else None,
-                "finish_reason": c.finish,
-            }
-            for i, c in enumerate(choices)
-        ]
         prompt_tokens = sum(len(ids) for ids in encoded)
         completion_tokens = sum(c.produced for c in choices)
         usage = {
@@ -219,6 +164,93 @@ def add_routes(
             "total_tokens": prompt_tokens + completion_tokens,
         }
         return JSONResponse(head | {"choices": out, "usage": usage})
+
+
+def _checked(
+    body: CompletionRequest, limits: Limits, refused: Callable[[int, str], Exception]
+) -> tuple[list[str], list[str]]:
+    """The request's prompts and stop strings, once every parameter is one a character RNN
+    can honour and within the server's limits; else ``refused``, one line naming it."""
+    neutral = {
+        "echo": False,
+        "frequency_penalty": 0.0,
+        "presence_penalty": 0.0,
+        "suffix": None,
+    }
+    for name, value in neutral.items():
+        if getattr(body, name) != value:
+            raise refused(422, f"{name} is not supported by a character RNN; leave it out")
+    if body.best_of not in (None, body.n):
+        raise refused(422, "best_of is not supported; use n")
+    if body.logit_bias:
+        raise refused(422, "logit_bias is not supported; leave it out")
+    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    if not prompts:
+        raise refused(422, "prompt: give a string or a non-empty list of strings")
+    stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+    if len(stops) > MAX_STOPS or not all(stops):
+        raise refused(422, f"stop: up to {MAX_STOPS} non-empty strings")
+    if any(len(p) > limits.max_prompt_chars for p in prompts):
+        raise refused(413, f"prompt is over the limit of {limits.max_prompt_chars:,} characters")
+    if body.max_tokens > limits.max_length:
+        raise refused(422, f"max_tokens is over the limit of {limits.max_length:,}")
+    if body.n * len(prompts) > limits.max_samples:
+        raise refused(422, f"n x prompts is over the limit of {limits.max_samples}")
+    return prompts, stops
+
+
+def _jobs(
+    body: CompletionRequest,
+    encoded: list[list[int]],
+    vocab: Vocab,
+    max_request_s: float,
+    events: asyncio.Queue[tuple[int, dict[str, Any]]],
+) -> list[Job]:
+    """One Job per prompt (its ``n`` choices are its samples), each emitting ``(prompt index,
+    event)`` to ``events``."""
+    seed = body.seed if body.seed is not None else secrets.randbits(63)
+    jobs = []
+    for i, ids in enumerate(encoded):
+        if not ids:
+            start = vocab.id_of("\n")
+            ids = [start if start is not None else 0]
+        job = Job(
+            ids=ids,
+            num_samples=body.n,
+            length=body.max_tokens,
+            temperature=body.temperature,
+            top_k=0,
+            top_p=body.top_p,
+            seed=seed + i,  # each prompt its own noise, reproducible
+            details=False,
+            deadline=time.monotonic() + max_request_s,
+            emit=lambda e, i=i: events.put_nowait((i, e)),
+            logprobs=body.logprobs or 0,
+        )
+        jobs.append(job)
+    return jobs
+
+
+async def _collect(
+    updates: AsyncIterator[tuple[int, str, list[tuple], str | None]],
+    choices: list[_Choice],
+    with_logprobs: bool,
+) -> list[dict[str, Any]]:
+    """The ``choices`` of a JSON response, once every choice has ended."""
+    texts = [[] for _ in choices]
+    records: list[list[tuple]] = [[] for _ in choices]
+    async for index, text, recs, _ in updates:
+        texts[index].append(text)
+        records[index].extend(recs)
+    return [
+        {
+            "text": "".join(texts[i]),
+            "index": i,
+            "logprobs": _logprobs(records[i]) if with_logprobs else None,
+            "finish_reason": c.finish,
+        }
+        for i, c in enumerate(choices)
+    ]
 
 
 async def _updates(
