@@ -26,6 +26,7 @@ LAYERS = [
     },
     {"progress", "finetune", "compression", "plan", "sampling"},
     {"startup"},
+    {"keeping"},
     {"training", "evaluation"},
     {"viz", "lab", "serve", "export"},
     {"cli", "api", "__init__", "__main__"},

@@ -7,7 +7,6 @@ run's metrics.jsonl is one. Imports everything below it; never viz, lab or cli.
 
 from __future__ import annotations
 
-import errno
 import math
 import time
 from collections.abc import Callable, Collection
@@ -19,25 +18,21 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from . import checkpoint as ckpt
 from . import finetune
-from .bpc import LN2, loss_nats
-from .checkpoint import TrainingState
+from .bpc import LN2
 from .config import CorpusConfig, ModelConfig, TrainConfig
 from .distributed import Ranks, distributed
-from .errors import UsageError
 from .interrupts import stop_on_signals
+from .keeping import Mean, RunRecord
 from .model import (
     CharLM,
     clip_gradients,
-    count_parameters,
     detach,
     resolve_device,
     resolve_dtype,
 )
 from .optimizers import learning_rate, make_optimizer
 from .progress import Callbacks, EvalEvent, Fanout, MetricsLog, PrintLog, StepEvent, TrainLogger
-from .sampling import generate
 from .startup import Start, start_run, writer
 
 LOG_EVERY_STEPS = 10
@@ -135,25 +130,10 @@ def train(
         return Trainer(start, out, ranks, log).run()
 
 
-class _Mean:
-    """A running mean; nan while empty."""
-
-    def __init__(self) -> None:
-        self.total, self.count = 0.0, 0
-
-    def add(self, value: float) -> None:
-        self.total += value
-        self.count += 1
-
-    @property
-    def value(self) -> float:
-        return self.total / self.count if self.count else math.nan
-
-
 # --- the loop -----------------------------------------------------------------------------------
 
 
-class Trainer:
+class Trainer(RunRecord):
     """One run in progress: the model, its optimizer and batches, and the counters that a
     checkpoint saves. ``run()`` is the loop; ``commit()`` the checkpoint."""
 
@@ -181,7 +161,7 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, cfg)
         self.step, self.elapsed_s, self.last_eval_s = 0, 0.0, 0.0
         self.best_bpc = self.last_bpc = math.inf
-        self.train_nats = _Mean()  # training loss since the last validation
+        self.train_nats = Mean()  # training loss since the last validation
         self.state: tuple[torch.Tensor, ...] | None = None
         self.checkpoint_step: int | None = None
         if start.plan is not None:  # the plan's calibration counts in the budget
@@ -189,46 +169,6 @@ class Trainer:
         if start.state is not None:
             self._restore(start.weights, start.state)
         self._write_start(start)
-
-    def _restore(self, weights: dict[str, torch.Tensor], ts: TrainingState) -> None:
-        try:
-            self.model.load_state_dict(weights)
-            self.optimizer.load_state_dict(ts.optimizer)
-            torch.set_rng_state(ts.rng_cpu)
-        except (RuntimeError, ValueError, KeyError, TypeError) as e:
-            raise ckpt.CheckpointError(
-                f"{self.out / ckpt.LAST}: the training state does not fit the model "
-                f"({type(e).__name__}); the run cannot be resumed"
-            ) from None
-        self.step, self.elapsed_s, self.last_eval_s = ts.step, ts.elapsed_s, ts.last_eval_s
-        self.best_bpc, self.last_bpc = ts.best_val_bpc, ts.last_val_bpc
-        if ts.rng_cuda is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state(ts.rng_cuda)
-        # saved for all B streams, whatever the number of processes that wrote it
-        self.state = tuple(s[:, self.rows].to(self.device) for s in ts.carried_state) or None
-        self.checkpoint_step = ts.step
-
-    def _write_start(self, start: Start) -> None:
-        """The first writes of a run (rank 0): leftovers of a killed write removed, metrics
-        cut back to the checkpoint, config and vocabulary."""
-        if not self.ranks.main:
-            return
-        ckpt.remove_leftovers(self.out)
-        if start.resume or (self.out / ckpt.METRICS).exists():
-            ckpt.rewind_metrics(self.out, start.state)
-        if not start.resume:
-            ckpt.save_vocab(self.out, self.vocab)
-        ckpt.save_config(self.out, self.config)
-        c, corpus = self.config.model, self.config.corpus
-        resumed = "resuming" if start.state is not None else "training"
-        self.log.start(
-            (f"{start.plan.line()}\n" if start.plan is not None else "")
-            + f"{resumed} {c.cell} {c.num_layers}x{c.hidden_size} "
-            f"({count_parameters(self.model) / 1e6:.2f}M parameters) on {corpus.source} "
-            f"({corpus.num_chars:,} {'bytes' if corpus.byte_mode else 'chars'}, vocabulary "
-            f"{len(self.vocab)}), {self.amp_dtype or torch.float32} on {self.device}, "
-            f"into {self.out}"
-        )
 
     def autocast(self):
         if self.amp_dtype is None:
@@ -344,100 +284,3 @@ class Trainer:
             self.last_bpc,
         )
         self._saving(lambda: self.log.step(event))
-
-    def validate(self) -> tuple[EvalEvent, str]:
-        """Rank 0 validates (exact, the whole split); the others wait for its numbers. Returns
-        the event and, if training diverged, why (non-finite weights or loss, or a loss far
-        worse than a uniform guess)."""
-        self.last_eval_s = self.elapsed_s
-        if not self.ranks.main:
-            nats, self.last_bpc, self.best_bpc = self.ranks.from_main([0.0] * 3, self.device)
-            event = EvalEvent(self.step, self.last_bpc, nats, self.best_bpc, self.elapsed_s, "")
-            return event, self._divergence(self.last_bpc)
-        finite = all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
-        nats = (
-            loss_nats(self.model, self.val_ids, autocast_dtype=self.amp_dtype)
-            if finite
-            else math.nan
-        )
-        self.last_bpc = nats / LN2
-        message = self._divergence(self.last_bpc)
-        if not message and self.last_bpc < self.best_bpc:
-            self.best_bpc = self.last_bpc
-            meta = {"val_bpc": repr(self.last_bpc)}
-            self._saving(
-                lambda: ckpt.save_weights(self.out / ckpt.BEST, self.model, self.step, meta)
-            )
-        self.ranks.from_main([nats, self.last_bpc, self.best_bpc], self.device)
-        train_bpc, self.train_nats = self.train_nats.value / LN2, _Mean()
-        text = ""
-        if self.cfg.sample_chars and not message:
-            text = generate(
-                self.model,
-                self.vocab,
-                length=self.cfg.sample_chars,
-                temperature=0.8,
-                seed=self.step,
-                weights_dtype=self.amp_dtype,  # the preview runs in the autocast type: fast
-            )[0]
-        self.model.train()
-        event = EvalEvent(
-            self.step, self.last_bpc, nats, self.best_bpc, self.elapsed_s, text, train_bpc
-        )
-        self._saving(lambda: self.log.eval(event))
-        return event, message
-
-    def _divergence(self, bpc: float) -> str:
-        uniform = math.log2(len(self.vocab))
-        if not math.isfinite(bpc):
-            return "the weights or the validation loss became NaN or Inf"
-        if bpc > max(2 * uniform, uniform + 2):
-            return f"validation {bpc:,.1f} bpc is far worse than a uniform guess ({uniform:.2f})"
-        return ""
-
-    def commit(self) -> None:
-        """Save the checkpoint of this step as one unit (rank 0 writes; every rank takes part
-        in gathering the carried state of all streams)."""
-        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
-            return  # never let non-finite weights overwrite a good checkpoint
-        carried = ()
-        if self.state is not None:
-            carried = tuple(s.detach().cpu() for s in self.ranks.gather_rows(self.state))
-        if not self.ranks.main:
-            return
-
-        def write() -> None:
-            state = TrainingState(
-                step=self.step,
-                elapsed_s=self.elapsed_s,
-                best_val_bpc=self.best_bpc,
-                last_val_bpc=self.last_bpc,
-                last_eval_s=self.last_eval_s,
-                metrics_bytes=ckpt.sync_metrics(self.out),
-                optimizer=self.optimizer.state_dict(),
-                rng_cpu=torch.get_rng_state(),
-                rng_cuda=torch.cuda.get_rng_state() if self.device.type == "cuda" else None,
-                carried_state=carried,
-            )
-            ckpt.commit_checkpoint(self.out, self.model, state)
-
-        self._saving(write)
-        self.checkpoint_step = self.step
-
-    def _saving(self, write: Callable[[], None]) -> None:
-        """Run a write into the run directory; a full disk or a file-size limit becomes one
-        line that says the previous checkpoint is intact."""
-        try:
-            write()
-        except OSError as e:
-            kept = (
-                f"the checkpoint of step {self.checkpoint_step} is intact"
-                if self.checkpoint_step is not None
-                else "no checkpoint had been saved yet"
-            )
-            why = {errno.ENOSPC: "the disk is full", errno.EFBIG: "a file-size limit was hit"}
-            raise UsageError(
-                f"could not write to {self.out} at step {self.step} "
-                f"({why.get(e.errno, e.strerror)}); {kept}: fix it, then rnnlab train --resume "
-                f"{self.out}"
-            ) from None
