@@ -24,6 +24,7 @@ LAYERS = [
         "adaptive",
         "optimizers",
     },
+    {"rzformat", "rzmodel"},
     {"progress", "finetune", "compression", "plan"},
     {"startup"},
     {"training", "evaluation"},

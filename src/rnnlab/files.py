@@ -12,9 +12,10 @@ import json
 import os
 import stat
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .errors import UsageError
 
@@ -68,12 +69,25 @@ def atomic_write(path: Path, data: bytes) -> None:
         UsageError: any other reason it cannot be written (a read-only file system, a folder
             like /proc that takes no new file), in one line naming ``path``.
     """
+    with atomic_stream(path) as f:
+        f.write(data)
+
+
+@contextmanager
+def atomic_stream(path: Path) -> Iterator[BinaryIO]:
+    """``atomic_write`` for bytes written a piece at a time: the file object yielded writes to
+    a temporary file beside ``path``, renamed over it only when the block ends without an
+    error (any error removes it and leaves ``path`` untouched). A device or FIFO is written
+    through. The block should only write: an OSError raised in it is reported as one of
+    writing ``path`` (see ``atomic_write`` for the errors)."""
     target = output_target(path)
     try:
         if is_special(target):
-            _write_through(target, data)
+            with os.fdopen(os.open(target, os.O_WRONLY), "wb") as f:
+                yield f  # written as a shell's ``>`` would: nothing created or truncated
         else:
-            _replace(target, data)
+            with _replacing(target) as f:
+                yield f
     except OSError as e:
         if e.errno in FULL:
             e.filename = str(path)  # the user's name for it, not the temporary file's
@@ -81,11 +95,12 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise UsageError(f"cannot write {path} ({e.strerror})") from None
 
 
-def _replace(target: Path, data: bytes) -> None:
+@contextmanager
+def _replacing(target: Path) -> Iterator[BinaryIO]:
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
@@ -96,16 +111,17 @@ def _replace(target: Path, data: bytes) -> None:
     fsync_dir(target.parent)
 
 
-def _write_through(target: Path, data: bytes) -> None:
-    """``data`` written to a device or FIFO as a shell's ``>`` would (a FIFO waits for its
-    reader); nothing is created, renamed or truncated."""
-    fd = os.open(target, os.O_WRONLY)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
+def scratch_file(beside: Path) -> BinaryIO:
+    """An unnamed temporary file for work data, in the folder ``beside`` lands in when that is
+    a writable folder (its disk, not a RAM-backed /tmp), else the system's temporary folder;
+    it disappears when closed or when the process dies."""
+    folder = output_target(beside).parent
+    if not is_special(output_target(beside)) and os.access(folder, os.W_OK | os.X_OK):
+        try:
+            return tempfile.TemporaryFile(dir=folder)
+        except OSError:
+            pass
+    return tempfile.TemporaryFile()
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -136,6 +152,21 @@ def read_regular(path: Path, max_bytes: int) -> bytes:
         FileNotFoundError: ``path`` does not exist.
         UsageError: not a regular file, or larger than ``max_bytes``.
     """
+    with open_regular(path, max_bytes) as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise UsageError(f"{path} grew past {max_bytes:,} bytes while being read")
+    return data
+
+
+def open_regular(path: Path, max_bytes: int) -> BinaryIO:
+    """``path`` opened for reading, after the checks of ``read_regular`` (a regular file of at
+    most ``max_bytes``), for a caller that reads it a piece at a time.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        UsageError: not a regular file, or larger than ``max_bytes``.
+    """
     path = Path(path)
     # O_NONBLOCK: opening a FIFO must not wait for a writer
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
@@ -148,13 +179,10 @@ def read_regular(path: Path, max_bytes: int) -> bytes:
                 f"{path} is {info.st_size:,} bytes, more than the {max_bytes:,} allowed; "
                 "is it the run's own file?"
             )
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read(max_bytes + 1)
-    finally:
+    except BaseException:
         os.close(fd)
-    if len(data) > max_bytes:
-        raise UsageError(f"{path} grew past {max_bytes:,} bytes while being read")
-    return data
+        raise
+    return os.fdopen(fd, "rb")
 
 
 def check_writable(
