@@ -317,7 +317,7 @@ def _decode(
         dynamic = DynamicConfig.from_dict(header.dynamic) if header.dynamic is not None else None
         n, S, L, bits = header.length, header.segments, header.segment_len, header.precision_bits
         if n > most_symbols(payload.nbytes, len(vocab), bits):
-            raise _overclaim(n, f"its {payload.nbytes:,}-byte payload can hold")
+            raise _overclaim(n, f"more than its {payload.nbytes:,}-byte payload can hold")
         if segment_layout(n, S) != (S, L):
             raise CompressedFileError("the compressed file's header is invalid (segments)")
         probe = probe_digest(m, S, bits, header.weights_dtype)
@@ -351,7 +351,7 @@ def _decode(
             stepper.observed(grid[:, t], a)
             done += a
             if n - done > tail and decoder.maybe_exhausted():
-                raise _overclaim(n, f"its payload ran out after {done:,}")
+                raise _overclaim(n, f"but its payload ran out after {done:,}")
             if on_progress is not None and (t % every == 0 or t == L - 1):
                 on_progress(done, n)
     return header, grid
@@ -359,8 +359,7 @@ def _decode(
 
 def _overclaim(n: int, what: str) -> CompressedFileError:
     return CompressedFileError(
-        f"the compressed file is corrupt: its header claims {n:,} symbols, more than {what}; "
-        "use a good copy"
+        f"the compressed file is corrupt: its header claims {n:,} symbols, {what}; use a good copy"
     )
 
 
