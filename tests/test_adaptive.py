@@ -2,6 +2,7 @@
 `rnnlab eval --adapt`: predictive (a position's probabilities never depend on what follows),
 exactly reproduced by the decoder, and scored by eval as the compressor spends it."""
 
+import dataclasses
 import json
 import math
 
@@ -13,9 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rnnlab import compression as C
+from rnnlab import rzformat as Z
 from rnnlab.adaptive import AdaptConfig, Adapter, adaptive_bits_per_char
 from rnnlab.cli import main
 from rnnlab.config import ModelConfig
+from rnnlab.dynamic import DynamicConfig
 from rnnlab.errors import UsageError
 from rnnlab.model import CharLM
 from rnnlab.vocab import Vocab
@@ -102,7 +105,7 @@ def test_round_trip_and_the_file_costs_what_eval_says(cell, segments):
     blob = C.compress(data, model, VOCAB, segments, adapt=AdaptConfig())
     assert C.decompress(blob, model, VOCAB) == data
     header, payload = C.read_header(blob)
-    assert header.adapt == C.as_float32(AdaptConfig())
+    assert header.adapt == Z.as_float32(AdaptConfig())
     static = C.compress(data, model, VOCAB, segments)
     assert len(blob) < 0.8 * len(static)
     ids = np.asarray(VOCAB.encode(text))
@@ -138,11 +141,11 @@ def test_settings_are_checked_and_a_corrupt_setting_is_refused():
     with pytest.raises(UsageError, match="--adapt-match-long"):
         AdaptConfig(match_long=65)
     with pytest.raises(UsageError, match="alternatives"):
-        C.compress(b"the", MODEL, VOCAB, adapt=AdaptConfig(), dynamic=C.DynamicConfig())
+        C.compress(b"the", MODEL, VOCAB, adapt=AdaptConfig(), dynamic=DynamicConfig())
     blob = C.compress(TEXT[:300].encode(), MODEL, VOCAB, 2, adapt=AdaptConfig())
     header, payload = C.read_header(blob)
     bad = AdaptConfig(head_lr=0.5)  # well-formed, but not what coded the payload
-    forged = C._assemble(C.dataclasses.replace(header, adapt=bad), payload.astype("<u4").tobytes())
+    forged = Z.assemble(dataclasses.replace(header, adapt=bad), payload.astype("<u4").tobytes())
     with pytest.raises(C.CompressedFileError):
         C.decompress(forged, MODEL, VOCAB)
 

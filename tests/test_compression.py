@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rnnlab import compression as C
-from rnnlab import evaluation
+from rnnlab import evaluation, rzmodel
+from rnnlab import rzformat as Z
 from rnnlab.cli import main
 from rnnlab.config import ModelConfig
 from rnnlab.dynamic import DynamicConfig, gradient_stats, stats_digest
@@ -47,7 +48,7 @@ def round_trip(data: bytes, model=MODEL, vocab=VOCAB, **kw) -> bytes:
 def rewrite(blob: bytes, **changes) -> bytes:
     """A well-formed file (valid trailing checksum) whose header fields were changed."""
     header, payload = C.read_header(blob)
-    return C._assemble(dataclasses.replace(header, **changes), payload.astype("<u4").tobytes())
+    return Z.assemble(dataclasses.replace(header, **changes), payload.astype("<u4").tobytes())
 
 
 # --- the integer distribution -------------------------------------------------------------
@@ -162,8 +163,9 @@ def test_corrupt_truncated_foreign_and_other_version_files_are_refused():
 def test_a_file_from_a_machine_with_different_kernels_is_refused(monkeypatch):
     """What another CPU or torch would look like: logits that differ in the last bits."""
     blob = C.compress(TEXT[:400].encode(), MODEL, VOCAB, segments=2)
-    real = C.quantize
-    monkeypatch.setattr(C, "quantize", lambda logits, bits=20: real(logits * (1 + 1e-6), bits))
+    real = rzmodel.quantize
+    skewed = lambda logits, bits=20: real(logits * (1 + 1e-6), bits)  # noqa: E731
+    monkeypatch.setattr(rzmodel, "quantize", skewed)
     with pytest.raises(C.CompressedFileError, match="differently"):
         C.decompress(blob, MODEL, VOCAB)
 
@@ -196,7 +198,7 @@ def test_dynamic_round_trip_and_a_missing_statistics_file_is_refused():
     }
     static = C.compress(data, MODEL, VOCAB, 3)
     extra = (len(blob) - 4 * len(payload)) - (len(static) - 4 * len(C.read_header(static)[1]))
-    assert extra == C._DYNAMIC.size == 21
+    assert extra == Z._DYNAMIC.size == 21
 
 
 # --- the CLI, and two separate processes ---------------------------------------------------------
@@ -259,7 +261,7 @@ def test_cli_errors_are_one_line(runs, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "'@'" in err and "'~'" in err and len(err.strip().splitlines()) == 1
     junk = tmp_path / "junk.rz"
-    junk.write_bytes(C.MAGIC + bytes([C.FORMAT_VERSION]) * 50)
+    junk.write_bytes(Z.MAGIC + bytes([Z.FORMAT_VERSION]) * 50)
     assert main(["decompress", str(runs / "a"), str(junk), "-o", str(tmp_path / "out")]) == 2
     assert "truncated" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
@@ -287,7 +289,7 @@ def test_the_header_describes_the_file_and_costs_few_bytes():
     assert (header.threads, header.weights_dtype) == (C.THREADS, C.DEFAULT_WEIGHTS_DTYPE)
     assert hashlib.sha256(blob[:-4]).digest()[:4] == blob[-4:]
     # the fixed cost of a file: every byte of it is on the file's bits per character
-    assert len(blob) - 4 * len(payload) <= 8 + C._FIXED.size + 1 + 40 + 1 + 1 + 4 < 120
+    assert len(blob) - 4 * len(payload) <= 8 + Z._FIXED.size + 1 + 40 + 1 + 1 + 4 < 120
 
 
 @pytest.mark.parametrize("length", [2**40, 10**9, 3 * 10**8])
@@ -298,12 +300,12 @@ def test_a_header_claiming_a_huge_length_is_a_corrupt_file(runs, tmp_path, capsy
     assert main(["compress", str(runs / "a"), str(original), "--static", "-o", str(rz)]) == 0
     # the length fields rewritten and the checksum recomputed, as anyone can
     blob = bytearray(rz.read_bytes())
-    at = len(C.MAGIC)
-    fields = list(C._FIXED.unpack_from(blob, at))
+    at = len(Z.MAGIC)
+    fields = list(Z._FIXED.unpack_from(blob, at))
     fields[6], fields[7] = length, length  # symbols, original bytes
-    blob[at : at + C._FIXED.size] = C._FIXED.pack(*fields)
-    body = bytes(blob[: -C.CHECKSUM_BYTES])
-    rz.write_bytes(body + hashlib.sha256(body).digest()[: C.CHECKSUM_BYTES])
+    blob[at : at + Z._FIXED.size] = Z._FIXED.pack(*fields)
+    body = bytes(blob[: -Z.CHECKSUM_BYTES])
+    rz.write_bytes(body + hashlib.sha256(body).digest()[: Z.CHECKSUM_BYTES])
     capsys.readouterr()
     out = tmp_path / "back.txt"
     assert main(["decompress", str(runs / "a"), str(rz), "-o", str(out)]) == 2
@@ -330,9 +332,9 @@ def test_compress_reports_progress_and_holds_the_text_compactly(tmp_path):
     torch.manual_seed(0)
     model = CharLM(ModelConfig(cell="lstm", num_layers=1, hidden_size=16, vocab_size=len(vocab)))
     data = ("abcdefgh\n" * 300).encode()
-    ids = C._symbols(data, vocab)
+    ids = Z.symbols(data, vocab)
     assert ids.dtype == np.uint8 and len(ids) == len(data)  # one byte a character, not 30
-    assert C._unsymbols(ids, vocab) == data
+    assert Z.unsymbols(ids, vocab) == data
     seen = []
     blob = C.compress(data, model, vocab, segments=16, on_progress=lambda d, n: seen.append((d, n)))
     assert seen[-1] == (len(data), len(data)) and seen == sorted(seen) and len(seen) > 10

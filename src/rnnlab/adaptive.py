@@ -194,19 +194,24 @@ class Adapter:
         config: AdaptConfig,
         streams: int,
         length: int,
+        history: np.ndarray | None = None,
     ) -> None:
         """Args:
         head_weight, head_bias: the network's output layer, (V, H) and (V,); copied.
         config: the settings.
         streams: S, the batch of every call.
         length: positions per stream (the longest stream).
+        history: (S * length,) where to keep the text read (row s: stream s), e.g. a memory
+            map of a scratch file for a text larger than memory; default: a new array.
         """
         self.config = config
         self.w = head_weight.detach().to("cpu", torch.float32).clone()
         self.b = head_bias.detach().to("cpu", torch.float32).clone()
         self.length = max(1, length)
         # row s: stream s; in the smallest dtype that holds an id (the text's size in memory)
-        self.history = np.zeros(streams * self.length, dtype=token_dtype(head_weight.size(0)))
+        if history is None:
+            history = np.zeros(streams * self.length, dtype=token_dtype(head_weight.size(0)))
+        self.history = history
         self.starts = np.arange(streams) * self.length
         self.t = -1  # the last observed position
         self.pending: tuple | None = None

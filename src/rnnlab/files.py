@@ -1,6 +1,5 @@
 """Files written so that a reader, or a process killed at any instant, sees the old file or the
-new one and never half of one: atomic bytes, JSON and PNG writes, a file streamed into and
-committed by rename (``atomic_file``), and bounded reads of files
+new one and never half of one: atomic bytes, JSON and PNG writes, and bounded reads of files
 that must be regular. Every layer writes through here. Stdlib only (matplotlib when a PNG is
 written).
 """
@@ -70,12 +69,25 @@ def atomic_write(path: Path, data: bytes) -> None:
         UsageError: any other reason it cannot be written (a read-only file system, a folder
             like /proc that takes no new file), in one line naming ``path``.
     """
+    with atomic_stream(path) as f:
+        f.write(data)
+
+
+@contextmanager
+def atomic_stream(path: Path) -> Iterator[BinaryIO]:
+    """``atomic_write`` for bytes written a piece at a time: the file object yielded writes to
+    a temporary file beside ``path``, renamed over it only when the block ends without an
+    error (any error removes it and leaves ``path`` untouched). A device or FIFO is written
+    through. The block should only write: an OSError raised in it is reported as one of
+    writing ``path`` (see ``atomic_write`` for the errors)."""
     target = output_target(path)
     try:
         if is_special(target):
-            _write_through(target, data)
+            with os.fdopen(os.open(target, os.O_WRONLY), "wb") as f:
+                yield f  # written as a shell's ``>`` would: nothing created or truncated
         else:
-            _replace(target, data)
+            with atomic_file(target) as f:
+                yield f
     except OSError as e:
         if e.errno in FULL:
             e.filename = str(path)  # the user's name for it, not the temporary file's
@@ -90,7 +102,7 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
     The bytes go to a temporary file in ``path``'s folder; on a clean exit it is flushed to
     disk and renamed over ``path``. If the block raises (a checksum that does not match, a disk
     that fills), the temporary file is removed and ``path`` is untouched. Unlike
-    ``atomic_write``, ``path`` is replaced as named (no symlink or device handling) and
+    ``atomic_stream``, ``path`` is replaced as named (no symlink or device handling) and
     OSErrors pass through unchanged: for caches a program writes for itself.
 
     Example:
@@ -113,21 +125,17 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
     fsync_dir(path.parent)
 
 
-def _replace(target: Path, data: bytes) -> None:
-    with atomic_file(target) as f:
-        f.write(data)
-
-
-def _write_through(target: Path, data: bytes) -> None:
-    """``data`` written to a device or FIFO as a shell's ``>`` would (a FIFO waits for its
-    reader); nothing is created, renamed or truncated."""
-    fd = os.open(target, os.O_WRONLY)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
+def scratch_file(beside: Path) -> BinaryIO:
+    """An unnamed temporary file for work data, in the folder ``beside`` lands in when that is
+    a writable folder (its disk, not a RAM-backed /tmp), else the system's temporary folder;
+    it disappears when closed or when the process dies."""
+    folder = output_target(beside).parent
+    if not is_special(output_target(beside)) and os.access(folder, os.W_OK | os.X_OK):
+        try:
+            return tempfile.TemporaryFile(dir=folder)
+        except OSError:
+            pass
+    return tempfile.TemporaryFile()
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -158,6 +166,21 @@ def read_regular(path: Path, max_bytes: int) -> bytes:
         FileNotFoundError: ``path`` does not exist.
         UsageError: not a regular file, or larger than ``max_bytes``.
     """
+    with open_regular(path, max_bytes) as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise UsageError(f"{path} grew past {max_bytes:,} bytes while being read")
+    return data
+
+
+def open_regular(path: Path, max_bytes: int) -> BinaryIO:
+    """``path`` opened for reading, after the checks of ``read_regular`` (a regular file of at
+    most ``max_bytes``), for a caller that reads it a piece at a time.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        UsageError: not a regular file, or larger than ``max_bytes``.
+    """
     path = Path(path)
     # O_NONBLOCK: opening a FIFO must not wait for a writer
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
@@ -170,13 +193,10 @@ def read_regular(path: Path, max_bytes: int) -> bytes:
                 f"{path} is {info.st_size:,} bytes, more than the {max_bytes:,} allowed; "
                 "is it the run's own file?"
             )
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            data = f.read(max_bytes + 1)
-    finally:
+    except BaseException:
         os.close(fd)
-    if len(data) > max_bytes:
-        raise UsageError(f"{path} grew past {max_bytes:,} bytes while being read")
-    return data
+        raise
+    return os.fdopen(fd, "rb")
 
 
 def check_writable(

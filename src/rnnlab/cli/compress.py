@@ -85,11 +85,16 @@ def dynamic_stats(
     return stats, dynamic.stats_digest(stats)
 
 
-def read_input(path: Path) -> bytes:
+def check_input(path: Path) -> None:
     if not path.exists():
         raise UsageError(f"{path}: no such file")
     if path.is_dir():
         raise UsageError(f"{path} is a folder; give a file")
+
+
+def read_input(path: Path) -> bytes:
+    """A .rz file's bytes (its size, not the size it claims, bounds the memory it takes)."""
+    check_input(path)
     return files.read_regular(path, max_bytes=1 << 32)  # a FIFO or device: "not a regular file"
 
 
@@ -115,48 +120,44 @@ def run(args: argparse.Namespace) -> int:
     settings = options(args, dynamic.DynamicConfig) if args.dynamic else None
     adapt = None if args.static or args.dynamic else options(args, adaptive.AdaptConfig)
     model, vocab, config = checkpoint.load_model(run_dir, checkpoint.WEIGHTS[args.weights], "cpu")
-    data = read_input(src)
+    check_input(src)
     stats, digest = dynamic_stats(model, config, settings) if settings else (None, None)
+    how = compression.Settings(
+        args.segments,
+        settings,
+        stats,
+        digest,
+        weights_dtype=compression.resolve_weights_dtype(args.weights_dtype),
+        threads=args.threads,
+        adapt=adapt,
+    )
     started = time.perf_counter()
     with progress_bar("compressing") as report:
-        blob = compression.compress(
-            data,
-            model,
-            vocab,
-            args.segments,
-            settings,
-            stats,
-            digest,
-            weights_dtype=compression.resolve_weights_dtype(args.weights_dtype),
-            threads=args.threads,
-            adapt=adapt,
-            on_progress=report,
-        )
+        # read, coded and written a piece at a time: memory does not grow with the file
+        header, size = compression.compress_file(src, out, model, vocab, how, on_progress=report)
     seconds = time.perf_counter() - started
-    files.atomic_write(out, blob)
-    header, _ = compression.read_header(blob)
     result = {
         "input": str(src),
         "output": str(out),
-        "original_bytes": len(data),
-        "compressed_bytes": len(blob),
+        "original_bytes": header.original_bytes,
+        "compressed_bytes": size,
         "symbols": header.length,
-        "bits_per_symbol": 8 * len(blob) / header.length if header.length else None,
+        "bits_per_symbol": 8 * size / header.length if header.length else None,
         "segments": header.segments,
         "threads": header.threads,
         "weights_dtype": header.weights_dtype,
         "dynamic": header.dynamic,
         "adapt": dataclasses.asdict(header.adapt) if header.adapt else None,
         "seconds": seconds,
-        "kB_per_s": len(data) / 1000 / max(seconds, 1e-9),
+        "kB_per_s": header.original_bytes / 1000 / max(seconds, 1e-9),
     }
     if args.json:
         print(json.dumps(result))
     elif not header.length:
-        print(f"{src} -> {out}: an empty file, {len(blob):,} bytes of header")
+        print(f"{src} -> {out}: an empty file, {size:,} bytes of header")
     else:
         print(
-            f"{src} -> {out}: {len(data):,} -> {len(blob):,} bytes, "
+            f"{src} -> {out}: {header.original_bytes:,} -> {size:,} bytes, "
             f"{result['bits_per_symbol']:.4f} bits per {header.mode}, "
             f"{header.segments} segments, {result['kB_per_s']:.1f} kB/s"
         )

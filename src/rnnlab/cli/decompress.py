@@ -9,7 +9,7 @@ import json
 import time
 from pathlib import Path
 
-from .. import checkpoint, compression, dynamic, files
+from .. import checkpoint, compression, dynamic
 from ..errors import UsageError
 from .compress import add_common, check_output, dynamic_stats, read_input
 from .flags import progress_bar
@@ -37,13 +37,13 @@ def run(args: argparse.Namespace) -> int:
         stats, digest = dynamic_stats(model, config, settings)
     started = time.perf_counter()
     with progress_bar("decompressing") as report:
-        data = compression.decompress(blob, model, vocab, stats, digest, on_progress=report)
+        # decoded into a scratch file, checked, then written and renamed onto the output
+        size = compression.decompress_file(blob, out, model, vocab, stats, digest, report)
     seconds = time.perf_counter() - started
-    files.atomic_write(out, data)
-    kb_s = len(data) / 1000 / max(seconds, 1e-9)
+    kb_s = size / 1000 / max(seconds, 1e-9)
     if args.json:
-        report = {"input": str(src), "output": str(out), "bytes": len(data), "seconds": seconds}
+        report = {"input": str(src), "output": str(out), "bytes": size, "seconds": seconds}
         print(json.dumps(report | {"kB_per_s": kb_s}))
     else:
-        print(f"{src} -> {out}: {len(data):,} bytes, checksum verified, {kb_s:.1f} kB/s")
+        print(f"{src} -> {out}: {size:,} bytes, checksum verified, {kb_s:.1f} kB/s")
     return 0
