@@ -46,14 +46,6 @@ def test_dropout_grows_with_the_epochs_and_is_capped():
     assert plan.dropout_for("lstm", plan.LSTM_DROPOUT_EPOCHS) == plan.LSTM_DROPOUT
 
 
-def test_weight_drop_grows_with_the_epochs_and_is_capped():
-    assert plan.weight_drop_for("mingru", 50.0) == 0.0  # no recurrent matrix to drop
-    values = [plan.weight_drop_for("lstm", e) for e in (0.5, 2, 5, 10, 20, 40, 1e6)]
-    assert values == sorted(values)
-    assert values[0] >= plan.MIN_WEIGHT_DROP and values[-1] == plan.MAX_WEIGHT_DROP
-    assert plan.weight_drop_for("lstm", plan.LSTM_DROPOUT_EPOCHS) == plan.LSTM_WEIGHT_DROP
-
-
 @settings(max_examples=30, deadline=None)
 @given(
     st.floats(0.5, 200.0),
@@ -73,10 +65,8 @@ def test_more_budget_never_plans_less(minutes, factor, flops, chars):
     if a_model.cell == b_model.cell == "mingru":
         assert b.parameters >= a.parameters
         assert b.planned_chars * b.parameters >= a.planned_chars * a.parameters * 0.999
-    same = dict(dropout=a_model.dropout, weight_drop=a_model.weight_drop)
-    if a_model == dataclasses.replace(b_model, **same):
+    if a_model == dataclasses.replace(b_model, dropout=a_model.dropout):
         assert b_model.dropout >= a_model.dropout and b.planned_chars >= a.planned_chars
-        assert b_model.weight_drop >= a_model.weight_drop
 
 
 def test_a_large_text_gets_the_largest_mingru_the_budget_reads_enough_for():
@@ -110,7 +100,7 @@ def test_a_budget_past_the_lstms_epochs_takes_a_wider_lstm_capped_at_its_epochs(
     m, t, p = planned(100, train_chars=SHAKESPEARE_CHARS, speed=flops_speed(2e11))
     assert (m.cell, m.num_layers, m.hidden_size) == ("lstm", *plan.LSTM_LADDER[-1])
     assert p.epochs <= plan.LSTM_MAX_EPOCHS + 0.01 and t.max_steps is not None
-    assert m.weight_drop == plan.weight_drop_for("lstm", plan.LSTM_MAX_EPOCHS)
+    assert m.dropout == plan.dropout_for("lstm", plan.LSTM_MAX_EPOCHS)
     # a text too small for the wider LSTM's parameters keeps the first
     m, _, _ = planned(100, train_chars=200_000, speed=flops_speed(2e11))
     assert (m.cell, m.num_layers, m.hidden_size) == ("lstm", *plan.LSTM_LADDER[0])

@@ -54,7 +54,6 @@ ARCHITECTURE = ("cell", "num_layers", "hidden_size", "ff_mult", "embedding_size"
 PLANNED = (
     *ARCHITECTURE,
     "dropout",
-    "weight_drop",
     "learning_rate",
     "optimizer",
     "batch_size",
@@ -85,8 +84,6 @@ LSTM_EPOCHS = 3.0
 # 1.4641, five minutes). Weight drop: see docs/training.md, "The training plan".
 LSTM_DROPOUT, LSTM_DROPOUT_EPOCHS, LSTM_DROPOUT_PER_DOUBLING = 0.3, 9.0, 0.15
 MIN_DROPOUT, MAX_DROPOUT = 0.1, 0.45
-LSTM_WEIGHT_DROP, LSTM_WEIGHT_DROP_PER_DOUBLING = 0.3, 0.1
-MIN_WEIGHT_DROP, MAX_WEIGHT_DROP = 0.0, 0.5
 # The LSTM trains for at most this many epochs; a longer budget takes the next wider LSTM of
 # LSTM_LADDER if that still reads LSTM_WIDER_EPOCHS epochs, else ends early rather than
 # memorize. Measured with Muon on tiny Shakespeare, without weight drop: the ten-minute run (9.3
@@ -170,17 +167,6 @@ def dropout_for(cell: str, epochs: float) -> float:
     if cell in SCAN_MATRICES:
         return 0.0
     return _with_epochs(LSTM_DROPOUT, LSTM_DROPOUT_PER_DOUBLING, epochs, MIN_DROPOUT, MAX_DROPOUT)
-
-
-def weight_drop_for(cell: str, epochs: float) -> float:
-    """The planned weight drop (DropConnect on the recurrent matrices) of a ``cell`` trained for
-    ``epochs`` passes: none for the scan cells (they have no recurrent matrix), for the fused
-    cells growing with the log of the epochs."""
-    if cell in SCAN_MATRICES:
-        return 0.0
-    return _with_epochs(
-        LSTM_WEIGHT_DROP, LSTM_WEIGHT_DROP_PER_DOUBLING, epochs, MIN_WEIGHT_DROP, MAX_WEIGHT_DROP
-    )
 
 
 def lr_for(cell: str, hidden_size: int) -> float:
@@ -269,10 +255,9 @@ def make_plan(
         it (any value > 0 costs about the same), else its speed is optimistic."""
         if config.cell in SCAN_MATRICES:
             return config
-        regularized = {"dropout": LSTM_DROPOUT, "weight_drop": LSTM_WEIGHT_DROP}
-        return dataclasses.replace(
-            config, **{k: v for k, v in regularized.items() if k not in user}
-        )
+        if "dropout" in user:
+            return config
+        return dataclasses.replace(config, dropout=LSTM_DROPOUT)
 
     def reads(config: ModelConfig) -> float:
         """Characters the budget reads with this model (calibration time taken off)."""
@@ -300,8 +285,6 @@ def make_plan(
     epochs = min(planned / max(1, train_chars), LSTM_MAX_EPOCHS)
     if "dropout" not in user:
         chosen = dataclasses.replace(chosen, dropout=dropout_for(chosen.cell, epochs))
-    if "weight_drop" not in user:
-        chosen = dataclasses.replace(chosen, weight_drop=weight_drop_for(chosen.cell, epochs))
     cfg = trained_with(chosen)
     cap = math.ceil(LSTM_MAX_EPOCHS * train_chars / chars_per_step)
     if chosen.cell == "lstm" and "max_steps" not in user and planned > cap * chars_per_step:
@@ -366,7 +349,6 @@ def _choose_model(
             hidden_size=hidden,
             ff_mult=LADDER_FF_MULT,
             dropout=0.0,
-            weight_drop=0.0,
         )
         parameters = parameters_of(config)
         if chosen is not None and parameters > MAX_PARAMETERS_PER_CHAR * train_chars:
