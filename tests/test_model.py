@@ -164,3 +164,16 @@ def test_weight_drop_is_refused_for_the_scan_cells():
         ModelConfig(cell="mingru", weight_drop=0.2)
     with pytest.raises(ConfigError, match=r"--weight-drop must be in \[0, 1\)"):
         ModelConfig(cell="lstm", weight_drop=1.0)
+
+
+def test_embedding_dropout_acts_only_while_training():
+    m = tiny("lstm", embedding_dropout=0.5)
+    ids = torch.randint(0, 11, (2, 9))
+    m.eval()
+    torch.testing.assert_close(m(ids)[0], m(ids)[0])
+    plain = tiny("lstm").eval()  # same seed, same weights, no embedding dropout
+    torch.testing.assert_close(m(ids)[0], plain(ids)[0])
+    m.train()
+    assert not torch.allclose(m(ids)[0], plain(ids)[0])
+    with pytest.raises(ConfigError, match=r"--embedding-dropout must be in \[0, 1\)"):
+        ModelConfig(embedding_dropout=1.0)

@@ -73,8 +73,8 @@ SCAN_MATRICES = {"mingru": 3, "minlstm": 4}  # H x H matrices per layer: gates, 
 MAX_FF_MULT = 16
 # The defaults measured for each family (README: "Why these defaults" for the fused cells,
 # "minGRU and minLSTM" for the scan cells: their 2-minute sweep and the ten-minute table).
-FUSED_DEFAULTS = {"hidden_size": 512, "dropout": 0.2, "ff_mult": 0, "weight_drop": 0.0}
-SCAN_DEFAULTS = {"hidden_size": 384, "dropout": 0.0, "ff_mult": 4, "weight_drop": 0.0}
+FUSED_DEFAULTS = {"hidden_size": 512, "dropout": 0.2, "ff_mult": 0}
+SCAN_DEFAULTS = {"hidden_size": 384, "dropout": 0.0, "ff_mult": 4}
 CELL_DEFAULTS = {c: SCAN_DEFAULTS if c in SCAN_MATRICES else FUSED_DEFAULTS for c in CELLS}
 
 
@@ -138,11 +138,13 @@ class ModelConfig:
         "dropout between layers and before the head",
         shown="planned from the epochs the budget reads",
     )
-    weight_drop: float | None = _opt(
-        None,
+    embedding_dropout: float = _opt(
+        0.0, "--embedding-dropout", "dropout on the character embedding (the first layer's input)"
+    )
+    weight_drop: float = _opt(
+        0.0,
         "--weight-drop",
-        "LSTM/GRU/RNN: DropConnect on the recurrent matrices while training (AWD-LSTM)",
-        shown="planned from the epochs the budget reads",
+        "lstm/gru/rnn: DropConnect on the recurrent matrices while training (AWD-LSTM)",
     )
     init: str = _opt("default", "--init", "initialization preset for the recurrent weights", INITS)
     forget_bias: float = _opt(1.0, "--forget-bias", "LSTM forget-gate bias at init (1 as char-rnn)")
@@ -165,7 +167,8 @@ class ModelConfig:
         _check_range(self.hidden_size, 1, MAX_HIDDEN, "--hidden")
         _check_range(self.embedding_size, 1, MAX_EMBEDDING, "--embedding")
         _check(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), got {self.dropout}")
-        wd = self.weight_drop
+        ed, wd = self.embedding_dropout, self.weight_drop
+        _check(0.0 <= ed < 1.0, f"--embedding-dropout must be in [0, 1), got {ed}")
         _check(0.0 <= wd < 1.0, f"--weight-drop must be in [0, 1), got {wd}")
         _check(
             wd == 0 or self.cell not in SCAN_MATRICES,
@@ -342,7 +345,7 @@ def to_dict(config: Any) -> dict[str, Any]:
 # fields renamed since 0.1.0 (CHANGELOG.md): config.json written before reads the same
 RENAMED_FIELDS = {"dtype": "autocast_dtype", "clip": "clip_mode", "clip_value": "grad_clip"}
 # fields added since 0.1.0: a config.json written before has none, and gets the default
-ADDED_FIELDS = {"ff_mult", "optimizer", "weight_drop"}
+ADDED_FIELDS = {"ff_mult", "optimizer", "weight_drop", "embedding_dropout"}
 
 
 def from_dict(cls: type, data: Any, strict: bool = False) -> Any:

@@ -38,6 +38,7 @@ class CharLM(nn.Module):
         self.embedding = nn.Embedding(config.vocab_size, config.embedding_size)
         self.rnn = recurrent_stack(config, config.embedding_size)
         self.drop = nn.Dropout(config.dropout)
+        self.drop_in = nn.Dropout(config.embedding_dropout)
         self.head = nn.Linear(config.hidden_size, config.vocab_size)
 
     @property
@@ -72,7 +73,7 @@ class CharLM(nn.Module):
 
     def features(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """``forward`` without the head: what it reads, (B, T, H), and the state after."""
-        x = self.embedding(ids)  # (B, T, E)
+        x = self.drop_in(self.embedding(ids))  # (B, T, E)
         if state is None:
             state = self.init_state(ids.size(0), ids.device)
         # under autocast the LSTM runs (and returns its state) in bf16; the carried state keeps

@@ -44,11 +44,11 @@ from .optimizers import make_optimizer
 # width, then depth; each is about twice the compute per character of the one before.
 LADDER: tuple[tuple[int, int], ...] = ((2, 256), (2, 384), (2, 512), (3, 512), (3, 768))
 LADDER_CELL, LADDER_FF_MULT = "mingru", 4
-# The models for a text read many times, smallest first: the LSTM 2x512 whose defaults were
-# measured at ten epochs of tiny Shakespeare (1.449 nats/char, docs/training.md "The LSTM's
-# defaults"), then a wider one for a budget that would read the text more than LSTM_MAX_EPOCHS
-# times with it.
-LSTM_LADDER: tuple[tuple[int, int], ...] = ((2, 512), (2, 768))
+# The model for a text read many times: the LSTM 2x512 whose defaults were measured at ten
+# epochs of tiny Shakespeare (1.449 nats/char, docs/training.md "The LSTM's defaults"). Wider
+# was worse for the same steps, at 2.2 times the compute per step: 2x768 with dropout 0.45 was
+# at 1.5046 nats/char after 1,187 of 2,200 steps, where 2x512 with dropout 0.3 was at 1.4404
+# after 1,238 of 2,000 (docs/training.md, the ablation table).
 SMALL_TEXT_MODEL = {"cell": "lstm", "num_layers": 2, "hidden_size": 512, "ff_mult": 0}
 ARCHITECTURE = ("cell", "num_layers", "hidden_size", "ff_mult", "embedding_size")
 PLANNED = (
@@ -75,23 +75,22 @@ MAX_PARAMETERS_PER_CHAR = 10.0
 # 2x384 reached 1.4767 at 6.8 epochs and only 1.4995 at 13 with no dropout, and 1.505 with
 # dropout 0.2 (its train loss 1.22: dropout on the blocks does not stop the memorizing).
 LSTM_EPOCHS = 3.0
-# The LSTM's regularization against the epochs it reads (capped at LSTM_MAX_EPOCHS): dropout
-# between the layers and before the head, and DropConnect on the recurrent matrices (AWD-LSTM's
-# weight drop). Each is its value at LSTM_DROPOUT_EPOCHS, less by its PER_DOUBLING for each
-# halving of the epochs, within its bounds. Dropout fitted to the scaling study on tiny
-# Shakespeare with Muon (benchmarks/results/scaling.json): at about 9 epochs 0.32 beat 0.16
-# (1.4402 against 1.4460 nats/char, ten minutes); at about 4, 0.15 beat 0.25 (1.4465 against
-# 1.4641, five minutes). Weight drop: see docs/training.md, "The training plan".
+# The LSTM's dropout (between the layers and before the head) against the epochs it reads:
+# LSTM_DROPOUT at LSTM_DROPOUT_EPOCHS, LSTM_DROPOUT_PER_DOUBLING less for each halving, within
+# [MIN_DROPOUT, MAX_DROPOUT]. Fitted to the scaling study on tiny Shakespeare with Muon
+# (benchmarks/results/scaling.json): at about 9 epochs 0.32 beat 0.16 (1.4402 against 1.4460
+# nats/char, ten minutes); at about 4, 0.15 beat 0.25 (1.4465 against 1.4641, five minutes).
+# With AdamW 0.2 at ten epochs was the measured default (docs/training.md, "The LSTM's
+# defaults"). Weight drop (--weight-drop) is not planned: 0.3 with dropout 0.25 did worse at 8
+# epochs than dropout 0.3 alone (1.4574 against 1.4393 nats/char, 2,000 steps).
 LSTM_DROPOUT, LSTM_DROPOUT_EPOCHS, LSTM_DROPOUT_PER_DOUBLING = 0.3, 9.0, 0.15
 MIN_DROPOUT, MAX_DROPOUT = 0.1, 0.45
-# The LSTM trains for at most this many epochs; a longer budget takes the next wider LSTM of
-# LSTM_LADDER if that still reads LSTM_WIDER_EPOCHS epochs, else ends early rather than
-# memorize. Measured with Muon on tiny Shakespeare, without weight drop: the ten-minute run (9.3
-# epochs, dropout 0.32) was best at 7.3 epochs, 1.4402 nats/char; the twenty-minute one (dropout
-# 0.37) was best at 5.7 epochs, 1.4499, and rose to 1.476 by 14 epochs as its training loss
-# kept falling.
+# The LSTM 2x512 trains for at most this many epochs; a longer budget ends early rather than
+# memorize. Measured with Muon on tiny Shakespeare: the ten-minute run (9.3 epochs, dropout
+# 0.32) was best at 7.3 epochs, 1.4402 nats/char; the twenty-minute one (dropout 0.37) was best
+# at 5.7 epochs, 1.4499, and rose to 1.476 by 14 epochs as its training loss kept falling; 2,000
+# steps with dropout 0.3 (8.2 epochs) were best at 5.9, 1.4393.
 LSTM_MAX_EPOCHS = 9.0
-LSTM_WIDER_EPOCHS = 6.0
 # The optimizer by cell. Muon on the hidden matrices learns far faster per step, for about
 # 10-15% fewer steps a second: after 440 steps on tiny Shakespeare (two minutes of minGRU 2x384
 # on this machine), minGRU 2x384 1.516 against AdamW's 1.618 nats/char, the LSTM 2x512 1.565
@@ -279,7 +278,7 @@ def make_plan(
         lstm = dataclasses.replace(model_config, **SMALL_TEXT_MODEL)
         planned = reads(lstm)
         if planned >= LSTM_EPOCHS * train_chars:  # a small text for this budget
-            chosen, planned = _widen_lstm(lstm, planned, train_chars, reads)
+            chosen = lstm
         else:
             chosen, planned = _choose_model(model_config, train_chars, reads)
     epochs = min(planned / max(1, train_chars), LSTM_MAX_EPOCHS)
@@ -310,27 +309,6 @@ def make_plan(
         calibration_s=time.perf_counter() - t0 if measured else 0.0,
     )
     return chosen, cfg, plan
-
-
-def _widen_lstm(
-    lstm: ModelConfig, planned: float, train_chars: int, reads: Callable[[ModelConfig], float]
-) -> tuple[ModelConfig, float]:
-    """The first LSTM of LSTM_LADDER that the budget reads at most LSTM_MAX_EPOCHS times, going
-    wider only while the wider one still reads LSTM_WIDER_EPOCHS and has at most
-    MAX_PARAMETERS_PER_CHAR parameters per training character; ``lstm`` is the first, which the
-    budget reads ``planned`` characters with."""
-    chosen = lstm
-    for layers, hidden in LSTM_LADDER[1:]:
-        if planned <= LSTM_MAX_EPOCHS * train_chars:
-            break
-        wider = dataclasses.replace(lstm, num_layers=layers, hidden_size=hidden)
-        if parameters_of(wider) > MAX_PARAMETERS_PER_CHAR * train_chars:
-            break
-        chars = reads(wider)
-        if chars < LSTM_WIDER_EPOCHS * train_chars:
-            break
-        chosen, planned = wider, chars
-    return chosen, planned
 
 
 def _choose_model(
