@@ -91,6 +91,11 @@ def test_a_text_read_many_times_gets_the_lstm_with_dropout():
     m, t, p = planned(10, train_chars=SHAKESPEARE_CHARS, speed=flops_speed(2e11))
     assert (m.cell, m.num_layers, m.hidden_size, m.ff_mult) == ("lstm", 2, 512, 0)
     assert p.epochs >= plan.LSTM_EPOCHS and m.dropout == plan.dropout_for("lstm", p.epochs)
+    assert m.embedding_dropout == round(m.dropout / 3, 2) > 0 and "(embedding " in p.line()
+    m, _, _ = planned(10, train_chars=50_000_000, speed=flops_speed(2e11))  # minGRU: none
+    assert m.cell == "mingru" and m.embedding_dropout == 0
+    m, _, p = planned(10, embedding_dropout=0.05)
+    assert m.embedding_dropout == 0.05 and "--embedding-dropout" in p.line()
     assert t.learning_rate == plan.BASE_LR
 
 

@@ -139,7 +139,10 @@ class ModelConfig:
         shown="planned from the epochs the budget reads",
     )
     embedding_dropout: float = _opt(
-        0.0, "--embedding-dropout", "dropout on the character embedding (the first layer's input)"
+        0.0,
+        "--embedding-dropout",
+        "dropout on the character embedding (the first layer's input)",
+        shown="planned: a third of the dropout for lstm/gru/rnn, 0 for mingru/minlstm",
     )
     weight_drop: float = _opt(
         0.0,
