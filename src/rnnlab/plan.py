@@ -95,7 +95,8 @@ EMBEDDING_DROPOUT_SHARE = 1 / 3
 # memorize. Measured with Muon on tiny Shakespeare: the ten-minute run (9.3 epochs, dropout
 # 0.32) was best at 7.3 epochs, 1.4402 nats/char; the twenty-minute one (dropout 0.37) was best
 # at 5.7 epochs, 1.4499, and rose to 1.476 by 14 epochs as its training loss kept falling; 2,000
-# steps with dropout 0.3 (8.2 epochs) were best at 5.9, 1.4393.
+# steps with dropout 0.3 (8.2 epochs) were best at 5.9, 1.4393. With the embedding dropout the
+# capped plan (9 epochs) reached 1.4220 and 1.4286 in two runs, the ten-minute one (8.4) 1.4241.
 LSTM_MAX_EPOCHS = 9.0
 # The optimizer by cell. Muon on the hidden matrices learns far faster per step, for about
 # 10-15% fewer steps a second: after 440 steps on tiny Shakespeare (two minutes of minGRU 2x384
