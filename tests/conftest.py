@@ -135,3 +135,25 @@ def shared_run(tmp_path_factory):
 def trained(shared_run, tmp_path):
     """A private copy of ``shared_run``, free to resume, corrupt or delete."""
     return shutil.copytree(shared_run, tmp_path / "run")
+
+
+# a model trained in a second through the CLI: enough to compress, decompress and sample
+TINY_TRAIN = (
+    "--hidden 16 --layers 1 --embedding 8 --batch-size 4 --seq-len 16 --lr 1e-2 "
+    "--autocast-dtype float32 --device cpu --quiet --max-steps 20"
+).split()
+
+
+def train_tiny_runs(root: Path, seeds: dict[str, str]) -> Path:
+    """One tiny run per name in ``seeds`` (its --seed), trained on words_text(400) under
+    ``root``, whose cache/ holds the tokens (the module's own cache, not the user's)."""
+    from rnnlab.cli import main
+
+    corpus = root / "words.txt"
+    corpus.write_text(words_text(400))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(root / "cache"))
+        for name, seed in seeds.items():
+            args = ["train", str(corpus), "--out", str(root / name), "--seed", seed, *TINY_TRAIN]
+            assert main(args) == 0
+    return root

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import words_text
+from conftest import train_tiny_runs, words_text
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -203,23 +203,10 @@ def test_dynamic_round_trip_and_a_missing_statistics_file_is_refused():
 
 # --- the CLI, and two separate processes ---------------------------------------------------------
 
-TINY = (
-    "--hidden 16 --layers 1 --embedding 8 --batch-size 4 --seq-len 16 --lr 1e-2 "
-    "--autocast-dtype float32 --device cpu --quiet --max-steps 20"
-).split()
-
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("runs")
-    corpus = root / "words.txt"
-    corpus.write_text(words_text(400))
-    with pytest.MonkeyPatch.context() as mp:  # the tokens' cache: this module's own
-        mp.setenv("XDG_CACHE_HOME", str(root / "cache"))
-        for name, seed in (("a", "1"), ("b", "2")):
-            out = str(root / name)
-            assert main(["train", str(corpus), "--out", out, "--seed", seed, *TINY]) == 0
-    return root
+    return train_tiny_runs(tmp_path_factory.mktemp("runs"), {"a": "1", "b": "2"})
 
 
 def test_compress_and_decompress_in_separate_processes(runs, tmp_path):

@@ -12,7 +12,7 @@ import tracemalloc
 
 import pytest
 import torch
-from conftest import words_text
+from conftest import train_tiny_runs, words_text
 
 from rnnlab import compression as C
 from rnnlab import rzformat as Z
@@ -22,21 +22,10 @@ from rnnlab.config import ModelConfig
 from rnnlab.model import CharLM
 from rnnlab.vocab import Vocab
 
-TINY = (
-    "--hidden 16 --layers 1 --embedding 8 --batch-size 4 --seq-len 16 --lr 1e-2 "
-    "--autocast-dtype float32 --device cpu --quiet --max-steps 20"
-).split()
-
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("stream")
-    corpus = root / "words.txt"
-    corpus.write_text(words_text(400))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("XDG_CACHE_HOME", str(root / "cache"))
-        assert main(["train", str(corpus), "--out", str(root / "run"), *TINY]) == 0
-    return root / "run"
+    return train_tiny_runs(tmp_path_factory.mktemp("stream"), {"run": "1337"}) / "run"
 
 
 def forge(rz, length: int) -> None:
