@@ -5,6 +5,7 @@ alone, every collective is a no-op. Imports torch only.
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -91,4 +92,16 @@ def distributed() -> Ranks:
         if torch.cuda.is_available():
             torch.cuda.set_device(ranks.local_rank)
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        # left to the interpreter's teardown, gloo's worker threads can still hold tensors
+        # when Python is gone and abort the process ("terminate called without an active
+        # exception", SIGABRT; seen under load in tests/test_distributed.py): leave the group
+        # while Python is whole (gloo only: nccl's teardown is collective, and a rank that
+        # failed would leave the others waiting at exit)
+        if not torch.cuda.is_available():
+            atexit.register(_leave)
     return ranks
+
+
+def _leave() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
