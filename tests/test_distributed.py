@@ -144,7 +144,7 @@ def test_ctrl_c_saves_and_a_killed_worker_fails_the_job_leaving_the_run_intact(t
     assert "interrupted (SIGINT) and saved; continue with" in stderr, stderr[-2000:]
     stopped = saved_step(out)
     val = [e for e in checkpoint.read_metrics(out) if e["split"] == "val"]
-    assert val[-1]["step"] == stopped  # the final validation was written, then the save
+    assert val and val[-1]["step"] <= stopped  # a signal saves at once, no validation after
 
     job = launch("--resume", str(out), "--max-steps", "100000", "--quiet")
     workers = wait_for_training(job, out, after_step=stopped)

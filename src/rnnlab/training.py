@@ -228,7 +228,10 @@ class Trainer(RunRecord):
                     sample = event.sample
                     self.commit()
             if stopped != "diverged":
-                if self.last_eval_s != self.elapsed_s or not math.isfinite(self.last_bpc):
+                unvalidated = self.last_eval_s != self.elapsed_s or not math.isfinite(self.last_bpc)
+                if stopped == "interrupted" and math.isfinite(self.best_bpc):
+                    unvalidated = False  # a signal asks to stop now: save; the best weights stand
+                if unvalidated:
                     event, message = self.validate()
                     stopped = "diverged" if message else stopped
                     sample = event.sample

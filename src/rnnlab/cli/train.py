@@ -217,7 +217,7 @@ def _run_dir(args: argparse.Namespace, model_opts: dict, train_opts: dict) -> Pa
 def report(result: training.TrainResult, out: Path, args: argparse.Namespace) -> None:
     """A sample from the best weights and the summary line (or JSON); notes on stderr."""
     sample = ""
-    if result.stopped != "diverged" and (out / checkpoint.BEST).is_file():
+    if result.stopped == "budget" and (out / checkpoint.BEST).is_file():  # not after a signal
         model, vocab, _ = checkpoint.load_model(out)
         sample = sampling.generate(
             model, vocab, "", length=args.final_sample, temperature=0.8, seed=0
