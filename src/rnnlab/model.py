@@ -12,7 +12,6 @@ from collections.abc import Iterable
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.func import functional_call
 
 from .config import CLIP_MODES, ConfigError, ModelConfig
 from .scan import SCAN_CELLS, MinRNNStack, scan_flops_per_char
@@ -80,6 +79,8 @@ class CharLM(nn.Module):
         # the model's dtype, which is exact both ways, so it is one type wherever it is saved
         carried = state if self.num_states == 2 else state[0]
         if self.training and self.config.weight_drop > 0:
+            from torch.func import functional_call  # only where weight drop is used
+
             out, new_state = functional_call(self.rnn, self._dropped_weights(), (x, carried))
         else:
             out, new_state = self.rnn(x, carried)  # (B, T, H)
