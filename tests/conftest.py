@@ -157,3 +157,18 @@ def train_tiny_runs(root: Path, seeds: dict[str, str]) -> Path:
             args = ["train", str(corpus), "--out", str(root / name), "--seed", seed, *TINY_TRAIN]
             assert main(args) == 0
     return root
+
+
+def forge_rz_length(rz: Path, length: int) -> None:
+    """A .rz file's length fields rewritten and its checksum recomputed, as anyone can."""
+    import hashlib
+
+    from rnnlab import rzformat as Z
+
+    blob = bytearray(rz.read_bytes())
+    at = len(Z.MAGIC)
+    fields = list(Z._FIXED.unpack_from(blob, at))
+    fields[6], fields[7] = length, length  # symbols, original bytes
+    blob[at : at + Z._FIXED.size] = Z._FIXED.pack(*fields)
+    body = bytes(blob[: -Z.CHECKSUM_BYTES])
+    rz.write_bytes(body + hashlib.sha256(body).digest()[: Z.CHECKSUM_BYTES])

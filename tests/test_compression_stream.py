@@ -2,7 +2,6 @@
 out without allocating what it claims, and the input is coded a piece at a time (issue 25,
 items 9 and 10)."""
 
-import hashlib
 import json
 import os
 import subprocess
@@ -12,7 +11,7 @@ import tracemalloc
 
 import pytest
 import torch
-from conftest import train_tiny_runs, words_text
+from conftest import forge_rz_length, train_tiny_runs, words_text
 
 from rnnlab import compression as C
 from rnnlab import rzformat as Z
@@ -26,17 +25,6 @@ from rnnlab.vocab import Vocab
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     return train_tiny_runs(tmp_path_factory.mktemp("stream"), {"run": "1337"}) / "run"
-
-
-def forge(rz, length: int) -> None:
-    """The length fields rewritten and the checksum recomputed, as anyone can."""
-    blob = bytearray(rz.read_bytes())
-    at = len(Z.MAGIC)
-    fields = list(Z._FIXED.unpack_from(blob, at))
-    fields[6], fields[7] = length, length  # symbols, original bytes
-    blob[at : at + Z._FIXED.size] = Z._FIXED.pack(*fields)
-    body = bytes(blob[: -Z.CHECKSUM_BYTES])
-    rz.write_bytes(body + hashlib.sha256(body).digest()[: Z.CHECKSUM_BYTES])
 
 
 # what a fresh process grows by decoding each file, after one good file has loaded everything
@@ -71,7 +59,7 @@ def test_a_forged_length_is_a_corrupt_file_found_out_in_little_memory(run, tmp_p
     for length in (2**40, 10**9, most):
         rz = tmp_path / f"forged-{length}.rz"
         rz.write_bytes(good.read_bytes())
-        forge(rz, length)
+        forge_rz_length(rz, length)
         forged.append(str(rz))
     out = tmp_path / "back.txt"
     env = os.environ | {"XDG_CACHE_HOME": str(run.parent / "cache")}
