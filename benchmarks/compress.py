@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import zstandard
 
-from rnnlab import adaptive, checkpoint, compression, dynamic, evaluation, training
+from rnnlab import adaptive, checkpoint, compression, dynamic, evaluation, tokens
 from rnnlab.data import split
 
 BASELINES = {
@@ -87,8 +87,8 @@ def bench_run(
     trials: int = 3,
 ) -> dict:
     model, vocab, config = checkpoint.load_model(run, checkpoint.BEST, "cpu")
-    tokens = training.load_tokens(config.corpus, config.corpus.sha256)
-    train_ids, val_ids = split(tokens.open(), config.train.val_fraction)
+    corpus = tokens.load_tokens(config.corpus, config.corpus.sha256)
+    train_ids, val_ids = split(corpus.open(), config.train.val_fraction)
     ids = np.asarray(val_ids[offset : offset + (chars or len(val_ids))]).astype(np.int64)
     text = vocab.decode(ids.tolist())
     data = text.encode("utf-8") if vocab.mode == "char" else bytes(ids.astype(np.uint8))

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .contextmix import ContextTables, Mixer
 from .data import stream_active, stream_grid, token_dtype
 from .errors import UsageError
 from .model import CharLM
@@ -195,6 +196,7 @@ class Adapter:
         streams: int,
         length: int,
         history: np.ndarray | None = None,
+        tables: ContextTables | None = None,
     ) -> None:
         """Args:
         head_weight, head_bias: the network's output layer, (V, H) and (V,); copied.
@@ -203,6 +205,8 @@ class Adapter:
         length: positions per stream (the longest stream).
         history: (S * length,) where to keep the text read (row s: stream s), e.g. a memory
             map of a scratch file for a text larger than memory; default: a new array.
+        tables: context tables to mix the prediction with (contextmix.py; a copy is read and
+            updated), or None.
         """
         self.config = config
         self.w = head_weight.detach().to("cpu", torch.float32).clone()
@@ -217,6 +221,7 @@ class Adapter:
         self.pending: tuple | None = None
         lens = [n for n in (config.match_long, config.match_len) if n]
         self.matches = [MatchModel(n, self.history, self.starts, self.length) for n in lens]
+        self.mixer = Mixer(tables.copy(), streams) if tables is not None else None
 
     @torch.no_grad()
     def predict(self, features: torch.Tensor) -> np.ndarray:
@@ -233,6 +238,8 @@ class Adapter:
                 match.apply(p, self.config.confidence_bin)
             if self.matches:
                 p /= p.sum(axis=1, keepdims=True)
+            if self.mixer is not None:
+                p = self.mixer.predict(p)
         self.pending = (h, head)
         return p
 
@@ -258,6 +265,8 @@ class Adapter:
         for match in self.matches:
             match.learn(y, active)
             match.index(t, active)
+        if self.mixer is not None:
+            self.mixer.observe(y, active)
 
 
 @dataclass(frozen=True)
@@ -280,6 +289,7 @@ def adaptive_bits_per_char(
     config: AdaptConfig,
     streams: int = 128,
     chunk_len: int = 256,
+    tables: ContextTables | None = None,
 ) -> AdaptResult:
     """What ``rnnlab compress`` with the same settings spends, up to the coder's rounding: the
     text cut into ``streams`` contiguous pieces (data.stream_layout), each read from a
@@ -291,6 +301,7 @@ def adaptive_bits_per_char(
         config: the adaptation settings.
         streams: pieces read side by side (the compressor's ``--segments``).
         chunk_len: positions per forward call (memory).
+        tables: context tables to mix in (the compressor's default when the run has them).
 
     Returns:
         An AdaptResult.
@@ -304,7 +315,7 @@ def adaptive_bits_per_char(
     grid, _ = stream_grid(np.asarray(ids, dtype=np.int64), streams)
     S, L = grid.shape
     active = stream_active(n, streams)
-    adapter = Adapter(model.head.weight, model.head.bias, config, S, L)
+    adapter = Adapter(model.head.weight, model.head.bias, config, S, L, tables=tables)
     bits = static_bits = S * math.log2(model.config.vocab_size)  # first characters: uniform
     state, p, static = None, None, None  # p, static: predictions for position t, (S, V)
     for start in range(0, L, chunk_len):
@@ -324,5 +335,10 @@ def adaptive_bits_per_char(
             if t + 1 < L:
                 p, static = adapter.predict(feats[:, k]), fixed[:, k]
     return AdaptResult(
-        bits / n, static_bits / n, n, S, time.perf_counter() - started, asdict(config)
+        bits / n,
+        static_bits / n,
+        n,
+        S,
+        time.perf_counter() - started,
+        asdict(config) | {"mixed": tables is not None},
     )

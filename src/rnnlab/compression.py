@@ -30,6 +30,7 @@ import torch
 from . import files
 from .adaptive import AdaptConfig
 from .config import __version__
+from .contextmix import ContextTables
 from .data import token_dtype
 from .dynamic import DynamicConfig
 from .errors import UsageError
@@ -42,14 +43,18 @@ from .rzformat import (
     PIECE_BYTES,
     CompressedFileError,
     Header,
+    active_segments,
     as_float32,
     assemble,
     byte_pieces,
+    check_tables,
     dynamic_field,
     most_symbols,
     original_digest,
+    overclaim,
     package_version,
     read_header,
+    segment_column,
     segment_layout,
     short_digest,
     symbol_pieces,
@@ -92,20 +97,6 @@ def _constriction():
     return constriction
 
 
-def _active(n: int, S: int, L: int, t: int) -> int:
-    """How many segments (a prefix) reach position t (data.stream_active's, one at a time: no
-    list of the claimed length is made)."""
-    return min(S, max(0, -(-(n - t) // L)))
-
-
-def _column(ids: np.ndarray, starts: np.ndarray, t: int, active: int) -> np.ndarray:
-    """(S,) int64: symbol t of each segment (segment s is ids[s * L : (s + 1) * L]); 0 where a
-    segment is shorter. Read from ``ids`` in place, so no (S, L) copy of the text is made."""
-    column = np.zeros(len(starts), dtype=np.int64)
-    column[:active] = ids[starts[:active] + t]
-    return column
-
-
 def _check_settings(segments: int, threads: int, weights_dtype: str) -> None:
     if not 1 <= segments <= MAX_SEGMENTS:
         raise UsageError(f"--segments must be in [1, {MAX_SEGMENTS}], got {segments}")
@@ -126,6 +117,7 @@ class Settings:
     weights_dtype: str = DEFAULT_WEIGHTS_DTYPE
     threads: int = THREADS
     adapt: AdaptConfig | None = None
+    tables: ContextTables | None = None  # context tables mixed in (with adapt)
 
 
 def _encode(
@@ -166,6 +158,7 @@ def _encode(
             },
             dynamic=dynamic_field(how.dynamic, how.stats_sha256),
             adapt=as_float32(how.adapt) if how.adapt is not None else None,
+            mix=how.tables.sha256()[:16] if how.adapt and how.tables else None,
         )
         # as the decoder will read them
         dynamic = DynamicConfig.from_dict(header.dynamic) if header.dynamic else None
@@ -174,15 +167,15 @@ def _encode(
         family = constriction.stream.model.Categorical(perfect=False)
         stepper = Stepper(
             m, S, PRECISION_BITS, how.weights_dtype, dynamic, how.stats, header.adapt, L,
-            history(S * L) if header.adapt else None,
+            history(S * L) if header.adapt else None, how.tables if header.mix else None,
         )  # fmt: skip
         total = float(1 << PRECISION_BITS)
         done, every = 0, max(1, L // 200)  # progress about 200 times
         symbols = np.zeros(S, dtype=np.int64)  # those of position t - 1
         for t in range(L if n else 0):
             freq = stepper.first() if t == 0 else stepper.next(symbols)
-            a = _active(n, S, L, t)
-            symbols = _column(ids, starts, t, a)
+            a = active_segments(n, S, L, t)
+            symbols = segment_column(ids, starts, t, a)
             encoder.encode(symbols[:a].astype(np.int32), family, freq[:a] / total)
             stepper.observed(symbols, a)
             done += a
@@ -296,6 +289,7 @@ def _decode(
     stats_sha256: str | None,
     on_progress: Callable[[int, int], None] | None,
     grid_of: Callable[[int, int], np.ndarray],
+    tables: ContextTables | None = None,
 ) -> tuple[Header, np.ndarray]:
     """The header and the decoded (S, L) grid of ids (row s: segment s), in the array that
     ``grid_of(S, L)`` gives; nothing of the claimed length is allocated before the payload is
@@ -314,10 +308,11 @@ def _decode(
                 "the file was compressed with --dynamic and statistics this run does not have; "
                 "decompress it with the same run directory"
             )
+        check_tables(header, tables)
         dynamic = DynamicConfig.from_dict(header.dynamic) if header.dynamic is not None else None
         n, S, L, bits = header.length, header.segments, header.segment_len, header.precision_bits
         if n > most_symbols(payload.nbytes, len(vocab), bits):
-            raise _overclaim(n, f"more than its {payload.nbytes:,}-byte payload can hold")
+            raise overclaim(n, f"more than its {payload.nbytes:,}-byte payload can hold")
         if segment_layout(n, S) != (S, L):
             raise CompressedFileError("the compressed file's header is invalid (segments)")
         probe = probe_digest(m, S, bits, header.weights_dtype)
@@ -335,7 +330,7 @@ def _decode(
         family = constriction.stream.model.Categorical(perfect=False)
         stepper = Stepper(
             m, S, bits, header.weights_dtype, dynamic, stats, header.adapt, L,
-            grid.reshape(-1) if header.adapt else None,
+            grid.reshape(-1) if header.adapt else None, tables if header.mix else None,
         )  # fmt: skip
         total = float(1 << bits)
         # what the coder's state still holds once the last word is read (see TAIL_BYTES)
@@ -343,7 +338,7 @@ def _decode(
         done, every = 0, max(1, L // 200)
         for t in range(L if n else 0):
             freq = stepper.first() if t == 0 else stepper.next(grid[:, t - 1])
-            a = _active(n, S, L, t)
+            a = active_segments(n, S, L, t)
             try:
                 grid[:a, t] = decoder.decode(family, freq[:a] / total)
             except Exception:
@@ -351,16 +346,10 @@ def _decode(
             stepper.observed(grid[:, t], a)
             done += a
             if n - done > tail and decoder.maybe_exhausted():
-                raise _overclaim(n, f"but its payload ran out after {done:,}")
+                raise overclaim(n, f"but its payload ran out after {done:,}")
             if on_progress is not None and (t % every == 0 or t == L - 1):
                 on_progress(done, n)
     return header, grid
-
-
-def _overclaim(n: int, what: str) -> CompressedFileError:
-    return CompressedFileError(
-        f"the compressed file is corrupt: its header claims {n:,} symbols, {what}; use a good copy"
-    )
 
 
 def _verified(header: Header, ids: np.ndarray, vocab: Vocab) -> None:
@@ -383,9 +372,11 @@ def decompress(
     stats: dict[str, torch.Tensor] | None = None,
     stats_sha256: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    tables: ContextTables | None = None,
 ) -> bytes:
     """The original bytes of a ``.rz`` file, checked against its SHA-256; ``on_progress`` is
-    called now and then with (symbols decoded, symbols in all). ``decompress_file`` writes
+    called now and then with (symbols decoded, symbols in all); ``tables``: the run's context
+    tables, for a file coded with them. ``decompress_file`` writes
     them to a file in memory that does not grow with the original.
 
     Raises:
@@ -395,7 +386,7 @@ def decompress(
     dtype = token_dtype(len(vocab))
     header, grid = _decode(
         blob, model, vocab, stats, stats_sha256, on_progress,
-        lambda S, L: np.zeros((S, L), dtype=dtype),
+        lambda S, L: np.zeros((S, L), dtype=dtype), tables,
     )  # fmt: skip
     ids = grid.reshape(-1)[: header.length]
     _verified(header, ids, vocab)
@@ -410,6 +401,7 @@ def decompress_file(
     stats: dict[str, torch.Tensor] | None = None,
     stats_sha256: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    tables: ContextTables | None = None,
 ) -> int:
     """``decompress`` into the file ``out``; returns the bytes written.
 
@@ -427,7 +419,7 @@ def decompress_file(
         def mapped(S: int, L: int) -> np.ndarray:
             return np.memmap(scratch, dtype=dtype, mode="w+", shape=(S, L))
 
-        header, grid = _decode(blob, model, vocab, stats, stats_sha256, on_progress, mapped)
+        header, grid = _decode(blob, model, vocab, stats, stats_sha256, on_progress, mapped, tables)
         ids = grid.reshape(-1)[: header.length]
         _verified(header, ids, vocab)
         written = 0

@@ -31,6 +31,7 @@ import numpy as np
 
 from .adaptive import AdaptConfig
 from .config import __version__
+from .contextmix import ContextTables
 from .data import stream_layout, token_dtype
 from .dynamic import RULES, DynamicConfig
 from .errors import UsageError
@@ -89,6 +90,7 @@ class Header:
     versions: dict  # rnnlab, torch and constriction versions that wrote the file
     dynamic: dict | None  # DynamicConfig fields and "stats_sha256" (16 hex digits or None)
     adapt: AdaptConfig | None = None  # its floats exactly representable in float32
+    mix: str | None = None  # with adapt: the context tables' SHA-256 (16 hex digits) mixed in
 
     @property
     def segment_len(self) -> int:
@@ -120,7 +122,10 @@ class Header:
         adapt = b"\0"
         if self.adapt is not None:
             a = self.adapt
-            adapt = b"\1" + _ADAPT.pack(a.head_lr, a.confidence_bin, a.match_len, a.match_long)
+            adapt = bytes([1 if self.mix is None else 2]) + _ADAPT.pack(
+                a.head_lr, a.confidence_bin, a.match_len, a.match_long
+            )
+            adapt += bytes.fromhex(self.mix) if self.mix is not None else b""
         return fixed + struct.pack("<B", len(versions)) + versions + adapt + dyn
 
 
@@ -169,10 +174,10 @@ def read_header(blob: bytes) -> tuple[Header, np.ndarray]:
         at = start + _FIXED.size
         versions = body[at + 1 : at + 1 + body[at]].decode("ascii").split(" ")
         at += 1 + body[at]
-        adapt = None
-        if body[at] not in (0, 1):
+        adapt, mix = None, None
+        if body[at] not in (0, 1, 2):  # 2: adapted and mixed with context tables
             raise CompressedFileError("the compressed file's header is corrupt")
-        if body[at] == 1:
+        if body[at] in (1, 2):
             lr, conf, match_len, match_long = _ADAPT.unpack_from(body, at + 1)
             try:
                 adapt = AdaptConfig(
@@ -180,6 +185,9 @@ def read_header(blob: bytes) -> tuple[Header, np.ndarray]:
                 )
             except UsageError:
                 raise ValueError("adaptation settings") from None
+            if body[at] == 2:
+                mix = body[at + 1 + _ADAPT.size : at + 9 + _ADAPT.size].hex()
+                at += 8
             at += _ADAPT.size
         at += 1
         dyn = None
@@ -213,6 +221,7 @@ def read_header(blob: bytes) -> tuple[Header, np.ndarray]:
             dict(zip(("rnnlab", "torch", "constriction"), versions, strict=True)),
             dyn,
             adapt,
+            mix,
         )
     except (ValueError, TypeError, KeyError, IndexError, struct.error, RecursionError):
         raise CompressedFileError("the compressed file's header is corrupt") from None
@@ -231,6 +240,7 @@ def _check_header(h: Header) -> None:
         and 8 <= h.precision_bits <= 24
         and 1 <= h.threads <= MAX_THREADS
         and (h.dynamic is None or isinstance(h.dynamic, dict))
+        and (h.mix is None or len(h.mix) == 16)
     )
     if not ok:
         raise CompressedFileError("the compressed file's header is invalid")
@@ -362,3 +372,40 @@ def package_version(package: str) -> str:
         return version(package)
     except PackageNotFoundError:
         return "unknown"
+
+
+def check_tables(header: Header, tables: ContextTables | None) -> None:
+    """Refuse a file mixed with context tables other than ``tables`` (or with none here)."""
+    if header.mix is None:
+        return
+    if tables is None:
+        raise CompressedFileError(
+            "the file was compressed with the run's context tables (contexts.safetensors), "
+            "which this run directory does not have; decompress it with the run that "
+            "compressed it"
+        )
+    if tables.sha256()[:16] != header.mix:
+        raise CompressedFileError(
+            "the file was compressed with other context tables than this run's "
+            "contexts.safetensors; decompress it with the run that compressed it"
+        )
+
+
+def overclaim(n: int, what: str) -> CompressedFileError:
+    return CompressedFileError(
+        f"the compressed file is corrupt: its header claims {n:,} symbols, {what}; use a good copy"
+    )
+
+
+def active_segments(n: int, S: int, L: int, t: int) -> int:
+    """How many segments (a prefix) reach position t (data.stream_active's, one at a time: no
+    list of the claimed length is made)."""
+    return min(S, max(0, -(-(n - t) // L)))
+
+
+def segment_column(ids: np.ndarray, starts: np.ndarray, t: int, active: int) -> np.ndarray:
+    """(S,) int64: symbol t of each segment (segment s is ids[s * L : (s + 1) * L]); 0 where a
+    segment is shorter. Read from ``ids`` in place, so no (S, L) copy of the text is made."""
+    column = np.zeros(len(starts), dtype=np.int64)
+    column[:active] = ids[starts[:active] + t]
+    return column

@@ -26,6 +26,7 @@ import torch
 
 from .adaptive import AdaptConfig, Adapter, softmax64
 from .cells import StepDecoder
+from .contextmix import ContextTables
 from .dynamic import DynamicConfig, DynamicUpdater
 from .errors import DivergedError, UsageError
 from .model import CharLM
@@ -82,6 +83,10 @@ def quantize_probs(p: np.ndarray, precision_bits: int = PRECISION_BITS) -> np.nd
             "the model's probabilities became NaN or Inf while adapting; lower --adapt-head-lr "
             "(or --dynamic-lr)"
         )
+    # C order: the coder (constriction 0.5) reads a probability array's buffer as rows, whatever
+    # its strides; a transposed (Fortran-ordered) array was coded as other probabilities, and
+    # the file came out six times larger
+    p = np.ascontiguousarray(p)
     B, V = p.shape
     total = 1 << precision_bits
     if total // 2 < V:
@@ -130,7 +135,8 @@ class Stepper:
     The step is the sampler's (cells.StepDecoder: one product per layer, the input projection a
     table lookup), with the recurrent weights in ``weights_dtype``; after a dynamic update it is
     rebuilt from the updated weights. With ``adapt``, its features go to an adaptive.Adapter
-    (the head and the match model) instead of the fixed head."""
+    (the head and the match model, and the context mixer with ``tables``) instead of the fixed
+    head."""
 
     def __init__(
         self,
@@ -143,6 +149,7 @@ class Stepper:
         adapt: AdaptConfig | None = None,
         segment_len: int = 1,
         history: np.ndarray | None = None,
+        tables: ContextTables | None = None,
     ) -> None:
         if adapt is not None and dynamic is not None:
             raise UsageError("--adapt and --dynamic are alternatives; choose one")
@@ -156,7 +163,9 @@ class Stepper:
         self.uniform = quantize(torch.zeros(segments, V), precision_bits)
         self.updater = DynamicUpdater(model, dynamic, stats) if dynamic else None
         self.adapter = (
-            Adapter(model.head.weight, model.head.bias, adapt, segments, segment_len, history)
+            Adapter(
+                model.head.weight, model.head.bias, adapt, segments, segment_len, history, tables
+            )
             if adapt
             else None
         )
