@@ -35,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -103,12 +103,12 @@ class MixConfig:
             raise UsageError(f"invalid context-mixing settings: {e}") from None
 
 
-def table_bits_for(limit_bytes: int, tables: int, vocab_size: int) -> int:
-    """The most rows per table (a power of two) whose tables fit in ``limit_bytes``."""
-    rows = limit_bytes // max(1, tables * vocab_size)
+def table_bits_for(budget: int, tables: int, vocab_size: int) -> int:
+    """The most rows per table (a power of two) whose tables fit in ``budget`` bytes."""
+    rows = max(1, budget // max(1, tables * vocab_size))
     if rows < 256:
         raise UsageError(
-            f"a context-table limit of {limit_bytes:,} bytes is too small for {tables} tables "
+            f"a context-table limit of {budget:,} bytes is too small for {tables} tables "
             f"of {vocab_size} symbols; raise --context-mb"
         )
     return min(24, int(math.log2(rows)))
@@ -342,8 +342,8 @@ class Mixer:
 
     def _shares(self, mass: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(..., V) masses -> (..., N) mass down each decision's right branch, and in all."""
-        pad = np.zeros(mass.shape[:-1] + (1,))
-        c = np.concatenate([pad, np.cumsum(mass, axis=-1)], axis=-1)
+        c = np.zeros(mass.shape[:-1] + (self.V + 1,), dtype=mass.dtype)
+        np.cumsum(mass, axis=-1, out=c[..., 1:])
         return c[..., self.hi] - c[..., self.mid], c[..., self.hi] - c[..., self.lo]
 
     def predict(self, p: np.ndarray) -> np.ndarray:
@@ -354,23 +354,23 @@ class Mixer:
         x[:, :, 0] = _stretch(np.clip(right / np.maximum(whole, 1e-300), _EPS, 1 - _EPS))
         x[:, :, -1] = 0.3
         counts = self.tables.counts[np.arange(M)[:, None], self.contexts.rows]  # (M, S, V)
-        n1, n = self._shares(counts.astype(np.float64))
-        b1 = _BUCKET[np.minimum(n1, 255).astype(np.int64)]
-        b0 = _BUCKET[np.minimum(n - n1, 255).astype(np.int64)]
-        state = b0 * COUNT_BUCKETS + b1  # (M, S, N)
-        learned = self.state_map[np.arange(M)[:, None, None], state]
-        x[:, :, 1 : 1 + M] = _stretch(np.clip(learned, 1e-4, 1 - 1e-4)).transpose(1, 2, 0)
+        n1, n = self._shares(counts.astype(np.int32))
+        state = _BUCKET[np.minimum(n - n1, 255)] * COUNT_BUCKETS + _BUCKET[np.minimum(n1, 255)]
+        state += (np.arange(M) * COUNT_BUCKETS**2)[:, None, None]  # (M, S, N) into the flat map
+        stretched = _stretch(np.clip(self.state_map, 1e-4, 1 - 1e-4)).reshape(-1)
+        x[:, :, 1 : 1 + M] = stretched[state].transpose(1, 2, 0)
         q = _squash(np.clip(np.einsum("sni,ni->sn", x, self.weights), -40, 40))
         at = np.clip(_stretch(np.clip(q, _EPS, 1 - _EPS)) * 2 + 16, 0, APM_BUCKETS - 1.001)
         low = at.astype(np.int64)
         frac = at - low
-        ctx, node = self.previous[:, None], np.arange(N)[None, :]
-        refined = self.apm[ctx, node, low] * (1 - frac) + self.apm[ctx, node, low + 1] * frac
-        final = np.clip((q + 3 * refined) / 4 if self.config.apm_rate else q, _EPS, 1 - _EPS)
-        final = np.concatenate([final, np.ones((S, 1))], axis=1)  # the padding decision
+        cell = (self.previous[:, None] * N + np.arange(N)[None, :]) * APM_BUCKETS + low
+        apm = self.apm.reshape(-1)
+        refined = apm[cell] * (1 - frac) + apm[cell + 1] * frac
+        final = np.ones((S, N + 1))  # the last column: the padding decision
+        final[:, :N] = np.clip((q + 3 * refined) / 4 if self.config.apm_rate else q, _EPS, 1 - _EPS)
         steps = final[:, self.path_nodes]  # (S, V, D)
         mixed = np.where(self.path_bits[None], steps, 1.0 - steps).prod(axis=2)
-        self.pending = (x, q, low, frac, state)
+        self.pending = (x, q, cell, frac, state)
         return mixed / mixed.sum(axis=1, keepdims=True)
 
     def observe(self, symbols: np.ndarray, active: int) -> None:
@@ -384,27 +384,59 @@ class Mixer:
         self.previous[:active] = y[:active]
 
     def _learn(self, y: np.ndarray, active: int) -> None:
-        x, q, low, frac, state = self.pending
+        x, q, cell, frac, state = self.pending
         nodes, bits = self.path_nodes[y], self.path_bits[y]  # (a, D)
         real = nodes < self.N
         nodes = np.where(real, nodes, 0)
-        s = np.arange(active)[:, None].repeat(nodes.shape[1], 1)
+        s = np.arange(active)[:, None]
         err = (bits - q[s, nodes]) * real
         if self.config.mixer_lr:
             grad = self.config.mixer_lr * err[..., None] * x[s, nodes]
             np.add.at(self.weights, nodes, grad)
         if self.config.apm_rate:
-            ctx = self.previous[s]
-            for edge, share in (
-                (low[s, nodes], 1 - frac[s, nodes]),
-                (low[s, nodes] + 1, frac[s, nodes]),
-            ):
-                g = (bits - self.apm[ctx, nodes, edge]) * share * real
-                np.add.at(self.apm, (ctx, nodes, edge), self.config.apm_rate * g)
-        cells = COUNT_BUCKETS * COUNT_BUCKETS
-        for m in range(self.M):
-            idx = state[m][s, nodes]
-            g = (bits - self.state_map[m, idx]) * real
-            total = np.bincount(idx.reshape(-1), g.reshape(-1), cells)
-            seen = np.bincount(idx.reshape(-1), real.reshape(-1).astype(np.float64), cells)
-            self.state_map[m] += total / (seen + 60.0)
+            apm, at, share = self.apm.reshape(-1), cell[s, nodes], frac[s, nodes]
+            for edge, weight in ((at, 1 - share), (at + 1, share)):
+                g = (bits - apm[edge]) * weight * real
+                np.add.at(apm, edge, self.config.apm_rate * g)
+        flat, seen = self.state_map.reshape(-1), state[:, s, nodes]  # (M, a, D)
+        live = np.broadcast_to(real, seen.shape)
+        idx = seen[live]
+        g = np.broadcast_to(bits, seen.shape)[live] - flat[idx]
+        flat += np.bincount(idx, g, flat.size) / (np.bincount(idx, None, flat.size) + 60.0)
+
+
+LIMIT_TIMES_WEIGHTS = 10  # the tables' default bound: ten times the float32 weights
+
+
+def default_limit(weight_count: int) -> int:
+    """Bytes the context tables may take by default, for a model of ``weight_count`` weights."""
+    return LIMIT_TIMES_WEIGHTS * 4 * weight_count
+
+
+def limit_bytes(context_mb: float | None, weight_count: int) -> int:
+    """``--context-mb`` in bytes, or the default for the model."""
+    if context_mb is None:
+        return default_limit(weight_count)
+    if not (math.isfinite(context_mb) and context_mb > 0):
+        raise UsageError(f"--context-mb must be a positive number, got {context_mb}")
+    return int(context_mb * 1e6)
+
+
+def run_tables(run_dir: Path, vocab_size: int, max_bytes: int) -> ContextTables | None:
+    """The run's context tables (``CONTEXTS_FILE``), or None if it has none."""
+    path = Path(run_dir) / CONTEXTS_FILE
+    if not path.exists():
+        return None
+    return ContextTables.load(path, vocab_size, max_bytes)
+
+
+def build_run_tables(
+    run_dir: Path, train_ids: np.ndarray, symbols: tuple[Any, ...], max_bytes: int
+) -> ContextTables:
+    """Count the run's training split into tables that fit ``max_bytes`` and save them (the
+    file is replaced atomically)."""
+    base = MixConfig()
+    bits = table_bits_for(max_bytes - 4096, base.tables, len(symbols))  # 4 kB: the file's header
+    tables = ContextTables.build(np.asarray(train_ids), symbols, replace(base, table_bits=bits))
+    tables.save(Path(run_dir) / CONTEXTS_FILE)
+    return tables

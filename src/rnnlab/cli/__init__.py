@@ -39,6 +39,7 @@ COMMANDS = {
     "export": "export",
     "compress": "compress",
     "decompress": "decompress",
+    "contexts": "contexts",
     "corpora": "corpora",
 }
 MAX_MESSAGE_CHARS = 2000

@@ -10,10 +10,11 @@ import json
 import time
 from pathlib import Path
 
-from .. import adaptive, checkpoint, compression, dynamic, files
+from .. import adaptive, checkpoint, compression, contextmix, dynamic, files
 from ..checkpoint import RunConfig
 from ..errors import UsageError
 from ..tokens import corpus_splits
+from .contexts import add_context_limit, weight_count
 from .flags import add_flags, add_force, check_output_file, options, progress_bar
 
 SUMMARY = "compress a file with a trained model (range coding of its predictions)"
@@ -49,6 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_flags(parser, adaptive.AdaptConfig, "adaptation (the default)")
     parser.add_argument(
+        "--no-mix",
+        action="store_true",
+        help="adapt without mixing in the run's context tables (contexts.safetensors; "
+        "`rnnlab contexts RUN` makes them, `rnnlab train` at the end of a run)",
+    )
+    add_context_limit(parser)
+    parser.add_argument(
         "--dynamic",
         action="store_true",
         help="full dynamic evaluation instead: every weight adapts while coding (slow)",
@@ -83,6 +91,12 @@ def dynamic_stats(
     with compression.pinned_threads(1):
         stats = dynamic.gradient_stats(model, train_ids, settings.segment_len)
     return stats, dynamic.stats_digest(stats)
+
+
+def load_tables(run_dir: Path, model, context_mb: float | None) -> contextmix.ContextTables | None:
+    """The run's context tables, or None if it has none; refused if over the limit."""
+    limit = contextmix.limit_bytes(context_mb, weight_count(model))
+    return contextmix.run_tables(run_dir, model.config.vocab_size, limit)
 
 
 def check_input(path: Path) -> None:
@@ -122,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
     model, vocab, config = checkpoint.load_model(run_dir, checkpoint.WEIGHTS[args.weights], "cpu")
     check_input(src)
     stats, digest = dynamic_stats(model, config, settings) if settings else (None, None)
+    tables = None if adapt is None or args.no_mix else load_tables(run_dir, model, args.context_mb)
     how = compression.Settings(
         args.segments,
         settings,
@@ -130,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
         weights_dtype=compression.resolve_weights_dtype(args.weights_dtype),
         threads=args.threads,
         adapt=adapt,
+        tables=tables,
     )
     started = time.perf_counter()
     with progress_bar("compressing") as report:
@@ -148,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
         "weights_dtype": header.weights_dtype,
         "dynamic": header.dynamic,
         "adapt": dataclasses.asdict(header.adapt) if header.adapt else None,
+        "mixed": header.mix is not None,
         "seconds": seconds,
         "kB_per_s": header.original_bytes / 1000 / max(seconds, 1e-9),
     }
@@ -159,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"{src} -> {out}: {header.original_bytes:,} -> {size:,} bytes, "
             f"{result['bits_per_symbol']:.4f} bits per {header.mode}, "
-            f"{header.segments} segments, {result['kB_per_s']:.1f} kB/s"
+            f"{header.segments} segments{', mixed with context tables' if header.mix else ''}, "
+            f"{result['kB_per_s']:.1f} kB/s"
         )
     return 0

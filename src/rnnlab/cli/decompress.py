@@ -11,7 +11,8 @@ from pathlib import Path
 
 from .. import checkpoint, compression, dynamic
 from ..errors import UsageError
-from .compress import add_common, check_output, dynamic_stats, read_input
+from .compress import add_common, check_output, dynamic_stats, load_tables, read_input
+from .contexts import add_context_limit
 from .flags import progress_bar
 
 SUMMARY = "restore a file compressed by `rnnlab compress`, with the same run"
@@ -20,6 +21,7 @@ EXAMPLE = "example: rnnlab decompress runs/mine notes.txt.rz -o notes.back.txt (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common(parser, ".rz file")
+    add_context_limit(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,10 +37,11 @@ def run(args: argparse.Namespace) -> int:
     if header.dynamic is not None:
         settings = dynamic.DynamicConfig.from_dict(header.dynamic)
         stats, digest = dynamic_stats(model, config, settings)
+    tables = load_tables(run_dir, model, args.context_mb) if header.mix else None
     started = time.perf_counter()
     with progress_bar("decompressing") as report:
         # decoded into a scratch file, checked, then written and renamed onto the output
-        size = compression.decompress_file(blob, out, model, vocab, stats, digest, report)
+        size = compression.decompress_file(blob, out, model, vocab, stats, digest, report, tables)
     seconds = time.perf_counter() - started
     kb_s = size / 1000 / max(seconds, 1e-9)
     if args.json:
