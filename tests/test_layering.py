@@ -12,7 +12,17 @@ LAYERS = [
     {"files", "config", "vocab", "interrupts"},
     {"options"},
     {"scan"},
-    {"corpus", "data", "model", "cells", "distributed", "rundir", "controls", "completion"},
+    {
+        "corpus",
+        "data",
+        "model",
+        "cells",
+        "distributed",
+        "rundir",
+        "controls",
+        "completion",
+        "contextmix",
+    },
     {
         "checkpoint",
         "beam",

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint, files
+from . import checkpoint, contextmix, files
 from .adaptive import AdaptConfig, adaptive_bits_per_char
 from .bpc import LN2, bits_per_char, iter_char_nats, iter_char_nats_batched, loss_nats
 from .dynamic import DynamicConfig, dynamic_bits_per_char, gradient_stats, tune
@@ -350,7 +350,8 @@ def evaluate_dynamic(
 class AdaptReport:
     """What ``evaluate_adaptive`` found: the same streams read with and without adaptation;
     both count every character (each stream's first at log2 V), as ``rnnlab compress`` codes
-    them, so ``adaptive_bpc`` is what the compressed file costs before its header."""
+    them, so ``adaptive_bpc`` (``mixed_bpc`` when the run has context tables) is what the
+    compressed file costs before its header."""
 
     text: str
     num_chars: int
@@ -359,6 +360,8 @@ class AdaptReport:
     adaptive_bpc: float
     seconds: float
     adapt: dict[str, Any]
+    mixed_bpc: float | None = None  # adapted and mixed with the run's context tables
+    mixed_seconds: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -373,6 +376,8 @@ def evaluate_adaptive(
     weights: str = "best",
     device: str = "cpu",
     unknown: str = "error",
+    mix: bool = True,
+    context_mb: float | None = None,
 ) -> AdaptReport:
     """Bits per character of the text read as ``rnnlab compress`` reads it: ``streams`` pieces
     side by side, the output layer adapting and the match model learning (adaptive.py).
@@ -383,6 +388,8 @@ def evaluate_adaptive(
         settings: the adaptation settings (AdaptConfig's defaults if None).
         streams: pieces read side by side (``rnnlab compress --segments``).
         weights, device, unknown: as in ``evaluate``.
+        mix: also read it mixed with the run's context tables, if it has them.
+        context_mb: their size limit in MB (default: contextmix.default_limit).
     """
     settings = settings or AdaptConfig()
     opts = EvalOptions(weights=weights, device=device, unknown=unknown)
@@ -400,9 +407,18 @@ def evaluate_adaptive(
         if len(ids) < 1:
             raise UsageError(f"{name} is empty")
         result = adaptive_bits_per_char(model, np.asarray(ids), settings, streams)
+        mixed = None
+        if mix:
+            weights_n = sum(p.numel() for p in model.parameters())
+            limit = contextmix.limit_bytes(context_mb, weights_n)
+            tables = contextmix.run_tables(Path(run), model.config.vocab_size, limit)
+            if tables is not None:
+                mixed = adaptive_bits_per_char(
+                    model, np.asarray(ids), settings, streams, tables=tables
+                )
     _finite(result.static_bpc, "the static pass", "these weights are unusable; use another run")
     _finite(result.bpc, "the adaptation", "lower --adapt-head-lr")
     return AdaptReport(
         name, result.num_chars, result.streams, result.static_bpc, result.bpc, result.seconds,
-        result.config,
+        result.config, mixed.bpc if mixed else None, mixed.seconds if mixed else None,
     )  # fmt: skip

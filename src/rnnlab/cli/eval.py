@@ -15,6 +15,7 @@ from ..errors import UsageError
 from ..evaluation import EvalReport, evaluate, evaluate_adaptive, evaluate_dynamic
 from ..options import EvalOptions
 from ..viz import plot_wins
+from .contexts import add_context_limit
 from .flags import add_flags, check_output_file, options, progress_bar
 
 SUMMARY = "bits per character on the validation split or a file"
@@ -56,6 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"{DEFAULT_SEGMENTS})",
     )
     add_flags(parser, AdaptConfig, "adaptation (with --adapt)")
+    parser.add_argument(
+        "--no-mix",
+        action="store_true",
+        help="with --adapt: skip the reading mixed with the run's context tables",
+    )
+    add_context_limit(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -132,6 +139,8 @@ def run_adaptive(args: argparse.Namespace) -> int:
         weights=opts.weights,
         device=opts.device,
         unknown=opts.unknown,
+        mix=not args.no_mix,
+        context_mb=args.context_mb,
     )
     if args.json:
         print(json.dumps(report.to_json()))
@@ -143,6 +152,13 @@ def run_adaptive(args: argparse.Namespace) -> int:
         f"adaptive  {report.adaptive_bpc:.4f} bpc  {report.seconds:7.1f} s  (head lr "
         f"{c['head_lr']:g}, match {c['match_len']} and {c['match_long']})"
     )
+    if report.mixed_bpc is not None:
+        print(
+            f"mixed     {report.mixed_bpc:.4f} bpc  {report.mixed_seconds:7.1f} s  (adaptive, "
+            "mixed with the run's context tables: what rnnlab compress spends)"
+        )
+    elif not args.no_mix:
+        print("(no context tables in the run: `rnnlab contexts RUN` adds them)")
     return 0
 
 

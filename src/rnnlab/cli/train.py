@@ -19,6 +19,7 @@ from ..bpc import LN2
 from ..config import CorpusConfig, ModelConfig, TrainConfig, flag_fields
 from ..errors import UsageError
 from ..viz import plot_curves
+from . import contexts
 from .flags import add_flags, check_output_dir, err, given
 
 SUMMARY = "train a model (or --resume one)"
@@ -173,7 +174,19 @@ def run(args: argparse.Namespace) -> int:
         return result.exit_code
     plot_curves([out], out / "curves.png")
     report(result, out, args)
+    if result.exit_code == 0:  # a finished run: count its training text for the compressor
+        _contexts(out, args)
     return result.exit_code
+
+
+def _contexts(out: Path, args: argparse.Namespace) -> None:
+    """The run's context tables (cli.contexts); a limit too small for any is said, not fatal."""
+    try:
+        line = contexts.describe(contexts.build(out))
+    except UsageError as e:
+        line = f"no context tables ({e})"
+    if not (args.quiet or args.json):
+        print(line)
 
 
 def _print_plan(
