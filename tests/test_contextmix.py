@@ -1,0 +1,153 @@
+"""Context mixing (issue 22): the tables, the mixer, and the coder that uses them by default."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rnnlab import contextmix as cm
+from rnnlab.cli import main
+from tests.conftest import train_tiny_runs, words_text
+
+SYMBOLS = tuple("\n !',.?ABCabcdefghijklmnopqrstuvwxyz")
+
+
+def ids_of(text: str) -> np.ndarray:
+    index = {c: i for i, c in enumerate(SYMBOLS)}
+    return np.array([index[c] for c in text if c in index], dtype=np.int64)
+
+
+def small_config(**kw) -> cm.MixConfig:
+    return cm.MixConfig(**{"table_bits": 10, **kw})
+
+
+def read(tables: cm.ContextTables, ids: np.ndarray, streams: int = 3) -> np.ndarray:
+    """The mixer's (N, V) predictions of ``ids`` read as ``streams`` pieces, from a network
+    that knows nothing (uniform): row i predicts ids[i] (the first of each piece: uniform)."""
+    n, V = len(ids), len(SYMBOLS)
+    L = -(-n // streams)
+    mixer = cm.Mixer(tables.copy(), streams)
+    out = np.full((n, V), 1.0 / V)
+    column = np.zeros(streams, dtype=np.int64)
+    for t in range(L):
+        active = min(streams, max(0, -(-(n - t) // L)))
+        where = np.arange(active) * L + t
+        if t:
+            out[where] = mixer.predict(np.full((streams, V), 1.0 / V))[:active]
+        column[:active] = ids[where]
+        mixer.observe(column, active)
+    return out
+
+
+@given(st.integers(2, 300))
+@settings(max_examples=40, deadline=None)
+def test_the_tree_gives_every_symbol_one_path_and_the_paths_a_distribution(V):
+    splits, nodes, bits = cm.symbol_tree(V)
+    assert len(splits) == V - 1  # a binary tree over V leaves has V - 1 decisions
+    q = np.random.default_rng(V).uniform(0.01, 0.99, V - 1)
+    steps = np.append(q, 1.0)[nodes]
+    p = np.where(bits == 1, steps, 1 - steps).prod(axis=1)
+    assert abs(p.sum() - 1.0) < 1e-9 and (p > 0).all()
+    for v in range(V):  # the path's branches lead to v: right means v >= mid
+        for node, bit in zip(nodes[v], bits[v], strict=True):
+            if node < V - 1:
+                lo, mid, hi = splits[node]
+                assert lo <= v < hi and bit == int(v >= mid)
+
+
+def test_counts_halve_a_row_instead_of_passing_255():
+    tables = cm.ContextTables.empty(small_config(), SYMBOLS)
+    rows = np.zeros((tables.config.tables, 1), dtype=np.int64)
+    for _ in range(300):
+        tables.update(rows, np.array([5]), 1)
+    tables.update(rows, np.array([6]), 1)
+    row = tables.counts[0, 0]
+    assert row.max() <= 255 and 100 < row[5] < 255 and row[6] == 1
+
+
+def test_the_mixer_predicts_before_it_sees_and_repeats_itself_exactly():
+    text = ids_of(words_text(40))
+    tables = cm.ContextTables.build(ids_of(words_text(200, seed=3)), SYMBOLS, small_config())
+    first = read(tables, text)
+    assert np.allclose(first.sum(axis=1), 1.0) and (first > 0).all()
+    assert np.array_equal(first, read(tables, text))  # the same bits every time
+    changed = text.copy()
+    changed[100] = (changed[100] + 1) % len(SYMBOLS)
+    other = read(tables, changed)
+    L = -(-len(text) // 3)
+    # stream 0 reads positions 0..L-1: up to and including 100 nothing of position 100 is known
+    assert np.array_equal(first[:101], other[:101]) and L > 101
+    assert not np.array_equal(first[101:L], other[101:L])
+
+
+def test_tables_of_the_text_predict_it_better_than_a_network_alone():
+    text = ids_of(words_text(60, seed=9))
+    tables = cm.ContextTables.build(ids_of(words_text(300)), SYMBOLS, small_config())
+    p = read(tables, text)
+    bits = -np.log2(p[np.arange(len(text)), text]).mean()
+    assert bits < 0.6 * np.log2(len(SYMBOLS))  # uniform: log2 V
+
+
+def test_a_saved_table_file_is_checked_and_bounded(tmp_path):
+    tables = cm.ContextTables.build(ids_of(words_text(50)), SYMBOLS, small_config())
+    path = tmp_path / cm.CONTEXTS_FILE
+    tables.save(path)
+    back = cm.ContextTables.load(path, len(SYMBOLS), 10**8)
+    assert back.sha256() == tables.sha256() and back.config == tables.config
+    with pytest.raises(cm.UsageError, match="limit"):
+        cm.ContextTables.load(path, len(SYMBOLS), 1000)
+    with pytest.raises(cm.UsageError, match="damaged"):
+        cm.ContextTables.load(path, len(SYMBOLS) + 1, 10**8)  # another vocabulary
+    blob = bytearray(path.read_bytes())
+    blob[-7] ^= 0x40  # a count flipped
+    path.write_bytes(bytes(blob))
+    with pytest.raises(cm.UsageError, match="damaged"):
+        cm.ContextTables.load(path, len(SYMBOLS), 10**8)
+
+
+@pytest.mark.slow
+def test_compress_mixes_by_default_and_another_process_decodes_it(tmp_path, capsys):
+    root = train_tiny_runs(tmp_path, {"run": "1"})
+    run = root / "run"
+    assert (run / cm.CONTEXTS_FILE).exists()  # the end of training made them
+    text = tmp_path / "held_out.txt"
+    text.write_text(words_text(30, seed=5))
+    mixed, plain = tmp_path / "mixed.rz", tmp_path / "plain.rz"
+    assert main(["compress", str(run), str(text), "-o", str(mixed), "--segments", "8"]) == 0
+    assert "mixed with context tables" in capsys.readouterr().out
+    assert main(["compress", str(run), str(text), "-o", str(plain), "--no-mix"]) == 0
+    assert mixed.stat().st_size < plain.stat().st_size
+    back = tmp_path / "back.txt"
+    env = {**os.environ, "XDG_CACHE_HOME": str(root / "cache")}
+    done = subprocess.run(
+        [sys.executable, "-m", "rnnlab", "decompress", str(run), str(mixed), "-o", str(back)],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert back.read_bytes() == text.read_bytes()
+    # without the run's tables, or with other ones, the file is refused, not decoded wrongly
+    moved = tmp_path / "elsewhere"
+    shutil.move(run / cm.CONTEXTS_FILE, moved)
+    assert main(["decompress", str(run), str(mixed), "-o", str(back), "-f"]) == 2
+    assert "context tables" in capsys.readouterr().err
+    assert main(["contexts", str(run), "--context-mb", "0.1"]) == 0  # smaller: other tables
+    assert main(["decompress", str(run), str(mixed), "-o", str(back), "-f"]) == 2
+    assert "other context tables" in capsys.readouterr().err
+    assert main(["contexts", str(run), "--context-mb", "0.001"]) == 2
+    assert "too small" in capsys.readouterr().err
+
+
+def test_a_transposed_distribution_reaches_the_coder_in_row_order():
+    """constriction reads a probability array's buffer as rows whatever its strides: the mixer's
+    Fortran-ordered output was once coded as other probabilities (a file six times larger)."""
+    from rnnlab.rzmodel import quantize_probs
+
+    p = np.random.default_rng(0).dirichlet(np.ones(7), size=5)
+    freq = quantize_probs(np.asfortranarray(p))
+    assert freq.flags.c_contiguous and (freq[:2] / 2.0**20).flags.c_contiguous
+    assert np.array_equal(freq, quantize_probs(p))
