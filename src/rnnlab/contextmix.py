@@ -52,9 +52,11 @@ _WORD_MUL = np.uint64(0x100000001B3)
 _PREV_MUL = np.uint64(0xC2B2AE3D27D4EB4F)
 _ONE = np.uint64(1)
 _SALT = [np.uint64(s) for s in (0x165667B19E3779F9, 0x27D4EB2F165667C5, 0x85EBCA77C2B2AE63)]
+COUNT_LIMIT = 255  # uint8 counts; 30, 60 and 127 measured no better on held-out Shakespeare
 COUNT_BUCKETS = 16  # of log2(count + 1), two per doubling
 APM_BUCKETS = 33  # stretch domain -8..8 in steps of 1/2
-_BUCKET = np.minimum(np.floor(np.log2(np.arange(256) + 1.0) * 2).astype(np.int64), 15)
+_BUCKET = np.minimum(np.floor(np.log2(np.arange(256) + 1.0) * 2).astype(np.int32), 15)
+_STATE = (_BUCKET[:, None] * 16 + _BUCKET[None, :]).reshape(-1)  # (n0, n1) -> its cell
 _EPS = 1e-6
 
 
@@ -176,6 +178,7 @@ class ContextTables:
 
     def __init__(self, config: MixConfig, counts: np.ndarray, word: np.ndarray) -> None:
         self.config, self.counts, self.word = config, counts, word
+        self._digest: str | None = None
 
     @classmethod
     def empty(cls, config: MixConfig, symbols: tuple[Any, ...]) -> ContextTables:
@@ -207,16 +210,17 @@ class ContextTables:
         ``active`` streams; a count that would pass 255 halves its row first."""
         if not active:
             return
+        self._digest = None
         M, R, V = self.counts.shape
         flat = self.counts.reshape(-1)
         cells = (np.arange(M)[:, None] * R + rows[:, :active]) * V + symbols[None, :active]
         cells, times = np.unique(cells.reshape(-1), return_counts=True)
         new = flat[cells].astype(np.int64) + times
-        full = new > 255
+        full = new > COUNT_LIMIT
         if full.any():
             whole = np.unique(cells[full] // V)  # the rows to halve
             self.counts.reshape(M * R, V)[whole] >>= 1
-            new = np.minimum(255, flat[cells].astype(np.int64) + times)
+            new = np.minimum(COUNT_LIMIT, flat[cells].astype(np.int64) + times)
         flat[cells] = new.astype(np.uint8)
 
     def copy(self) -> ContextTables:
@@ -224,11 +228,14 @@ class ContextTables:
         return ContextTables(self.config, self.counts.copy(), self.word.copy())
 
     def sha256(self) -> str:
-        h = hashlib.sha256()
-        h.update(json.dumps(asdict(self.config), sort_keys=True).encode())
-        h.update(np.ascontiguousarray(self.counts).tobytes())
-        h.update(self.word.astype("<i8").tobytes())
-        return h.hexdigest()
+        """Of the settings and every count (kept until the counts change)."""
+        if self._digest is None:
+            h = hashlib.sha256()
+            h.update(json.dumps(asdict(self.config), sort_keys=True).encode())
+            h.update(np.ascontiguousarray(self.counts).tobytes())
+            h.update(self.word.astype("<i8").tobytes())
+            self._digest = h.hexdigest()
+        return self._digest
 
     @property
     def nbytes(self) -> int:
@@ -328,9 +335,13 @@ class Mixer:
         splits, self.path_nodes, self.path_bits = symbol_tree(V)
         self.lo, self.mid, self.hi = splits[:, 0], splits[:, 1], splits[:, 2]
         N = self.N = len(splits)
+        self.edges = np.concatenate([self.hi, self.mid, self.lo])  # into cumulative sums
+        # each symbol's factors, as indices into [q, 1 - q] of the N + 1 decisions (the last
+        # one the padding decision, q = 1)
+        self.factors = np.where(self.path_bits == 1, self.path_nodes, self.path_nodes + N + 1)
         inputs = 2 + M  # the network, one per table, a bias
-        self.weights = np.zeros((N, inputs))
-        self.weights[:, 0] = 1.0  # the network alone, to begin with
+        self.weights = np.zeros((inputs, N), dtype=np.float32)
+        self.weights[0] = 1.0  # the network alone, to begin with
         q1, q0 = np.meshgrid(np.arange(COUNT_BUCKETS), np.arange(COUNT_BUCKETS))
         typical = np.exp2(np.arange(COUNT_BUCKETS) / 2.0) - 1.0  # a count in each bucket
         start = (typical[q1] + 0.4) / (typical[q0] + typical[q1] + 0.8)
@@ -340,36 +351,42 @@ class Mixer:
         self.contexts = Contexts(self.config, tables.word, streams)
         self.pending: tuple | None = None
 
-    def _shares(self, mass: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(..., V) masses -> (..., N) mass down each decision's right branch, and in all."""
-        c = np.zeros(mass.shape[:-1] + (self.V + 1,), dtype=mass.dtype)
-        np.cumsum(mass, axis=-1, out=c[..., 1:])
-        return c[..., self.hi] - c[..., self.mid], c[..., self.hi] - c[..., self.lo]
-
     def predict(self, p: np.ndarray) -> np.ndarray:
         """(S, V) network probabilities -> (S, V) mixed float64 probabilities."""
         S, M, N = len(p), self.M, self.N
-        right, whole = self._shares(p)
-        x = np.empty((S, N, 2 + M))
-        x[:, :, 0] = _stretch(np.clip(right / np.maximum(whole, 1e-300), _EPS, 1 - _EPS))
-        x[:, :, -1] = 0.3
+        x = np.empty((2 + M, S, N), dtype=np.float32)  # inputs, streams, decisions
+        c = np.zeros((S, self.V + 1))
+        np.cumsum(p, axis=1, out=c[:, 1:])  # a fixed order of sums: the same bits everywhere
+        right, whole = c[:, self.hi] - c[:, self.mid], c[:, self.hi] - c[:, self.lo]
+        x[0] = _stretch(np.clip(right / np.maximum(whole, 1e-300), _EPS, 1 - _EPS))
+        x[-1] = 0.3
         counts = self.tables.counts[np.arange(M)[:, None], self.contexts.rows]  # (M, S, V)
-        n1, n = self._shares(counts.astype(np.int32))
-        state = _BUCKET[np.minimum(n - n1, 255)] * COUNT_BUCKETS + _BUCKET[np.minimum(n1, 255)]
-        state += (np.arange(M) * COUNT_BUCKETS**2)[:, None, None]  # (M, S, N) into the flat map
-        stretched = _stretch(np.clip(self.state_map, 1e-4, 1 - 1e-4)).reshape(-1)
-        x[:, :, 1 : 1 + M] = stretched[state].transpose(1, 2, 0)
-        q = _squash(np.clip(np.einsum("sni,ni->sn", x, self.weights), -40, 40))
+        # cumulative counts, exact in uint16 (at most 255 x 256), without BLAS (whose threads
+        # would fight the network's)
+        sums = np.zeros((M * S, self.V + 1), dtype=np.uint16)
+        np.cumsum(counts.reshape(M * S, -1), axis=1, out=sums[:, 1:])
+        at = sums[:, self.edges].astype(np.int32)
+        n1 = np.minimum(at[:, :N] - at[:, N : 2 * N], 255)
+        n0 = np.minimum(at[:, N : 2 * N] - at[:, 2 * N :], 255)  # the left branch: lo..mid-1
+        state = _STATE[n0 * 256 + n1].reshape(M, S, N)
+        state += (np.arange(M, dtype=np.int32) * COUNT_BUCKETS**2)[:, None, None]
+        stretched = _stretch(np.clip(self.state_map, 1e-4, 1 - 1e-4)).astype(np.float32)
+        x[1 : 1 + M] = stretched.reshape(-1)[state]
+        z = x[0] * self.weights[0]
+        for i in range(1, 2 + M):
+            z += x[i] * self.weights[i]
+        q = _squash(np.clip(z.astype(np.float64), -40, 40))
         at = np.clip(_stretch(np.clip(q, _EPS, 1 - _EPS)) * 2 + 16, 0, APM_BUCKETS - 1.001)
         low = at.astype(np.int64)
         frac = at - low
         cell = (self.previous[:, None] * N + np.arange(N)[None, :]) * APM_BUCKETS + low
         apm = self.apm.reshape(-1)
         refined = apm[cell] * (1 - frac) + apm[cell + 1] * frac
-        final = np.ones((S, N + 1))  # the last column: the padding decision
+        final = np.ones((S, 2 * N + 2))  # [q, 1 - q] of every decision and of the padding one
         final[:, :N] = np.clip((q + 3 * refined) / 4 if self.config.apm_rate else q, _EPS, 1 - _EPS)
-        steps = final[:, self.path_nodes]  # (S, V, D)
-        mixed = np.where(self.path_bits[None], steps, 1.0 - steps).prod(axis=2)
+        final[:, N + 1 : 2 * N + 1] = 1.0 - final[:, :N]
+        final[:, 2 * N + 1] = 0.0
+        mixed = final[:, self.factors].prod(axis=2)  # (S, V)
         self.pending = (x, q, cell, frac, state)
         return mixed / mixed.sum(axis=1, keepdims=True)
 
@@ -391,8 +408,9 @@ class Mixer:
         s = np.arange(active)[:, None]
         err = (bits - q[s, nodes]) * real
         if self.config.mixer_lr:
-            grad = self.config.mixer_lr * err[..., None] * x[s, nodes]
-            np.add.at(self.weights, nodes, grad)
+            grad = (self.config.mixer_lr * err)[None] * x[:, s, nodes]  # (inputs, a, D)
+            for i in range(len(grad)):
+                np.add.at(self.weights[i], nodes, grad[i].astype(np.float32))
         if self.config.apm_rate:
             apm, at, share = self.apm.reshape(-1), cell[s, nodes], frac[s, nodes]
             for edge, weight in ((at, 1 - share), (at + 1, share)):
