@@ -1,13 +1,20 @@
 """rnnlab as a compressor: bits per character of `rnnlab compress` (adaptive, the default;
 --static; --dynamic) against
-gzip -9, bzip2 -9, xz -9e, zstd -19 and brotli -q 11, all measured in the same run on the same
-text, with compression and decompression speed; every rnnlab file is decompressed and compared
-byte for byte. Also the model's own figures (`rnnlab eval`: static, --adapt, --dynamic) for the
-very setting of each file, and the size cost of coding the text as S segments side by side
-rather than one stream.
+gzip -9, bzip2 -9, xz -9e, zstd -19 and brotli -q 11, and the context-mixing rivals zpaq -m5,
+paq8px -8 and lstm-compress when they are on PATH, all measured in the same run on the same
+text, with compression and decompression speed; every file is decompressed and compared byte
+for byte. The rivals are benchmarks only, never dependencies: `apt-get install zpaq`; paq8px
+from https://github.com/hxim/paq8px (`cd build && bash build-linux-with-gcc.sh`, then put
+build/paq8px on PATH); lstm-compress from https://github.com/byronknoll/lstm-compress
+(`make CC=g++`). Coders with fixed parameters (xz, paq8px, lstm-compress) are also scored
+"given train": size(train + text) - size(train), the cost of the text for a coder that has read
+the training split first, as the model has (zpaq picks its model by the input's size, so a
+difference of two of its archives is not a cost). Also the model's own figures (`rnnlab eval`:
+static, --adapt, mixed, --dynamic) for the very setting of each file, and the size cost of
+coding the text as S segments side by side rather than one stream.
 
     python benchmarks/compress.py RUN [RUN ...] [--chars N] [--offset K] [--segments 128]
-        [--threads 2] [--weights-dtype float32] [--json out.json]
+        [--threads 2] [--weights-dtype float32] [--no-dynamic] [--json out.json]
 
 Each RUN is scored on its own validation split (the last 10% of its corpus), truncated to
 --chars characters when given. Dynamic-evaluation hyperparameters are chosen on the run's
@@ -26,6 +33,9 @@ import json
 import lzma
 import math
 import platform
+import shutil
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,7 +44,7 @@ import numpy as np
 import torch
 import zstandard
 
-from rnnlab import adaptive, checkpoint, compression, dynamic, evaluation, tokens
+from rnnlab import adaptive, checkpoint, compression, contextmix, dynamic, evaluation, tokens
 from rnnlab.data import split
 
 BASELINES = {
@@ -51,6 +61,68 @@ UNPACK = {
     "zstd -19": lambda b: zstandard.ZstdDecompressor().decompress(b),
     "brotli -q 11": brotli.decompress,
 }
+
+
+# rival coders run as programs: (compress argv, decompress argv) with {src} and {dst}
+RIVALS = {
+    "zpaq -m5": ("zpaq", "{src}", "{dst}"),
+    "paq8px -8": ("paq8px", "{src}", "{dst}"),
+    "lstm-compress": ("lstm-compress", "{src}", "{dst}"),
+}
+FIXED_PARAMETERS = ("paq8px -8", "lstm-compress")  # their "given train" difference is a cost
+
+
+def rival_size(name: str, data: bytes, check: bool = True) -> tuple[int, float, float]:
+    """(compressed bytes, compress seconds, decompress seconds) of ``data`` with a rival
+    program, decompressed and compared byte for byte when ``check``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src, packed, back = Path(tmp) / "text", Path(tmp) / "packed", Path(tmp) / "back"
+        src.write_bytes(data)
+        if name.startswith("zpaq"):
+            make = ["zpaq", "a", str(packed) + ".zpaq", "text", "-m5"]
+            undo = ["zpaq", "x", str(packed) + ".zpaq", "text", "-to", str(back)]
+            out, restored = Path(str(packed) + ".zpaq"), back
+        elif name.startswith("paq8px"):
+            make = ["paq8px", "-8", "text", str(packed)]
+            undo = ["paq8px", "-d", str(packed) + ".paq8px216", str(back)]
+            out, restored = None, back
+        else:
+            make = ["lstm-compress", "-c", "text", str(packed)]
+            undo = ["lstm-compress", "-d", str(packed), str(back)]
+            out, restored = packed, back
+        t0 = time.perf_counter()
+        subprocess.run(make, cwd=tmp, check=True, capture_output=True)
+        c_s = time.perf_counter() - t0
+        if out is None:  # paq8px names its archive after its version
+            out = next(Path(tmp).glob("packed.paq8px*"))
+            undo[2] = str(out)
+        size = out.stat().st_size
+        d_s = float("nan")
+        if check:
+            t0 = time.perf_counter()
+            subprocess.run(undo, cwd=tmp, check=True, capture_output=True)
+            d_s = time.perf_counter() - t0
+            if restored.is_dir():
+                restored = restored / "text"
+            assert restored.read_bytes() == data, f"{name}: round trip failed"
+        return size, c_s, d_s
+
+
+def rival_rows(data: bytes, train_bytes: bytes, n: int) -> tuple[list[dict], dict]:
+    """Rows of the rivals found on PATH, and their 'given train' bits per character."""
+    rows, given = [], {}
+    for name, (program, *_) in RIVALS.items():
+        if shutil.which(program) is None:
+            print(f"  ({name}: not on PATH, left out)", flush=True)
+            continue
+        print(f"  {name} ...", flush=True)
+        size, c_s, d_s = rival_size(name, data)
+        rows.append(row(name, data, size, n, (c_s, c_s), (d_s, d_s)))
+        if name in FIXED_PARAMETERS:
+            both = rival_size(name, train_bytes + data, check=False)[0]
+            alone = rival_size(name, train_bytes, check=False)[0]
+            given[f"{name} given the training split, bpc"] = 8 * (both - alone) / n
+    return rows, given
 
 
 def timed(fn, *args):
@@ -76,6 +148,33 @@ def row(name, data, blob_len, n_chars, c_s, d_s, **extra):
     }
 
 
+def xz_given(train_bytes: bytes, data: bytes, n: int) -> dict:
+    """The ladder's conditional rung: what xz needs for the text once it has read the training
+    split (xz(train + text) - xz(train)); not a file anyone can decode alone, a reference."""
+    xz9 = BASELINES["xz -9e"]
+    given = len(xz9(train_bytes + data)) - len(xz9(train_bytes))
+    return {"xz_9e_given_the_training_split_bpc": 8 * given / n}
+
+
+def finish(run, config, rows, n, data, offset, chars, threads, dtype, segments, evals, **more):
+    """The text's result: its rows (each against xz), the model's own figures, and ``more``."""
+    xz = next(r for r in rows if r["method"] == "xz -9e")["bytes"]
+    for r in rows:
+        r["vs_xz"] = r["bytes"] / xz - 1
+    return {
+        "run": str(run),
+        "model": json.loads((run / checkpoint.CONFIG).read_text())["model"],
+        "text": f"validation split of {config.corpus.source}"
+        + (f", characters {offset:,} to {offset + n:,}" if chars or offset else ""),
+        "coder": {"threads": threads, "weights_dtype": dtype, "segments": segments},
+        "num_chars": n,
+        "num_bytes": len(data),
+        "rows": rows,
+        "eval": evals,
+        **more,
+    }
+
+
 def bench_run(
     run: Path,
     chars: int | None,
@@ -85,6 +184,8 @@ def bench_run(
     dtype: str,
     offset: int = 0,
     trials: int = 3,
+    with_dynamic: bool = True,
+    with_rivals: bool = True,
 ) -> dict:
     model, vocab, config = checkpoint.load_model(run, checkpoint.BEST, "cpu")
     corpus = tokens.load_tokens(config.corpus, config.corpus.sha256)
@@ -100,16 +201,31 @@ def bench_run(
         assert back == data
         rows.append(row(name, data, len(blob), n, c_s, d_s))
 
-    def ours(name, seg, settings=None, stats=None, digest=None, trials=1, adapt=None, **extra):
+    def ours(
+        name, seg, settings=None, stats=None, digest=None, trials=1, adapt=None, tables=None,
+        **extra,
+    ):  # fmt: skip
         """Round trip(s); the speeds are the best of ``trials`` (the machine's speed drifts)."""
         times = []
         for _ in range(trials):
             blob, c_s = timed(
                 lambda: compression.compress(
-                    data, model, vocab, seg, settings, stats, digest, dtype, threads, adapt
-                )
+                    data,
+                    model,
+                    vocab,
+                    seg,
+                    settings,
+                    stats,
+                    digest,
+                    dtype,
+                    threads,
+                    adapt,
+                    tables=tables,
+                )  # fmt: skip
             )
-            back, d_s = timed(compression.decompress, blob, model, vocab, stats, digest)
+            back, d_s = timed(
+                lambda b=blob: compression.decompress(b, model, vocab, stats, digest, tables=tables)
+            )
             assert back == data, "round trip failed"
             times.append((c_s, d_s))
         c_s = min((t[0] for t in times), key=lambda x: x[0])
@@ -145,6 +261,35 @@ def bench_run(
         adapt=adapt,
         eval_bpc=adapt_seg.bpc,
     )
+    # the default when the run has context tables: adaptive, mixed with them (contextmix.py)
+    weights_n = sum(p.numel() for p in model.parameters())
+    limit = contextmix.default_limit(weights_n)
+    tables = contextmix.run_tables(run, model.config.vocab_size, limit)
+    mixed_seg = None
+    if tables is not None:
+        mixed_seg = adaptive.adaptive_bits_per_char(model, ids, adapt, segments, tables=tables)
+        ours(
+            f"rnnlab mixed, {segments} segments",
+            segments,
+            trials=trials,
+            adapt=adapt,
+            tables=tables,
+            eval_bpc=mixed_seg.bpc,
+            tables_bytes=(run / contextmix.CONTEXTS_FILE).stat().st_size,
+            weights_bytes=(run / checkpoint.BEST).stat().st_size,
+        )
+    train_text = vocab.decode(np.asarray(train_ids).astype(np.int64).tolist())
+    train_bytes = train_text.encode() if vocab.mode == "char" else bytes(np.asarray(train_ids))
+    rivals, rivals_given = rival_rows(data, train_bytes, n) if with_rivals else ([], {})
+    rows.extend(rivals)
+    if not with_dynamic:
+        return finish(run, config, rows, n, data, offset, chars, threads, dtype, segments, {
+            "static_bpc_one_stream": static_bpc,
+            f"static_bpc_{segments}_segments": static_seg,
+            f"adaptive_bpc_{segments}_segments": adapt_seg.bpc,
+            f"mixed_bpc_{segments}_segments": mixed_seg.bpc if mixed_seg else float("nan"),
+            **xz_given(train_bytes, data, n), **rivals_given,
+        })  # fmt: skip
     adapt_one = adaptive.adaptive_bits_per_char(model, ids, adapt, 1)
     wide = np.asarray(train_ids[-(20_000 + 400 * segments) : -20_000]).astype(np.int64)
     adapt_grid = []
@@ -190,29 +335,14 @@ def bench_run(
         digest if seg_stats is not None else None,
         eval_bpc=same_setting(dyn_seg.bpc, segments),
     )
-    # the ladder's conditional rung: what xz needs for the text once it has read the training
-    # split (xz(train + text) - xz(train)); not a file anyone can decode alone, a reference
-    train_text = vocab.decode(np.asarray(train_ids).astype(np.int64).tolist())
-    train_bytes = train_text.encode() if vocab.mode == "char" else bytes(np.asarray(train_ids))
-    xz9 = BASELINES["xz -9e"]
-    given = len(xz9(train_bytes + data)) - len(xz9(train_bytes))
-    xz = next(r for r in rows if r["method"] == "xz -9e")["bytes"]
-    for r in rows:
-        r["vs_xz"] = r["bytes"] / xz - 1
-    return {
-        "run": str(run),
-        "model": json.loads((run / checkpoint.CONFIG).read_text())["model"],
-        "text": f"validation split of {config.corpus.source}"
-        + (f", characters {offset:,} to {offset + n:,}" if chars or offset else ""),
-        "coder": {"threads": threads, "weights_dtype": dtype, "segments": segments},
-        "num_chars": n,
-        "num_bytes": len(data),
-        "rows": rows,
-        "eval": {
+    return finish(
+        run, config, rows, n, data, offset, chars, threads, dtype, segments,
+        {
             "static_bpc_one_stream": static_bpc,
             "static_seconds": static_s[0],
             f"static_bpc_{segments}_segments": static_seg,
             f"adaptive_bpc_{segments}_segments": adapt_seg.bpc,
+            f"mixed_bpc_{segments}_segments": mixed_seg.bpc if mixed_seg else float("nan"),
             "adaptive_bpc_one_stream": adapt_one.bpc,
             "adaptive_seconds_one_stream": adapt_one.seconds,
             "dynamic_rms_bpc_one_stream": dyn_one.bpc,
@@ -220,16 +350,16 @@ def bench_run(
             "dynamic_sgd_bpc_one_stream": sgd_one.bpc,
             "dynamic_sgd_seconds_one_stream": sgd_one.seconds,
             f"dynamic_{best_seg.rule}_bpc_{segments}_segments": dyn_seg.bpc,
-            "xz_9e_given_the_training_split_bpc": 8 * given / n,
+            **xz_given(train_bytes, data, n), **rivals_given,
         },
-        "adapt_settings": dataclasses.asdict(adapt),
-        "adapt_grid_on_the_training_split": {"chars": len(wide), "trials": adapt_grid},
-        "dynamic_settings": {
+        adapt_settings=dataclasses.asdict(adapt),
+        adapt_grid_on_the_training_split={"chars": len(wide), "trials": adapt_grid},
+        dynamic_settings={
             "rms_one_stream": dataclasses.asdict(settings),
             "sgd_one_stream": dataclasses.asdict(sgd),
             f"{segments}_segments": dataclasses.asdict(best_seg),
         },
-        "tuning": {
+        tuning={
             "chars": len(piece),
             "seconds": tune_s,
             "rms_one_stream": trials,
@@ -237,7 +367,7 @@ def bench_run(
             "rms_segments": seg_rms_trials,
             "sgd_segments": seg_sgd_trials,
         },
-    }
+    )  # fmt: skip
 
 
 def main() -> None:
@@ -254,6 +384,8 @@ def main() -> None:
         default=compression.DEFAULT_WEIGHTS_DTYPE,
         choices=tuple(compression.WEIGHTS_DTYPES),
     )
+    p.add_argument("--no-dynamic", action="store_true", help="leave out dynamic evaluation (slow)")
+    p.add_argument("--no-rivals", action="store_true", help="leave out zpaq, paq8px, lstm-compress")
     p.add_argument("--json", default="benchmarks/results/compress.json")
     a = p.parse_args()
     results = {
@@ -261,8 +393,17 @@ def main() -> None:
         f"coder pinned to {a.threads} threads, recurrent weights {a.weights_dtype}",
         "texts": [
             bench_run(
-                r, a.chars, a.segments, a.tune_chars, a.threads, a.weights_dtype, a.offset, a.trials
-            )
+                r,
+                a.chars,
+                a.segments,
+                a.tune_chars,
+                a.threads,
+                a.weights_dtype,
+                a.offset,
+                a.trials,
+                not a.no_dynamic,
+                not a.no_rivals,
+            )  # fmt: skip
             for r in a.runs
         ],
     }
@@ -285,7 +426,8 @@ def main() -> None:
             )
         for k, v in t["eval"].items():
             print(f"  eval {k}: {v:.4f}")
-        print(f"  dynamic settings (tuned on the training split): {t['dynamic_settings']}")
+        if "dynamic_settings" in t:
+            print(f"  dynamic settings (tuned on the training split): {t['dynamic_settings']}")
     print(f"\n{a.json}")
 
 

@@ -196,6 +196,7 @@ def compress(
     threads: int = THREADS,
     adapt: AdaptConfig | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    tables: ContextTables | None = None,
 ) -> bytes:
     """Compress ``data`` with ``model``; ``decompress`` with the same model gives it back.
 
@@ -211,6 +212,8 @@ def compress(
         threads: torch threads of the step function (recorded; the decoder pins the same).
         adapt: adapt the head and mix in a match model while coding (adaptive.py), or None.
         on_progress: called now and then with (symbols coded, symbols in all).
+        tables: with ``adapt``, context tables to mix in (contextmix.py; the CLI's default is
+            the run's own), or None.
 
     Returns:
         The ``.rz`` file's bytes (``compress_file`` writes them to a file in bounded memory).
@@ -219,7 +222,7 @@ def compress(
         UnknownCharacterError: characters outside the vocabulary (all listed).
         UsageError: not UTF-8 for a char-mode model.
     """
-    how = Settings(segments, dynamic, stats, stats_sha256, weights_dtype, threads, adapt)
+    how = Settings(segments, dynamic, stats, stats_sha256, weights_dtype, threads, adapt, tables)
     _check_settings(segments, threads, weights_dtype)
     ids = symbols(data, vocab)
     digest = original_digest(data)
