@@ -93,12 +93,17 @@ def test_tables_of_the_text_predict_it_better_than_a_network_alone():
     assert bits < 0.6 * np.log2(len(SYMBOLS))  # uniform: log2 V
 
 
-def test_a_saved_table_file_is_checked_and_bounded(tmp_path):
-    tables = cm.ContextTables.build(ids_of(words_text(50)), SYMBOLS, small_config())
+def test_a_saved_table_file_is_checked_and_bounded(tmp_path, monkeypatch):
+    monkeypatch.setattr(cm, "WARMUP_CHARS", 500)  # the mixer's state learned on the last 500
+    tables = cm.build_tables(ids_of(words_text(50)), SYMBOLS, small_config())
+    assert set(tables.learned) == set(cm.LEARNED)
     path = tmp_path / cm.CONTEXTS_FILE
     tables.save(path)
     back = cm.ContextTables.load(path, len(SYMBOLS), 10**8)
     assert back.sha256() == tables.sha256() and back.config == tables.config
+    mixer = cm.Mixer(back, 2)  # starts from what the warm-up learned
+    assert np.array_equal(mixer.apm, tables.learned["apm"])
+    assert mixer.weights[0, 0] == cm.NETWORK_START
     with pytest.raises(cm.UsageError, match="limit"):
         cm.ContextTables.load(path, len(SYMBOLS), 1000)
     with pytest.raises(cm.UsageError, match="damaged"):

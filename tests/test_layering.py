@@ -11,7 +11,7 @@ LAYERS = [
     {"errors"},
     {"files", "config", "vocab", "interrupts"},
     {"options"},
-    {"scan"},
+    {"scan", "ctxtables"},
     {
         "corpus",
         "data",
