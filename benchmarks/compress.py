@@ -84,8 +84,8 @@ def rival_size(name: str, data: bytes, check: bool = True) -> tuple[int, float, 
             out, restored = Path(str(packed) + ".zpaq"), back
         elif name.startswith("paq8px"):
             make = ["paq8px", "-8", "text", str(packed)]
-            undo = ["paq8px", "-d", str(packed) + ".paq8px216", str(back)]
-            out, restored = None, back
+            undo = ["paq8px", "-d", str(packed), str(back)]
+            out, restored = packed, back
         else:
             make = ["lstm-compress", "-c", "text", str(packed)]
             undo = ["lstm-compress", "-d", str(packed), str(back)]
@@ -93,9 +93,6 @@ def rival_size(name: str, data: bytes, check: bool = True) -> tuple[int, float, 
         t0 = time.perf_counter()
         subprocess.run(make, cwd=tmp, check=True, capture_output=True)
         c_s = time.perf_counter() - t0
-        if out is None:  # paq8px names its archive after its version
-            out = next(Path(tmp).glob("packed.paq8px*"))
-            undo[2] = str(out)
         size = out.stat().st_size
         d_s = float("nan")
         if check:
