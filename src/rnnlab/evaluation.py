@@ -132,6 +132,9 @@ class EvalReport:
     best_baseline: str
     below_best_baseline_bpc: float  # positive: the model is better than every baseline
     where_the_model_wins: dict | None  # by character class and closing distance; None: --quick
+    # the model adapting and mixed with the run's context tables, as `rnnlab compress` codes
+    # the text (128 segments, each one's first character at log2 V); None: --quick or no tables
+    compressed_bpc: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -243,6 +246,7 @@ def evaluate(
         symbols = [chr(i) for i in range(256)] if vocab.mode == "byte" else vocab.symbols
         exact = opts.exact or model.parallel_in_time  # a scan cell's exact pass is parallel
         scored = compare(model, eval_ids, symbols, ladder.best_ngram_model, opts.chunk_len, exact)
+        compressed = None if opts.quick else _compressed_bpc(run, model, np.asarray(eval_ids))
     bpc = scored.loss_nats / LN2
     if not math.isfinite(bpc):  # finite weights whose predictions overflow: not a result
         raise checkpoint.CheckpointError(
@@ -266,7 +270,18 @@ def evaluate(
         best_baseline=best,
         below_best_baseline_bpc=baselines[best] - bpc,
         where_the_model_wins=wins,
+        compressed_bpc=compressed,
     )
+
+
+def _compressed_bpc(run: Path, model: CharLM, ids: np.ndarray) -> float | None:
+    """The ladder's top rung: what `rnnlab compress` spends (adaptive and mixed), if the run
+    has context tables."""
+    limit = contextmix.default_limit(sum(p.numel() for p in model.parameters()))
+    tables = contextmix.run_tables(run, model.config.vocab_size, limit)
+    if tables is None:
+        return None
+    return adaptive_bits_per_char(model, ids, AdaptConfig(), 128, tables=tables).bpc
 
 
 @dataclass(frozen=True)

@@ -170,7 +170,10 @@ def print_report(report: EvalReport, run_name: str) -> None:
         f"{report.seconds:.1f} s ({how})"
     )
     print(f"{'':24s} {'bpc':>8s} {'nats/char':>10s}")
-    for label, value in [*report.baselines.items(), (f"model ({run_name})", report.bpc)]:
+    rows = [*report.baselines.items(), (f"model ({run_name})", report.bpc)]
+    if report.compressed_bpc is not None:  # the run's context tables: what compress spends
+        rows.append(("model, adapting + mixed", report.compressed_bpc))
+    for label, value in rows:
         print(f"{label:24s} {value:8.4f} {value * LN2:10.4f}")
     margin = report.below_best_baseline_bpc
     where = "below" if margin >= 0 else "above"

@@ -1,0 +1,108 @@
+"""The context mixer taken apart (issue 22): bits per character of a run's validation split
+read as `rnnlab compress` reads it (128 segments side by side), by
+
+    network, static             the trained model's own probabilities
+    network, adaptive           + the adaptive head and match models (`--no-mix`)
+    context tables alone        the tables and the mixer, fed a network that knows nothing
+    mixed, no APM               adaptive network + tables, the APM stage off
+    mixed, no warm-up           the mixer starting from zero, not from the end of the training text
+    mixed                       the default
+
+    python benchmarks/mixing.py RUN [--chars N] [--json benchmarks/results/mixing.json]
+
+The run needs its context tables (`rnnlab contexts RUN`) and its corpus on this machine. Writes
+the JSON and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rnnlab import adaptive, checkpoint, contextmix, tokens
+from rnnlab.data import split
+
+SEGMENTS = 128
+
+
+def tables_alone(tables: contextmix.ContextTables, ids: np.ndarray) -> float:
+    """Bits per character of the mixer fed a uniform network, in the coder's layout (each
+    segment's first character at log2 V)."""
+    n, V = len(ids), tables.counts.shape[2]
+    S = min(SEGMENTS, n)
+    L = -(-n // S)
+    mixer, column, bits = contextmix.Mixer(tables.copy(), S), np.zeros(S, dtype=np.int64), 0.0
+    uniform = np.full((S, V), 1.0 / V)
+    for t in range(L):
+        active = min(S, max(0, -(-(n - t) // L)))
+        column[:active] = ids[np.arange(active) * L + t]
+        if t:
+            p = mixer.predict(uniform)
+            bits -= float(np.log2(p[np.arange(active), column[:active]]).sum())
+        else:
+            bits += active * math.log2(V)
+        mixer.observe(column, active)
+    return bits / n
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("run", type=Path)
+    p.add_argument("--chars", type=int, default=None, help="score only the first N characters")
+    p.add_argument("--json", default="benchmarks/results/mixing.json")
+    a = p.parse_args()
+    model, vocab, config = checkpoint.load_model(a.run, checkpoint.BEST, "cpu")
+    corpus = tokens.load_tokens(config.corpus, config.corpus.sha256)
+    train_ids, val_ids = split(corpus.open(), config.train.val_fraction)
+    ids = np.asarray(val_ids[: a.chars]).astype(np.int64)
+    weights_n = sum(q.numel() for q in model.parameters())
+    tables = contextmix.run_tables(a.run, len(vocab), contextmix.default_limit(weights_n))
+    if tables is None:
+        raise SystemExit(f"{a.run} has no context tables: run `rnnlab contexts {a.run}` first")
+    no_apm = contextmix.ContextTables(
+        dataclasses.replace(tables.config, apm_rate=0.0), tables.counts, tables.word,
+        tables.learned,
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    cold = contextmix.ContextTables.build(np.asarray(train_ids), vocab.symbols, tables.config)
+    cold_s = time.perf_counter() - t0
+    adapt = adaptive.AdaptConfig()
+    rows = {}
+
+    def reading(name: str, fn) -> None:
+        t0 = time.perf_counter()
+        rows[name] = {"bpc": fn(), "seconds": time.perf_counter() - t0}
+        print(f"{name:28s} {rows[name]['bpc']:.4f} bpc  {rows[name]['seconds']:6.1f} s", flush=True)
+
+    plain = adaptive.adaptive_bits_per_char(model, ids, adapt, SEGMENTS)
+    rows["network, static"] = {"bpc": plain.static_bpc, "seconds": None}
+    print(f"{'network, static':28s} {plain.static_bpc:.4f} bpc")
+    rows["network, adaptive"] = {"bpc": plain.bpc, "seconds": plain.seconds}
+    print(f"{'network, adaptive':28s} {plain.bpc:.4f} bpc  {plain.seconds:6.1f} s")
+    reading("context tables alone", lambda: tables_alone(tables, ids))
+    for name, t in (("mixed, no APM", no_apm), ("mixed, no warm-up", cold), ("mixed", tables)):
+        reading(name, lambda t=t: adaptive.adaptive_bits_per_char(
+            model, ids, adapt, SEGMENTS, tables=t).bpc)  # fmt: skip
+    result = {
+        "run": str(a.run),
+        "text": f"validation split of {config.corpus.source}, {len(ids):,} characters",
+        "segments": SEGMENTS,
+        "tables": dataclasses.asdict(tables.config),
+        "tables_bytes": (a.run / contextmix.CONTEXTS_FILE).stat().st_size,
+        "weights_bytes": (a.run / checkpoint.BEST).stat().st_size,
+        "count_seconds_without_warmup": cold_s,
+        "rows": rows,
+    }
+    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.json).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\n{a.json}")
+
+
+if __name__ == "__main__":
+    main()
