@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from rnnlab import contextmix as cm
 from rnnlab.cli import main
+from rnnlab.errors import UsageError
 from tests.conftest import train_tiny_runs, words_text
 
 SYMBOLS = tuple("\n !',.?ABCabcdefghijklmnopqrstuvwxyz")
@@ -104,14 +105,14 @@ def test_a_saved_table_file_is_checked_and_bounded(tmp_path, monkeypatch):
     mixer = cm.Mixer(back, 2)  # starts from what the warm-up learned
     assert np.array_equal(mixer.apm, tables.learned["apm"])
     assert mixer.weights[0, 0] == cm.NETWORK_START
-    with pytest.raises(cm.UsageError, match="limit"):
+    with pytest.raises(UsageError, match="limit"):
         cm.ContextTables.load(path, len(SYMBOLS), 1000)
-    with pytest.raises(cm.UsageError, match="damaged"):
+    with pytest.raises(UsageError, match="damaged"):
         cm.ContextTables.load(path, len(SYMBOLS) + 1, 10**8)  # another vocabulary
     blob = bytearray(path.read_bytes())
     blob[-7] ^= 0x40  # a count flipped
     path.write_bytes(bytes(blob))
-    with pytest.raises(cm.UsageError, match="damaged"):
+    with pytest.raises(UsageError, match="damaged"):
         cm.ContextTables.load(path, len(SYMBOLS), 10**8)
 
 

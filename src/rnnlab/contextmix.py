@@ -24,9 +24,10 @@ predicted before it is seen:
   a learned, interpolated map per (previous symbol, decision), averaged 1:3 with the mixer's.
 
 The distribution over all V symbols is the product of the decisions along each symbol's path,
-so the coder still codes whole symbols. Everything is float64 and integer NumPy over S streams
-side by side, in a fixed order, so the compressor and the decompressor that feed it the same
-network probabilities compute the same bits (the decoder checks the original's SHA-256 anyway).
+so the coder still codes whole symbols. Everything is float32, float64 and integer NumPy over S
+streams side by side, elementwise or summed in a fixed order (no BLAS, no threads), so the
+compressor and the decompressor that feed it the same network probabilities compute the same
+bits (the decoder checks the original's SHA-256 anyway).
 Imports errors and ctxtables from rnnlab.
 """
 
@@ -48,7 +49,7 @@ from .ctxtables import (
 )
 from .errors import UsageError
 
-__all__ = ["CONTEXTS_FILE", "ContextTables", "MixConfig", "Mixer", "UsageError", "symbol_tree"]
+__all__ = ["CONTEXTS_FILE", "ContextTables", "MixConfig", "Mixer", "build_tables", "symbol_tree"]
 COUNT_BUCKETS = 16  # of log2(count + 1), two per doubling
 APM_BUCKETS = 33  # stretch domain -8..8 in steps of 1/2
 _BUCKET = np.minimum(np.floor(np.log2(np.arange(256) + 1.0) * 2).astype(np.int32), 15)
