@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .. import checkpoint, corpus, finetune, progress, sampling, startup, training
+from .. import checkpoint, corpus, distributed, finetune, progress, sampling, startup, training
 from ..bpc import LN2
 from ..config import CorpusConfig, ModelConfig, TrainConfig, flag_fields
 from ..errors import UsageError
@@ -170,8 +170,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if console is not None:
             console.close()
-    if result.rank != 0:  # under torchrun rank 0 reports
-        return result.exit_code
+    if result.rank != 0:  # under torchrun rank 0 reports; the others are done
+        distributed.exit_now(result.exit_code)
     plot_curves([out], out / "curves.png")
     report(result, out, args)
     if result.exit_code == 0:  # a finished run: count its training text for the compressor
