@@ -157,3 +157,15 @@ def test_a_transposed_distribution_reaches_the_coder_in_row_order():
     freq = quantize_probs(np.asfortranarray(p))
     assert freq.flags.c_contiguous and (freq[:2] / 2.0**20).flags.c_contiguous
     assert np.array_equal(freq, quantize_probs(p))
+
+
+def test_a_large_vocabulary_shares_the_apm_of_its_rare_symbols():
+    symbols = tuple(chr(0x100 + i) for i in range(300))
+    ids = np.random.default_rng(1).integers(0, 300, 3000)
+    tables = cm.ContextTables.build(ids, symbols, small_config(table_bits=8))
+    mixer = cm.Mixer(tables, 4)
+    assert mixer.apm.shape == (cm.APM_SYMBOLS + 1, 299, cm.APM_BUCKETS)
+    mixer.observe(np.array([299, 5, 0, 200]), 4)  # rare symbols before: one shared map
+    p = mixer.predict(np.full((4, 300), 1 / 300))
+    assert np.allclose(p.sum(axis=1), 1.0) and (p > 0).all()
+    mixer.observe(np.array([1, 2, 3, 4]), 4)  # learning reaches the shared map, in bounds

@@ -21,7 +21,8 @@ predicted before it is seen:
   character that came
   (Mahoney 2005, "Adaptive weighing of context models for lossless data compression").
 * **An APM** (adaptive probability map, paq's SSE): each decision's mixed probability refined by
-  a learned, interpolated map per (previous symbol, decision), averaged 1:3 with the mixer's.
+  a learned, interpolated map per (previous symbol, decision), averaged 1:3 with the mixer's
+  (symbols past the first 128 share one map).
 
 The distribution over all V symbols is the product of the decisions along each symbol's path,
 so the coder still codes whole symbols. Everything is float32, float64 and integer NumPy over S
@@ -52,6 +53,9 @@ from .errors import UsageError
 __all__ = ["CONTEXTS_FILE", "ContextTables", "MixConfig", "Mixer", "build_tables", "symbol_tree"]
 COUNT_BUCKETS = 16  # of log2(count + 1), two per doubling
 APM_BUCKETS = 33  # stretch domain -8..8 in steps of 1/2
+# the APM's contexts: the previous symbol, the ones past the first APM_SYMBOLS sharing the last
+# (a large vocabulary's rare characters), and "none" at a stream's start
+APM_SYMBOLS = 128
 _BUCKET = np.minimum(np.floor(np.log2(np.arange(256) + 1.0) * 2).astype(np.int32), 15)
 _STATE = (_BUCKET[:, None] * 16 + _BUCKET[None, :]).reshape(-1)  # (n0, n1) -> its cell
 _EPS = 1e-6
@@ -121,7 +125,9 @@ class Mixer:
         typical = np.exp2(np.arange(COUNT_BUCKETS) / 2.0) - 1.0  # a count in each bucket
         start = (typical[q1] + 0.4) / (typical[q0] + typical[q1] + 0.8)
         self.state_map = np.tile(np.clip(start, 0.02, 0.98).reshape(-1), (M, 1))
-        self.apm = np.tile(_squash((np.arange(APM_BUCKETS) - 16) / 2.0), (V + 1, N, 1))
+        self.apm_symbols = min(V, APM_SYMBOLS)
+        start = _squash((np.arange(APM_BUCKETS) - 16) / 2.0)
+        self.apm = np.tile(start, (self.apm_symbols + 1, N, 1))
         self.previous = np.full(streams, V, dtype=np.int64)
         self.contexts = Contexts(self.config, tables.word, streams)
         self.pending: tuple | None = None
@@ -171,7 +177,9 @@ class Mixer:
         at = np.clip(_stretch(np.clip(q, _EPS, 1 - _EPS)) * 2 + 16, 0, APM_BUCKETS - 1.001)
         low = at.astype(np.int64)
         frac = at - low
-        cell = (self.previous[:, None] * N + np.arange(N)[None, :]) * APM_BUCKETS + low
+        R = self.apm_symbols
+        before = np.where(self.previous == self.V, R, np.minimum(self.previous, R - 1))
+        cell = (before[:, None] * N + np.arange(N)[None, :]) * APM_BUCKETS + low
         apm = self.apm.reshape(-1)
         refined = apm[cell] * (1 - frac) + apm[cell + 1] * frac
         final = np.ones((S, 2 * N + 2))  # [q, 1 - q] of every decision and of the padding one
@@ -269,7 +277,8 @@ def build_run_tables(
     """Count the run's training split into tables that fit ``max_bytes`` and save them (the
     file is replaced atomically)."""
     base, V = MixConfig(), len(symbols)
-    learned = (2 + base.tables) * (V - 1) * 4 + base.tables * 256 * 8 + (V + 1) * (V - 1) * 33 * 8
+    apm = (min(V, APM_SYMBOLS) + 1) * (V - 1) * APM_BUCKETS * 8
+    learned = (2 + base.tables) * (V - 1) * 4 + base.tables * 256 * 8 + apm
     room = max_bytes - 4096  # 4 kB: the file's header
     if room - learned >= base.tables * V * 256 * 2:  # with the warm-up's state, if it fits
         bits = table_bits_for(room - learned, base.tables, V)
