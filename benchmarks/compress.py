@@ -46,6 +46,7 @@ import zstandard
 
 from rnnlab import adaptive, checkpoint, compression, contextmix, dynamic, evaluation, tokens
 from rnnlab.data import split
+from rnnlab.model import count_parameters
 
 BASELINES = {
     "gzip -9": lambda b: gzip.compress(b, 9, mtime=0),
@@ -259,9 +260,8 @@ def bench_run(
         eval_bpc=adapt_seg.bpc,
     )
     # the default when the run has context tables: adaptive, mixed with them (contextmix.py)
-    weights_n = sum(p.numel() for p in model.parameters())
-    limit = contextmix.default_limit(weights_n)
-    tables = contextmix.run_tables(run, model.config.vocab_size, limit)
+    weights_n = count_parameters(model)
+    tables = contextmix.run_tables(run, model.config.vocab_size, weights_n)
     mixed_seg = None
     if tables is not None:
         mixed_seg = adaptive.adaptive_bits_per_char(model, ids, adapt, segments, tables=tables)

@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from rnnlab import adaptive, checkpoint, contextmix, tokens
+from rnnlab.ctxtables import side_by_side
 from rnnlab.data import split
+from rnnlab.model import count_parameters
 
 SEGMENTS = 128
 
@@ -36,12 +38,9 @@ def tables_alone(tables: contextmix.ContextTables, ids: np.ndarray) -> float:
     segment's first character at log2 V)."""
     n, V = len(ids), tables.counts.shape[2]
     S = min(SEGMENTS, n)
-    L = -(-n // S)
-    mixer, column, bits = contextmix.Mixer(tables.copy(), S), np.zeros(S, dtype=np.int64), 0.0
+    mixer, bits = contextmix.Mixer(tables.copy(), S), 0.0
     uniform = np.full((S, V), 1.0 / V)
-    for t in range(L):
-        active = min(S, max(0, -(-(n - t) // L)))
-        column[:active] = ids[np.arange(active) * L + t]
+    for t, active, column in side_by_side(ids, S):
         if t:
             p = mixer.predict(uniform)
             bits -= float(np.log2(p[np.arange(active), column[:active]]).sum())
@@ -61,8 +60,7 @@ def main() -> None:
     corpus = tokens.load_tokens(config.corpus, config.corpus.sha256)
     train_ids, val_ids = split(corpus.open(), config.train.val_fraction)
     ids = np.asarray(val_ids[: a.chars]).astype(np.int64)
-    weights_n = sum(q.numel() for q in model.parameters())
-    tables = contextmix.run_tables(a.run, len(vocab), contextmix.default_limit(weights_n))
+    tables = contextmix.run_tables(a.run, len(vocab), count_parameters(model))
     if tables is None:
         raise SystemExit(f"{a.run} has no context tables: run `rnnlab contexts {a.run}` first")
     no_apm = contextmix.ContextTables(

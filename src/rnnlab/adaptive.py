@@ -222,6 +222,7 @@ class Adapter:
         lens = [n for n in (config.match_long, config.match_len) if n]
         self.matches = [MatchModel(n, self.history, self.starts, self.length) for n in lens]
         self.mixer = Mixer(tables.copy(), streams) if tables is not None else None
+        self.unmixed: np.ndarray | None = None  # with a mixer: the last prediction before it
 
     @torch.no_grad()
     def predict(self, features: torch.Tensor) -> np.ndarray:
@@ -239,6 +240,7 @@ class Adapter:
             if self.matches:
                 p /= p.sum(axis=1, keepdims=True)
             if self.mixer is not None:
+                self.unmixed = p  # the adapted network's own, for eval to score beside
                 p = self.mixer.predict(p)
         self.pending = (h, head)
         return p
@@ -280,6 +282,7 @@ class AdaptResult:
     streams: int
     seconds: float
     config: dict
+    unmixed_bpc: float | None = None  # with tables: the adapted network's own, before mixing
 
 
 @torch.no_grad()
@@ -301,7 +304,8 @@ def adaptive_bits_per_char(
         config: the adaptation settings.
         streams: pieces read side by side (the compressor's ``--segments``).
         chunk_len: positions per forward call (memory).
-        tables: context tables to mix in (the compressor's default when the run has them).
+        tables: context tables to mix in (the compressor's default when the run has them);
+            the same pass then also scores the adapted network alone (``unmixed_bpc``).
 
     Returns:
         An AdaptResult.
@@ -316,8 +320,9 @@ def adaptive_bits_per_char(
     S, L = grid.shape
     active = stream_active(n, streams)
     adapter = Adapter(model.head.weight, model.head.bias, config, S, L, tables=tables)
-    bits = static_bits = S * math.log2(model.config.vocab_size)  # first characters: uniform
-    state, p, static = None, None, None  # p, static: predictions for position t, (S, V)
+    bits = static_bits = unmixed_bits = S * math.log2(model.config.vocab_size)  # first: uniform
+    # predictions for position t, (S, V): p, the network before mixing, the static network
+    state, p, unmixed, static = None, None, None, None
     for start in range(0, L, chunk_len):
         x = torch.as_tensor(grid[:, start : start + chunk_len], device=device)
         feats, state = model.features(x, state)  # (S, T, H)
@@ -330,10 +335,12 @@ def adaptive_bits_per_char(
             if p is not None:
                 with np.errstate(all="ignore"):  # a diverged p: evaluate_adaptive refuses it
                     bits -= float(np.log2(p[rows, grid[:a, t]]).sum())
+                    unmixed_bits -= float(np.log2(unmixed[rows, grid[:a, t]]).sum())
                 static_bits -= float(static[rows, grid[:a, t]].sum())
             adapter.observe(grid[:, t], a)
             if t + 1 < L:
                 p, static = adapter.predict(feats[:, k]), fixed[:, k]
+                unmixed = p if adapter.unmixed is None else adapter.unmixed
     return AdaptResult(
         bits / n,
         static_bits / n,
@@ -341,4 +348,5 @@ def adaptive_bits_per_char(
         S,
         time.perf_counter() - started,
         asdict(config) | {"mixed": tables is not None},
+        unmixed_bits / n if tables is not None else None,
     )

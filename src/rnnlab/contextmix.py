@@ -46,6 +46,7 @@ from .ctxtables import (
     Contexts,
     ContextTables,
     MixConfig,
+    side_by_side,
     table_bits_for,
 )
 from .errors import UsageError
@@ -57,7 +58,7 @@ APM_BUCKETS = 33  # stretch domain -8..8 in steps of 1/2
 # (a large vocabulary's rare characters), and "none" at a stream's start
 APM_SYMBOLS = 128
 _BUCKET = np.minimum(np.floor(np.log2(np.arange(256) + 1.0) * 2).astype(np.int32), 15)
-_STATE = (_BUCKET[:, None] * 16 + _BUCKET[None, :]).reshape(-1)  # (n0, n1) -> its cell
+_STATE = (_BUCKET[:, None] * COUNT_BUCKETS + _BUCKET[None, :]).reshape(-1)  # (n0, n1) -> cell
 _EPS = 1e-6
 # build_tables' warm-up: the mixer reads the last WARMUP_CHARS of the training text (the tables
 # counted from the rest) with a network that knows nothing, then starts coding with the
@@ -229,16 +230,12 @@ def build_tables(ids: np.ndarray, symbols: tuple[Any, ...], config: MixConfig) -
     ids = np.asarray(ids, dtype=np.int64)
     split = max(0, len(ids) - WARMUP_CHARS)
     tables = ContextTables.build(ids[:split], symbols, config)
-    rest, V = ids[split:], len(symbols)
+    rest = ids[split:]
     if len(rest) < 2:
         return tables
     S = max(1, min(128, len(rest) // 64))
-    L = -(-len(rest) // S)
-    mixer, column = Mixer(tables, S), np.zeros(S, dtype=np.int64)
-    uniform = np.full((S, V), 1.0 / V)
-    for t in range(L):
-        active = min(S, max(0, -(-(len(rest) - t) // L)))
-        column[:active] = rest[np.arange(active) * L + t]
+    mixer, uniform = Mixer(tables, S), np.full((S, len(symbols)), 1.0 / len(symbols))
+    for t, active, column in side_by_side(rest, S):
         if t:
             mixer.predict(uniform)
         mixer.observe(column, active)
@@ -249,26 +246,24 @@ def build_tables(ids: np.ndarray, symbols: tuple[Any, ...], config: MixConfig) -
 LIMIT_TIMES_WEIGHTS = 10  # the tables' default bound: ten times the float32 weights
 
 
-def default_limit(weight_count: int) -> int:
-    """Bytes the context tables may take by default, for a model of ``weight_count`` weights."""
-    return LIMIT_TIMES_WEIGHTS * 4 * weight_count
-
-
 def limit_bytes(context_mb: float | None, weight_count: int) -> int:
-    """``--context-mb`` in bytes, or the default for the model."""
+    """``--context-mb`` in bytes, or the default for a model of ``weight_count`` weights."""
     if context_mb is None:
-        return default_limit(weight_count)
+        return LIMIT_TIMES_WEIGHTS * 4 * weight_count
     if not (math.isfinite(context_mb) and context_mb > 0):
         raise UsageError(f"--context-mb must be a positive number, got {context_mb}")
     return int(context_mb * 1e6)
 
 
-def run_tables(run_dir: Path, vocab_size: int, max_bytes: int) -> ContextTables | None:
-    """The run's context tables (``CONTEXTS_FILE``), or None if it has none."""
+def run_tables(
+    run_dir: Path, vocab_size: int, weight_count: int, context_mb: float | None = None
+) -> ContextTables | None:
+    """The run's context tables (``CONTEXTS_FILE``), or None if it has none; refused if over
+    ``limit_bytes(context_mb, weight_count)``."""
     path = Path(run_dir) / CONTEXTS_FILE
     if not path.exists():
         return None
-    return ContextTables.load(path, vocab_size, max_bytes)
+    return ContextTables.load(path, vocab_size, limit_bytes(context_mb, weight_count))
 
 
 def build_run_tables(
@@ -277,8 +272,9 @@ def build_run_tables(
     """Count the run's training split into tables that fit ``max_bytes`` and save them (the
     file is replaced atomically)."""
     base, V = MixConfig(), len(symbols)
-    apm = (min(V, APM_SYMBOLS) + 1) * (V - 1) * APM_BUCKETS * 8
-    learned = (2 + base.tables) * (V - 1) * 4 + base.tables * 256 * 8 + apm
+    # the warm-up's state takes the same bytes whatever the rows: measured on the smallest tables
+    smallest = ContextTables.empty(replace(base, table_bits=8), symbols)
+    learned = sum(a.nbytes for a in Mixer(smallest, 1).learned().values())
     room = max_bytes - 4096  # 4 kB: the file's header
     if room - learned >= base.tables * V * 256 * 2:  # with the warm-up's state, if it fits
         bits = table_bits_for(room - learned, base.tables, V)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,19 @@ class Contexts:
         self.rows = self._rows()
 
 
+def side_by_side(ids: np.ndarray, streams: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    """``ids`` read as ``streams`` contiguous pieces side by side, as the coder reads a text:
+    for each position t, (t, how many pieces reach it (a prefix), the (streams,) int64 column
+    of their symbols at t; the array is reused, and past ``active`` it holds stale values)."""
+    n = len(ids)
+    L = -(-n // streams) if n else 0
+    column = np.zeros(streams, dtype=np.int64)
+    for t in range(L):
+        active = min(streams, -(-(n - t) // L))
+        column[:active] = ids[np.arange(active) * L + t]
+        yield t, active, column
+
+
 def word_symbols(symbols: tuple[Any, ...]) -> np.ndarray:
     """(V,) a symbol's case-folded id + 1 where it is a letter or digit (words), else 0."""
     chars = [chr(s) if isinstance(s, int) else s for s in symbols]
@@ -172,14 +186,9 @@ class ContextTables:
         """The tables of a training text (N,) ids: counted as ``streams`` contiguous pieces
         read side by side, with the very update the coder makes."""
         tables = cls.empty(config, symbols)
-        n = len(ids)
-        S = max(1, min(streams, n // 64))
-        L = -(-n // S) if n else 0
+        S = max(1, min(streams, len(ids) // 64))
         contexts = Contexts(config, tables.word, S)
-        column = np.zeros(S, dtype=np.int64)
-        for t in range(L):
-            active = min(S, max(0, -(-(n - t) // L)))
-            column[:active] = ids[np.arange(active) * L + t]
+        for _, active, column in side_by_side(ids, S):
             tables.update(contexts.rows, column, active)
             contexts.push(column, active)
         return tables
@@ -272,7 +281,7 @@ class ContextTables:
         shape = (config.tables, 1 << config.table_bits, vocab_size)
         if counts.dtype != np.uint8 or counts.shape != shape or word.shape != (vocab_size,):
             raise UsageError(bad)
-        tables = cls(config, counts.copy(), word.astype(np.int64), learned)
+        tables = cls(config, counts, word.astype(np.int64), learned)  # arrays of their own
         if tables.sha256() != meta.get("sha256"):
             raise UsageError(bad)
         return tables

@@ -32,7 +32,7 @@ from .ladder import (
     uniform_bpc,
     unigram_bpc,
 )
-from .model import CharLM, resolve_device
+from .model import CharLM, count_parameters, resolve_device
 from .options import EvalOptions
 from .tokens import corpus_splits, encode_text
 from .vocab import Vocab
@@ -277,8 +277,7 @@ def evaluate(
 def _compressed_bpc(run: Path, model: CharLM, ids: np.ndarray) -> float | None:
     """The ladder's top rung: what `rnnlab compress` spends (adaptive and mixed), if the run
     has context tables."""
-    limit = contextmix.default_limit(sum(p.numel() for p in model.parameters()))
-    tables = contextmix.run_tables(run, model.config.vocab_size, limit)
+    tables = contextmix.run_tables(run, model.config.vocab_size, count_parameters(model))
     if tables is None:
         return None
     return adaptive_bits_per_char(model, ids, AdaptConfig(), 128, tables=tables).bpc
@@ -376,7 +375,6 @@ class AdaptReport:
     seconds: float
     adapt: dict[str, Any]
     mixed_bpc: float | None = None  # adapted and mixed with the run's context tables
-    mixed_seconds: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -404,7 +402,7 @@ def evaluate_adaptive(
         streams: pieces read side by side (``rnnlab compress --segments``).
         weights, device, unknown: as in ``evaluate``.
         mix: also read it mixed with the run's context tables, if it has them.
-        context_mb: their size limit in MB (default: contextmix.default_limit).
+        context_mb: their size limit in MB (default: contextmix.limit_bytes's).
     """
     settings = settings or AdaptConfig()
     opts = EvalOptions(weights=weights, device=device, unknown=unknown)
@@ -421,19 +419,17 @@ def evaluate_adaptive(
     with _scored_text(vocab, text_or_path, validation, opts.unknown) as (ids, name):
         if len(ids) < 1:
             raise UsageError(f"{name} is empty")
-        result = adaptive_bits_per_char(model, np.asarray(ids), settings, streams)
-        mixed = None
+        tables = None
         if mix:
-            weights_n = sum(p.numel() for p in model.parameters())
-            limit = contextmix.limit_bytes(context_mb, weights_n)
-            tables = contextmix.run_tables(Path(run), model.config.vocab_size, limit)
-            if tables is not None:
-                mixed = adaptive_bits_per_char(
-                    model, np.asarray(ids), settings, streams, tables=tables
-                )
+            weights_n = count_parameters(model)
+            tables = contextmix.run_tables(Path(run), len(vocab), weights_n, context_mb)
+        # one pass: with tables it scores the adapted network before and after mixing
+        result = adaptive_bits_per_char(model, np.asarray(ids), settings, streams, tables=tables)
+    adaptive_bpc = result.bpc if tables is None else result.unmixed_bpc
+    mixed_bpc = None if tables is None else result.bpc
     _finite(result.static_bpc, "the static pass", "these weights are unusable; use another run")
-    _finite(result.bpc, "the adaptation", "lower --adapt-head-lr")
+    _finite(adaptive_bpc, "the adaptation", "lower --adapt-head-lr")
     return AdaptReport(
-        name, result.num_chars, result.streams, result.static_bpc, result.bpc, result.seconds,
-        result.config, mixed.bpc if mixed else None, mixed.seconds if mixed else None,
+        name, result.num_chars, result.streams, result.static_bpc, adaptive_bpc, result.seconds,
+        result.config, mixed_bpc,
     )  # fmt: skip

@@ -13,8 +13,9 @@ from pathlib import Path
 from .. import adaptive, checkpoint, compression, contextmix, dynamic, files
 from ..checkpoint import RunConfig
 from ..errors import UsageError
+from ..model import count_parameters
 from ..tokens import corpus_splits
-from .contexts import add_context_limit, weight_count
+from .contexts import add_context_limit
 from .flags import add_flags, add_force, check_output_file, options, progress_bar
 
 SUMMARY = "compress a file with a trained model (range coding of its predictions)"
@@ -95,8 +96,9 @@ def dynamic_stats(
 
 def load_tables(run_dir: Path, model, context_mb: float | None) -> contextmix.ContextTables | None:
     """The run's context tables, or None if it has none; refused if over the limit."""
-    limit = contextmix.limit_bytes(context_mb, weight_count(model))
-    return contextmix.run_tables(run_dir, model.config.vocab_size, limit)
+    return contextmix.run_tables(
+        run_dir, model.config.vocab_size, count_parameters(model), context_mb
+    )
 
 
 def check_input(path: Path) -> None:

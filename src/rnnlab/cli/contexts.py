@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .. import checkpoint, contextmix
 from ..errors import UsageError
+from ..model import count_parameters
 from ..tokens import corpus_splits
 
 SUMMARY = "count a run's training text into context tables for compress and eval --adapt"
@@ -32,14 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_context_limit(parser)
 
 
-def weight_count(model) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def build(run_dir: Path, context_mb: float | None = None) -> dict:
     """Build and save the run's tables; returns what was done, for the caller to print."""
     model, vocab, config = checkpoint.load_model(run_dir, checkpoint.BEST, "cpu")
-    limit = contextmix.limit_bytes(context_mb, weight_count(model))
+    limit = contextmix.limit_bytes(context_mb, count_parameters(model))
     hint = "keep the run's corpus on this machine to count its training text"
     train_ids, _ = corpus_splits(config.corpus, config.train.val_fraction, hint)
     started = time.perf_counter()

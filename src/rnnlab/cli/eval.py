@@ -154,8 +154,8 @@ def run_adaptive(args: argparse.Namespace) -> int:
     )
     if report.mixed_bpc is not None:
         print(
-            f"mixed     {report.mixed_bpc:.4f} bpc  {report.mixed_seconds:7.1f} s  (adaptive, "
-            "mixed with the run's context tables: what rnnlab compress spends)"
+            f"mixed     {report.mixed_bpc:.4f} bpc  (the same pass, mixed with the run's "
+            "context tables: what rnnlab compress spends)"
         )
     elif not args.no_mix:
         print("(no context tables in the run: `rnnlab contexts RUN` adds them)")
