@@ -12,14 +12,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .model import CharLM
+from .model import LM, model_device
 
 LN2 = math.log(2.0)
 
 
 @torch.no_grad()
 def iter_char_nats(
-    model: CharLM,
+    model: LM,
     ids: np.ndarray | torch.Tensor,
     chunk_len: int = 8192,
     autocast_dtype: torch.dtype | None = None,
@@ -41,7 +41,7 @@ def iter_char_nats(
         raise ValueError("need at least 2 characters to evaluate")
     was_training = model.training
     model.eval()
-    device = model.head.weight.device
+    device = model_device(model)
     state = None
     try:
         for start in range(0, n - 1, chunk_len):
@@ -63,7 +63,7 @@ def iter_char_nats(
 
 @torch.no_grad()
 def iter_char_nats_batched(
-    model: CharLM,
+    model: LM,
     ids: np.ndarray | torch.Tensor,
     batch_size: int = 64,
     warmup: int = 512,
@@ -107,7 +107,7 @@ def iter_char_nats_batched(
     starts = list(range(1, n, seg))  # first target of each segment
     was_training = model.training
     model.eval()
-    device = model.head.weight.device
+    device = model_device(model)
 
     def rows(spans: list[tuple[int, int]], length: int) -> torch.Tensor:
         """(R, length) ids of each span, padded on the right with 0."""
@@ -154,7 +154,7 @@ def iter_char_nats_batched(
 
 
 def loss_nats(
-    model: CharLM,
+    model: LM,
     ids: np.ndarray | torch.Tensor,
     chunk_len: int = 8192,
     autocast_dtype: torch.dtype | None = None,
@@ -165,6 +165,6 @@ def loss_nats(
     return total / (len(ids) - 1)
 
 
-def bits_per_char(model: CharLM, ids: np.ndarray | torch.Tensor, chunk_len: int = 8192) -> float:
+def bits_per_char(model: LM, ids: np.ndarray | torch.Tensor, chunk_len: int = 8192) -> float:
     """Exact bits per character of ``ids[1:]`` (see ``loss_nats``)."""
     return loss_nats(model, ids, chunk_len) / LN2

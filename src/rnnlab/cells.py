@@ -14,6 +14,8 @@ Imports only scan from rnnlab. Dropout between layers is not applied (eval-mode 
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -234,9 +236,13 @@ class StepDecoder:
     @classmethod
     def from_model(
         cls, model: nn.Module, dtype: torch.dtype | None = None
-    ) -> StepDecoder | ScanDecoder:
+    ) -> StepDecoder | ScanDecoder | EnsembleDecoder:
         """From a CharLM (anything with .config.cell, .rnn, .embedding and .head); a minGRU /
-        minLSTM model gets a ScanDecoder (the same step for those blocks)."""
+        minLSTM model gets a ScanDecoder (the same step for those blocks), an Ensemble (with
+        .members) an EnsembleDecoder."""
+        members = getattr(model, "members", None)
+        if members is not None:
+            return EnsembleDecoder([cls.from_model(m, dtype) for m in members])
         if isinstance(model.rnn, MinRNNStack):
             return ScanDecoder(model, dtype)
         return cls(
@@ -369,6 +375,27 @@ class ScanDecoder:
         return _rms(self.norm, y)
 
     step = StepDecoder.step  # the same wrapper around ``advance``
+
+
+class EnsembleDecoder:
+    """StepDecoder for a model.Ensemble: each member's step on its own share of the flat state,
+    then the log of their averaged probabilities, as ``Ensemble.forward`` computes it."""
+
+    def __init__(self, members: list[StepDecoder | ScanDecoder]) -> None:
+        self.members = members
+
+    @torch.no_grad()
+    def advance(self, token: torch.Tensor, layers: list[list[torch.Tensor]]) -> torch.Tensor:
+        """token (B,), layers: the members' per-layer lists one after the other, updated in
+        place -> logits (B, V)."""
+        n = len(layers) // len(self.members)
+        logits = torch.stack(
+            [m.advance(token, layers[k * n : (k + 1) * n]) for k, m in enumerate(self.members)]
+        )  # (K, B, V)
+        logp = F.log_softmax(logits.float(), dim=-1)
+        return torch.logsumexp(logp, dim=0) - math.log(len(self.members))
+
+    step = StepDecoder.step
 
 
 def _packed(linear: nn.Linear, dtype: torch.dtype | None) -> tuple[PackedWeight, torch.Tensor]:

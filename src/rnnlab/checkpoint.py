@@ -25,7 +25,7 @@ import torch
 from .config import ModelConfig
 from .errors import UsageError
 from .files import atomic_write, fsync_dir, read_regular
-from .model import CharLM
+from .model import CharLM, Ensemble, build_model
 from .rundir import (
     BASELINES,
     BEST,
@@ -140,10 +140,10 @@ _DTYPE_NAMES = {
 
 
 def expected_tensors(config: ModelConfig) -> dict[str, tuple[tuple[int, ...], str]]:
-    """The shape and the safetensors dtype name of every weight of a CharLM, without
-    allocating it."""
+    """The shape and the safetensors dtype name of every weight of a CharLM (or an Ensemble),
+    without allocating it."""
     with torch.device("meta"):
-        model = CharLM(config)
+        model = build_model(config)
     return {k: (tuple(v.shape), _DTYPE_NAMES[v.dtype]) for k, v in model.state_dict().items()}
 
 
@@ -246,17 +246,26 @@ def load_weights(
 
 
 def load_model(
-    run_dir: Path, weights: str = BEST, device: str | torch.device = "cpu"
-) -> tuple[CharLM, Vocab, RunConfig]:
-    """Rebuild a run's model from its config and weights (``model.safetensors`` by default)."""
+    run_dir: Path,
+    weights: str = BEST,
+    device: str | torch.device = "cpu",
+    ensemble: bool = False,
+) -> tuple[CharLM | Ensemble, Vocab, RunConfig]:
+    """Rebuild a run's model from its config and weights (``model.safetensors`` by default).
+
+    A run of several members (``--members``) gives its first member, a CharLM, unless
+    ``ensemble``: then the whole Ensemble, for the readers that take one (they need only
+    ``forward`` and ``init_state``, or ``cells.StepDecoder.from_model``)."""
     run_dir = Path(run_dir)
     config = load_config(run_dir)
     vocab = load_vocab(run_dir)
     if config.model.vocab_size != len(vocab):
         raise CheckpointError(f"{run_dir}: vocab.json does not match config.json")
     tensors, _ = load_weights(run_dir / weights, config.model)
-    model = CharLM(config.model)
+    model = build_model(config.model)
     model.load_state_dict(tensors)
+    if isinstance(model, Ensemble) and not ensemble:
+        model = model.members[0]
     return model.to(device).eval(), vocab, config
 
 

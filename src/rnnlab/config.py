@@ -71,6 +71,7 @@ MAX_PARAMETERS = 2_000_000_000  # 8 GB of float32 weights, before gradients and 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1, "rnn-relu": 1}
 SCAN_MATRICES = {"mingru": 3, "minlstm": 4}  # H x H matrices per layer: gates, then W_o
 MAX_FF_MULT = 16
+MAX_MEMBERS = 16
 # The defaults measured for each family (README: "Why these defaults" for the fused cells,
 # "minGRU and minLSTM" for the scan cells: their 2-minute sweep and the ten-minute table).
 FUSED_DEFAULTS = {"hidden_size": 512, "dropout": 0.2, "ff_mult": 0}
@@ -157,6 +158,12 @@ class ModelConfig:
         "minGRU/minLSTM: a feed-forward block (width ff-mult x hidden) after each layer; 0: none",
         shown="planned: 4 for mingru/minlstm, else 0",
     )
+    members: int = _opt(
+        1,
+        "--members",
+        "independent models trained side by side; the model is their averaged prediction",
+        shown="planned: 1, more for a budget that reads the text 14 times or more",
+    )
     vocab_size: int = 0  # set from the corpus, never a flag
 
     def __post_init__(self) -> None:
@@ -183,6 +190,7 @@ class ModelConfig:
             self.ff_mult == 0 or self.cell in SCAN_MATRICES,
             f"--ff-mult is for --cell mingru or minlstm, not {self.cell}; leave it at 0",
         )
+        _check_range(self.members, 1, MAX_MEMBERS, "--members")
         _check_range(self.vocab_size, 0, MAX_VOCAB, "vocab_size")
         H, E, L = self.hidden_size, self.embedding_size, self.num_layers
         if self.cell in SCAN_MATRICES:  # input projection, then per layer gates + W_o + norm
@@ -191,11 +199,12 @@ class ModelConfig:
             recurrent += L * (H + (H + 1) * F + (F + 1) * H) if F else 0
         else:
             recurrent = GATES[self.cell] * H * (E + H + (L - 1) * 2 * H + 2 * L)
-        parameters = recurrent + (E + H + 1) * self.vocab_size
+        parameters = (recurrent + (E + H + 1) * self.vocab_size) * self.members
+        members = f" x --members {self.members}" if self.members > 1 else ""
         _check(
             parameters <= MAX_PARAMETERS,
-            f"--layers {L} x --hidden {H} makes {parameters:,} parameters, more than the "
-            f"{MAX_PARAMETERS:,} allowed; lower --hidden or --layers",
+            f"--layers {L} x --hidden {H}{members} makes {parameters:,} parameters, more than "
+            f"the {MAX_PARAMETERS:,} allowed; lower --hidden or --layers",
         )
         _check(
             self.init != "identity" or self.cell in ("rnn", "rnn-relu"),
@@ -348,7 +357,7 @@ def to_dict(config: Any) -> dict[str, Any]:
 # fields renamed since 0.1.0 (CHANGELOG.md): config.json written before reads the same
 RENAMED_FIELDS = {"dtype": "autocast_dtype", "clip": "clip_mode", "clip_value": "grad_clip"}
 # fields added since 0.1.0: a config.json written before has none, and gets the default
-ADDED_FIELDS = {"ff_mult", "optimizer", "weight_drop", "embedding_dropout"}
+ADDED_FIELDS = {"ff_mult", "optimizer", "weight_drop", "embedding_dropout", "members"}
 
 
 def from_dict(cls: type, data: Any, strict: bool = False) -> Any:

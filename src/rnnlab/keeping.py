@@ -20,7 +20,7 @@ from .checkpoint import RunConfig, TrainingState
 from .config import TrainConfig
 from .distributed import Ranks
 from .errors import UsageError
-from .model import CharLM, count_parameters
+from .model import CharLM, Ensemble, count_parameters
 from .progress import EvalEvent, Fanout
 from .sampling import generate
 from .startup import Start
@@ -55,7 +55,7 @@ class RunRecord:
     amp_dtype: torch.dtype | None
     vocab: Vocab
     val_ids: torch.Tensor
-    model: CharLM
+    model: CharLM | Ensemble
     optimizer: torch.optim.Optimizer
     rows: slice
     step: int

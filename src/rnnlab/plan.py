@@ -36,7 +36,14 @@ import torch
 import torch.nn.functional as F
 
 from .config import SCAN_MATRICES, ModelConfig, TrainConfig, flag_fields
-from .model import CharLM, clip_gradients, count_parameters, resolve_dtype
+from .model import (
+    CharLM,
+    build_model,
+    clip_gradients,
+    count_parameters,
+    member_config,
+    resolve_dtype,
+)
 from .optimizers import make_optimizer
 
 # The ladder of candidate models, smallest first: minGRU blocks with a 4x feed-forward (the
@@ -53,6 +60,7 @@ SMALL_TEXT_MODEL = {"cell": "lstm", "num_layers": 2, "hidden_size": 512, "ff_mul
 ARCHITECTURE = ("cell", "num_layers", "hidden_size", "ff_mult", "embedding_size")
 PLANNED = (
     *ARCHITECTURE,
+    "members",
     "dropout",
     "embedding_dropout",
     "learning_rate",
@@ -98,6 +106,17 @@ EMBEDDING_DROPOUT_SHARE = 1 / 3
 # steps with dropout 0.3 (8.2 epochs) were best at 5.9, 1.4393. With the embedding dropout the
 # capped plan (9 epochs) reached 1.4220 and 1.4286 in two runs, the ten-minute one (8.4) 1.4241.
 LSTM_MAX_EPOCHS = 9.0
+# A budget that reads the text MEMBER_EPOCHS times per member, or more, trains the LSTM as
+# several members side by side (model.Ensemble: independent networks whose predictions are
+# averaged), at most MAX_PLANNED_MEMBERS: past the cap above, one LSTM cannot turn more
+# compute into a better model, and several can. Measured by averaging the study's own capped
+# runs on tiny Shakespeare's validation split (each alone 1.4220-1.4286 nats/char at 8.4-9
+# epochs): two 1.3979-1.4106 (the pair of one seed that differs only by bf16 rounding: 1.4064),
+# three 1.3934-1.4013, four 1.3922. Seven epochs, not nine: a member at seven is close to one
+# at nine (the LSTM is within about 0.01 of its best from 7 epochs), so two of them are better
+# than one at nine from about 14 epochs of budget.
+MEMBER_EPOCHS = 6.0
+MAX_PLANNED_MEMBERS = 4
 # The optimizer by cell. Muon on the hidden matrices learns far faster per step, for about
 # 10-15% fewer steps a second: after 440 steps on tiny Shakespeare (two minutes of minGRU 2x384
 # on this machine), minGRU 2x384 1.516 against AdamW's 1.618 nats/char, the LSTM 2x512 1.565
@@ -140,15 +159,18 @@ class Plan:
         ff = f" ff{m['ff_mult']}" if m.get("ff_mult") else ""
         wd = f", weight drop {m['weight_drop']:g}" if m.get("weight_drop") else ""
         ed = f" (embedding {m['embedding_dropout']:g})" if m.get("embedding_dropout") else ""
+        members = m.get("members", 1)
         speed = self.chars_per_s.get(_name(m["cell"], m["num_layers"], m["hidden_size"]))
-        pace = f" at {speed:,.0f} chars/s" if speed else ""
+        pace = f" at {speed / members:,.0f} chars/s" if speed else ""
         mine = f"; yours: {', '.join(self.user)}" if self.user else ""
+        many = f" x {members} members" if members > 1 else ""
+        each = " each" if members > 1 else ""
         return (
-            f"plan: {m['cell']} {m['num_layers']}x{m['hidden_size']}{ff} "
+            f"plan: {m['cell']} {m['num_layers']}x{m['hidden_size']}{ff}{many} "
             f"({self.parameters / 1e6:.2f}M parameters), dropout {m['dropout']:g}{ed}{wd}, "
             f"{t['optimizer']} lr {t['learning_rate']:.2g}, "
             f"batch {t['batch_size']}x{t['seq_len']}; "
-            f"{self.budget} reads {self.planned_chars / 1e6:,.1f}M chars{pace} = "
+            f"{self.budget} reads {self.planned_chars / 1e6:,.1f}M chars{each}{pace} = "
             f"{self.epochs:,.1f} epochs of {self.train_chars:,}{mine}"
         )
 
@@ -194,7 +216,7 @@ def lr_for(cell: str, hidden_size: int) -> float:
 def parameters_of(config: ModelConfig) -> int:
     """Parameters of the model ``config`` describes, without allocating its weights."""
     with torch.device("meta"):
-        return count_parameters(CharLM(config))
+        return count_parameters(build_model(config))
 
 
 def measure_speed(
@@ -266,8 +288,10 @@ def make_plan(
         return dataclasses.replace(cfg, optimizer=OPTIMIZER.get(config.cell, "adamw"))
 
     def timed_as(config: ModelConfig) -> ModelConfig:
-        """The model as it will train: a fused cell timed with dropout, which the plan will give
-        it (any value > 0 costs about the same), else its speed is optimistic."""
+        """The model as it will train, one member of it: a fused cell timed with dropout, which
+        the plan will give it (any value > 0 costs about the same), else its speed is
+        optimistic."""
+        config = member_config(config)
         if config.cell in SCAN_MATRICES:
             return config
         if "dropout" in user:
@@ -275,7 +299,9 @@ def make_plan(
         return dataclasses.replace(config, dropout=LSTM_DROPOUT)
 
     def reads(config: ModelConfig) -> float:
-        """Characters the budget reads with this model (calibration time taken off)."""
+        """Characters the budget reads with this model, each member of it (calibration time
+        taken off): members train side by side on the same batches, each step costing them
+        all."""
         budgets = []
         if cfg.max_steps is not None:
             budgets.append(cfg.max_steps * chars_per_step)
@@ -284,7 +310,7 @@ def make_plan(
             if name not in measured:
                 measured[name] = world * speed(timed_as(config), trained_with(config))
             left_s = max(0.0, 60 * cfg.minutes - (time.perf_counter() - t0))
-            budgets.append(measured[name] * left_s)
+            budgets.append(measured[name] / config.members * left_s)
         return min(budgets)
 
     if user & set(ARCHITECTURE):  # the user's architecture, with its cell's defaults for the rest
@@ -297,6 +323,11 @@ def make_plan(
             chosen = lstm
         else:
             chosen, planned = _choose_model(model_config, train_chars, reads)
+    if chosen.cell == "lstm" and "members" not in user and cfg.minutes is not None:
+        alone = reads(member_config(chosen)) / max(1, train_chars)  # epochs of one member
+        members = min(MAX_PLANNED_MEMBERS, max(1, math.floor(alone / MEMBER_EPOCHS)))
+        chosen = dataclasses.replace(chosen, members=members)
+        planned = reads(chosen)
     epochs = min(planned / max(1, train_chars), LSTM_MAX_EPOCHS)
     if "dropout" not in user:
         chosen = dataclasses.replace(chosen, dropout=dropout_for(chosen.cell, epochs))
@@ -319,7 +350,7 @@ def make_plan(
     plan = Plan(
         model={
             k: getattr(chosen, k)
-            for k in (*ARCHITECTURE, "dropout", "embedding_dropout", "weight_drop")
+            for k in (*ARCHITECTURE, "members", "dropout", "embedding_dropout", "weight_drop")
         },
         train={k: getattr(cfg, k) for k in ("optimizer", "learning_rate", "batch_size", "seq_len")},
         user=tuple(sorted(flags[n] for n in user if n in PLANNED)),

@@ -32,7 +32,7 @@ from .controls import (
     top_p_filter,
 )
 from .errors import UsageError
-from .model import CharLM
+from .model import LM, model_device
 from .options import check_control, check_sampling
 from .vocab import Vocab
 
@@ -66,7 +66,7 @@ __all__ = [
 
 
 def iter_generate(
-    model: CharLM,
+    model: LM,
     vocab: Vocab,
     prompt: str = "",
     *,
@@ -198,7 +198,7 @@ class _Rows:
 
 @torch.inference_mode()
 def _pieces(
-    model: CharLM,
+    model: LM,
     vocab: Vocab,
     ids: list[int],
     length: int,
@@ -213,7 +213,7 @@ def _pieces(
     """The generator behind ``iter_generate`` and ``complete``, its arguments checked: per
     block, each row's (new text, its log-probabilities)."""
     model.eval()
-    device = model.head.weight.device
+    device = model_device(model)
     if not ids:
         start = vocab.id_of("\n")
         ids = [start if start is not None else 0]
@@ -275,7 +275,7 @@ def _decode(vocab: Vocab, decoder, row: list[int], final: bool) -> str:
 
 
 def generate(
-    model: CharLM,
+    model: LM,
     vocab: Vocab,
     prompt: str = "",
     *,
@@ -369,7 +369,7 @@ def generate(
 
 
 def complete(
-    model: CharLM,
+    model: LM,
     vocab: Vocab,
     prompt: str = "",
     *,

@@ -25,7 +25,8 @@ from .distributed import Ranks, distributed
 from .interrupts import stop_on_signals
 from .keeping import Mean, RunRecord
 from .model import (
-    CharLM,
+    Ensemble,
+    build_model,
     clip_gradients,
     detach,
     resolve_device,
@@ -151,7 +152,7 @@ class Trainer(RunRecord):
         self.batches, self.val_ids = start.batches, start.val_ids
 
         torch.manual_seed(cfg.seed)
-        self.model = CharLM(start.config.model).to(device)
+        self.model = build_model(start.config.model).to(device)
         if start.init_weights is not None:  # fine-tuning starts from the base run's weights
             self.model.load_state_dict(start.init_weights)
         self.net = self.model  # what the step calls: under torchrun, DDP averages gradients
@@ -262,13 +263,32 @@ class Trainer(RunRecord):
             keep = ~batches.resets(self.step, cfg.state_reset)[self.rows].to(self.device)  # (B,)
             self.state = tuple(s * keep[None, :, None] for s in self.state)
         x, y = (t.to(self.device, non_blocking=True) for t in batches.batch(self.step, self.rows))
-        with self.autocast():
-            logits, new_state = self.net(x, self.state)  # (B, T, V)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = clip_gradients(self.model.parameters(), cfg.clip_mode, cfg.grad_clip)
-        loss_value = loss.item()
+        if isinstance(self.model, Ensemble):  # each member learns from its own loss, as alone
+            with self.autocast():
+                logits, new_state = self.net(x, self.state, separate=True)  # (K, B, T, V)
+            K = logits.size(0)
+            losses = (
+                F.cross_entropy(
+                    logits.float().flatten(0, 2), y.expand(K, -1, -1).flatten(), reduction="none"
+                )
+                .view(K, -1)
+                .mean(1)
+            )  # (K,)
+            self.optimizer.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            grad_norm = max(
+                clip_gradients(m.parameters(), cfg.clip_mode, cfg.grad_clip)
+                for m in self.model.members
+            )
+            loss_value = losses.mean().item()  # the members' mean (logged as training loss)
+        else:
+            with self.autocast():
+                logits, new_state = self.net(x, self.state)  # (B, T, V)
+            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = clip_gradients(self.model.parameters(), cfg.clip_mode, cfg.grad_clip)
+            loss_value = loss.item()
         bad = not (math.isfinite(loss_value) and math.isfinite(grad_norm))
         if not bad:
             self.optimizer.step()
