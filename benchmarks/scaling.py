@@ -94,7 +94,8 @@ def measure(corpus: str, minutes: float, flags: list[str], out: Path) -> dict:
     return {
         "minutes": minutes,
         "flags": flags,
-        "model": f"{m['cell']} {m['num_layers']}x{m['hidden_size']} ff{m['ff_mult']}",
+        "model": f"{m['cell']} {m['num_layers']}x{m['hidden_size']} ff{m['ff_mult']}"
+        + (f" x{m['members']}" if m.get("members", 1) > 1 else ""),
         "dropout": m["dropout"],
         "learning_rate": config["train"]["learning_rate"],
         "plan": config.get("plan"),

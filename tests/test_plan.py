@@ -15,6 +15,7 @@ from rnnlab.config import CorpusConfig, ModelConfig, TrainConfig
 from rnnlab.progress import when_validation_stopped
 
 SHAKESPEARE_CHARS = 1_003_854
+LSTM = dict(cell="lstm", num_layers=2, hidden_size=512, ff_mult=0)
 
 
 def flops_speed(cpu_flops: float):
@@ -65,6 +66,9 @@ def test_more_budget_never_plans_less(minutes, factor, flops, chars):
         assert b.planned_chars * b.parameters >= a.planned_chars * a.parameters * 0.999
     if a_model == dataclasses.replace(b_model, dropout=a_model.dropout):
         assert b_model.dropout >= a_model.dropout and b.planned_chars >= a.planned_chars
+    if a_model.cell == b_model.cell == "lstm":  # more members, and more text read by them all
+        assert b_model.members >= a_model.members
+        assert b.planned_chars * b_model.members >= a.planned_chars * a_model.members * 0.999
 
 
 def test_a_large_text_gets_the_largest_mingru_the_budget_reads_enough_for():
@@ -105,6 +109,32 @@ def test_a_budget_past_the_lstms_epochs_ends_there():
     assert abs(p.epochs - plan.LSTM_MAX_EPOCHS) < 0.01 and t.max_steps is not None
     assert t.max_steps * t.batch_size * t.seq_len == p.planned_chars
     assert m.dropout == plan.dropout_for("lstm", plan.LSTM_MAX_EPOCHS)
+
+
+def test_a_budget_of_many_epochs_trains_several_members_side_by_side():
+    """From MEMBER_EPOCHS per member, the LSTM's minutes are shared by members trained side by
+    side (each reads every step, each step costs them all), dropout from each one's epochs, at
+    most MAX_PLANNED_MEMBERS; each still ends at the cap."""
+    speed = flops_speed(2e11)  # the LSTM 2x512 at about 10k chars/s
+    lstm_speed = 2e11 / (6 * plan.parameters_of(ModelConfig(vocab_size=65, **LSTM)))
+    one_epoch_min = SHAKESPEARE_CHARS / lstm_speed / 60
+    m, _, p = planned(1.5 * plan.MEMBER_EPOCHS * one_epoch_min, speed=speed)
+    assert m.members == 1 and "members" not in p.line()
+    m, t, p = planned(2.5 * plan.MEMBER_EPOCHS * one_epoch_min, speed=speed)
+    assert m.members == 2 and (m.cell, m.hidden_size) == ("lstm", 512)
+    assert abs(p.epochs - 1.25 * plan.MEMBER_EPOCHS) < 0.05 and t.max_steps is None
+    assert m.dropout == plan.dropout_for("lstm", p.epochs)
+    assert p.parameters == 2 * plan.parameters_of(ModelConfig(vocab_size=65, **LSTM))
+    assert "x 2 members" in p.line() and "chars each" in p.line()
+    m, t, p = planned(1000 * one_epoch_min, speed=speed)
+    assert m.members == plan.MAX_PLANNED_MEMBERS and abs(p.epochs - plan.LSTM_MAX_EPOCHS) < 0.01
+    assert t.max_steps * t.batch_size * t.seq_len == p.planned_chars
+    m, _, p = planned(1000 * one_epoch_min, speed=speed, members=1)  # the user's choice wins
+    assert m.members == 1 and "--members" in p.user
+    m, _, _ = planned(max_steps=100_000, speed=speed)  # steps, not minutes: no members
+    assert m.members == 1
+    m, _, _ = planned(10, train_chars=50_000_000, speed=speed)  # minGRU: none
+    assert m.cell == "mingru" and m.members == 1
 
 
 def test_a_small_corpus_and_a_short_budget_get_the_smallest_mingru():

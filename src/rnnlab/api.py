@@ -33,7 +33,7 @@ from .errors import RnnlabError as RnnlabError
 from .errors import UsageError
 from .evaluation import EvalReport as EvalReport
 from .evaluation import evaluate as evaluate
-from .model import CharLM, resolve_sample_dtype
+from .model import LM, model_device, resolve_sample_dtype
 from .options import EvalOptions as EvalOptions
 from .options import SampleOptions as SampleOptions
 from .sampling import CharLogprob as CharLogprob
@@ -111,7 +111,7 @@ def train(
 class LanguageModel:
     """A trained model with its vocabulary: generate text and score it."""
 
-    def __init__(self, model: CharLM, vocab: Vocab, run_dir: Path | None = None) -> None:
+    def __init__(self, model: LM, vocab: Vocab, run_dir: Path | None = None) -> None:
         self.model = model.eval()
         self.vocab = vocab
         self.run_dir = run_dir
@@ -198,7 +198,7 @@ class LanguageModel:
     def _sample(self, fn, arguments: dict):
         """``fn`` (sampling.generate or complete) on this model with a method's arguments, the
         ``weights_dtype`` name resolved for the model's device and batch."""
-        device = self.model.head.weight.device
+        device = model_device(self.model)
         dtype = resolve_sample_dtype(arguments["weights_dtype"], device, arguments["num_samples"])
         return fn(self.model, self.vocab, **(arguments | {"weights_dtype": dtype}))
 
@@ -220,5 +220,7 @@ def load(
     """Load a run directory's model: ``weights="best"`` (best validation) or ``"last"``."""
     if weights not in _checkpoint.WEIGHTS:
         raise UsageError(f"weights must be 'best' or 'last', got {weights!r}")
-    model, vocab, _ = _checkpoint.load_model(Path(run), _checkpoint.WEIGHTS[weights], device)
+    model, vocab, _ = _checkpoint.load_model(
+        Path(run), _checkpoint.WEIGHTS[weights], device, ensemble=True
+    )
     return LanguageModel(model, vocab, Path(run))

@@ -14,7 +14,7 @@ from .cells import StepDecoder
 from .completion import CharLogprob, Completion, logprob_records, symbol_text
 from .controls import Constraint, mask_logits, split_at_stop
 from .errors import UsageError
-from .model import CharLM
+from .model import LM, model_device
 from .vocab import Vocab
 
 
@@ -33,7 +33,7 @@ class _Hypothesis:
 
 @torch.inference_mode()
 def beam_search(
-    model: CharLM,
+    model: LM,
     vocab: Vocab,
     ids: list[int],
     length: int,
@@ -52,7 +52,7 @@ def beam_search(
         The ``num_samples`` best Completions, best first, ``score`` set.
     """
     model.eval()
-    device = model.head.weight.device
+    device = model_device(model)
     if not ids:
         start = vocab.id_of("\n")
         ids = [start if start is not None else 0]

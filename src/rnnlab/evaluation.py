@@ -32,7 +32,7 @@ from .ladder import (
     uniform_bpc,
     unigram_bpc,
 )
-from .model import CharLM, count_parameters, resolve_device
+from .model import LM, CharLM, Ensemble, count_parameters, resolve_device
 from .options import EvalOptions
 from .tokens import corpus_splits, encode_text
 from .vocab import Vocab
@@ -86,7 +86,7 @@ class Comparison:
 
 
 def compare(
-    model: CharLM,
+    model: LM,
     eval_ids: np.ndarray,
     symbols: Sequence[str],
     ngram: KneserNey | None = None,
@@ -230,7 +230,7 @@ def evaluate(
     )
     run = Path(run)
     model, vocab, config = checkpoint.load_model(
-        run, checkpoint.WEIGHTS[opts.weights], resolve_device(opts.device)
+        run, checkpoint.WEIGHTS[opts.weights], resolve_device(opts.device), ensemble=True
     )
     hint = f"pass a text file: rnnlab eval {run} FILE"
     train_ids = val_ids = None
@@ -246,7 +246,8 @@ def evaluate(
         symbols = [chr(i) for i in range(256)] if vocab.mode == "byte" else vocab.symbols
         exact = opts.exact or model.parallel_in_time  # a scan cell's exact pass is parallel
         scored = compare(model, eval_ids, symbols, ladder.best_ngram_model, opts.chunk_len, exact)
-        compressed = None if opts.quick else _compressed_bpc(run, model, np.asarray(eval_ids))
+        first = model.members[0] if isinstance(model, Ensemble) else model  # compress reads it
+        compressed = None if opts.quick else _compressed_bpc(run, first, np.asarray(eval_ids))
     bpc = scored.loss_nats / LN2
     if not math.isfinite(bpc):  # finite weights whose predictions overflow: not a result
         raise checkpoint.CheckpointError(

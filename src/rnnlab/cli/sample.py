@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         )
     device = resolve_device(opts.device)
     model, vocab, _ = checkpoint.load_model(
-        Path(args.run), checkpoint.WEIGHTS[opts.weights], device
+        Path(args.run), checkpoint.WEIGHTS[opts.weights], device, ensemble=True
     )
     prompt = opts.prompt
     if opts.unknown == "skip":

@@ -231,7 +231,7 @@ def report(result: training.TrainResult, out: Path, args: argparse.Namespace) ->
     """A sample from the best weights and the summary line (or JSON); notes on stderr."""
     sample = ""
     if result.stopped == "budget" and (out / checkpoint.BEST).is_file():  # not after a signal
-        model, vocab, _ = checkpoint.load_model(out)
+        model, vocab, _ = checkpoint.load_model(out, ensemble=True)
         sample = sampling.generate(
             model, vocab, "", length=args.final_sample, temperature=0.8, seed=0
         )[0]
