@@ -7,7 +7,7 @@ import torch
 from conftest import periodic_text, words_text
 
 from rnnlab import checkpoint, training
-from rnnlab.config import CorpusConfig, ModelConfig, TrainConfig
+from rnnlab.config import ConfigError, CorpusConfig, ModelConfig, TrainConfig
 from rnnlab.corpus import CorpusError
 
 SMALL = dict(hidden_size=24, num_layers=2, embedding_size=8)
@@ -204,3 +204,29 @@ def test_checkpoint_round_trip_gives_identical_logits(tmp_path):
     twin.load_state_dict(tensors)
     after, _ = twin(ids)
     assert step == 8 and torch.equal(before, after)
+
+
+def test_ema_validates_keeps_the_average_and_resumes_exactly(tmp_path):
+    """--ema: validation, the best weights and the samples use the moving average; the
+    checkpoint carries it, so a Ctrl-C and a resume give the very run that was not stopped."""
+    model = SMALL | {"cell": "lstm", "dropout": 0.1}
+    common = dict(max_steps=30, eval_every_s=1e-9, ema=0.9)  # validate and save every step
+    run(tmp_path, words_text(), out="straight", model=model, **common)
+
+    def ctrl_c_at_17(event):
+        if event.step == 17:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    first = run(tmp_path, words_text(), out="cut", model=model, on_eval=ctrl_c_at_17, **common)
+    assert first.stopped == "interrupted" and first.step == 17
+    assert run(tmp_path, words_text(), out="cut", resume=True, max_steps=30).step == 30
+    a, b = (weights(tmp_path / f"{d}/last.safetensors") for d in ("straight", "cut"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    average = {k[len("train_state.ema.") :]: v for k, v in a.items() if "ema." in k}
+    raw = {k: v for k, v in a.items() if not k.startswith("train_state.")}
+    assert average.keys() == raw.keys() and not all(torch.equal(average[k], raw[k]) for k in raw)
+    best, step = checkpoint.load_weights(tmp_path / "straight/model.safetensors")
+    if step == 30:  # the best validation was the last one: its weights are the average
+        assert all(torch.equal(best[k], average[k]) for k in best)
+    with pytest.raises(ConfigError, match="--ema"):
+        TrainConfig(ema=1.0)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -286,6 +286,7 @@ class TrainingState:
     rng_cpu: torch.Tensor
     rng_cuda: torch.Tensor | None = None
     carried_state: tuple[torch.Tensor, ...] = ()  # (L, B, H) each, all B streams
+    averaged: dict[str, torch.Tensor] = field(default_factory=dict)  # --ema: name -> weights
 
 
 _SCALARS = ("step", "elapsed_s", "best_val_bpc", "last_val_bpc", "last_eval_s", "metrics_bytes")
@@ -298,6 +299,8 @@ def _flatten_state(state: TrainingState) -> tuple[dict[str, torch.Tensor], dict[
         tensors[STATE_PREFIX + "rng_cuda"] = state.rng_cuda
     for i, s in enumerate(state.carried_state):
         tensors[f"{STATE_PREFIX}carried.{i}"] = s
+    for name, w in state.averaged.items():
+        tensors[f"{STATE_PREFIX}ema.{name}"] = w
     opt_state: dict[str, dict[str, Any]] = {}
     for index, entries in state.optimizer["state"].items():
         opt_state[str(index)] = {}
@@ -310,6 +313,7 @@ def _flatten_state(state: TrainingState) -> tuple[dict[str, torch.Tensor], dict[
     meta = {k: getattr(state, k) for k in _SCALARS}
     meta |= {
         "carried": len(state.carried_state),
+        "ema": sorted(state.averaged),
         "optimizer_state": opt_state,
         "param_groups": state.optimizer["param_groups"],
     }
@@ -330,6 +334,10 @@ def _unflatten_state(tensors: dict[str, torch.Tensor], meta: Any, path: Path) ->
                 for key, value in entries.items()
             }
         carried = tuple(tensors[f"{STATE_PREFIX}carried.{i}"] for i in range(int(meta["carried"])))
+        names = meta.get("ema", [])  # absent before --ema existed
+        if not isinstance(names, list):
+            raise bad
+        averaged = {name: tensors[f"{STATE_PREFIX}ema.{name}"] for name in names}
         scalars = {k: meta[k] for k in _SCALARS}
         for k in ("step", "metrics_bytes"):
             if not isinstance(scalars[k], int) or isinstance(scalars[k], bool) or scalars[k] < 0:
@@ -345,6 +353,7 @@ def _unflatten_state(tensors: dict[str, torch.Tensor], meta: Any, path: Path) ->
             rng_cpu=tensors[STATE_PREFIX + "rng_cpu"],
             rng_cuda=tensors.get(STATE_PREFIX + "rng_cuda"),
             carried_state=carried,
+            averaged=averaged,
         )
     except (KeyError, TypeError, ValueError, AttributeError):
         raise bad from None

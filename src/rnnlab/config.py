@@ -232,6 +232,12 @@ class TrainConfig:
     min_lr_fraction: float = _opt(0.0, "--min-lr-fraction", "final lr as a fraction of --lr")
     warmup_steps: int = _opt(50, "--warmup-steps", "linear warmup steps before cosine decay")
     weight_decay: float = _opt(0.0, "--weight-decay", "AdamW weight decay on weight matrices")
+    ema: float = _opt(
+        0.0,
+        "--ema",
+        "decay of a moving average of the weights that validation, the best weights and the "
+        "samples use (e.g. 0.999); 0: off",
+    )
     optimizer: str = _opt(
         "adamw",
         "--optimizer",
@@ -273,6 +279,7 @@ class TrainConfig:
         _check_range(self.seq_len, 1, MAX_SEQ_LEN, "--seq-len")
         _check_range(self.learning_rate, 0, MAX_LR, "--lr")
         _check_range(self.weight_decay, 0, 1e3, "--weight-decay")
+        _check(0 <= self.ema < 1, f"--ema must be in [0, 1), got {self.ema}")
         _check_range(self.grad_clip, 0, 1e9, "--grad-clip")
         _check_range(self.warmup_steps, 0, 10**12, "--warmup-steps")
         _check(self.max_steps is None or self.max_steps <= 10**12, "--max-steps is at most 1e12")
@@ -357,7 +364,7 @@ def to_dict(config: Any) -> dict[str, Any]:
 # fields renamed since 0.1.0 (CHANGELOG.md): config.json written before reads the same
 RENAMED_FIELDS = {"dtype": "autocast_dtype", "clip": "clip_mode", "clip_value": "grad_clip"}
 # fields added since 0.1.0: a config.json written before has none, and gets the default
-ADDED_FIELDS = {"ff_mult", "optimizer", "weight_drop", "embedding_dropout", "members"}
+ADDED_FIELDS = {"ff_mult", "optimizer", "weight_drop", "embedding_dropout", "members", "ema"}
 
 
 def from_dict(cls: type, data: Any, strict: bool = False) -> Any:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import errno
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -66,6 +67,7 @@ class RunRecord:
     train_nats: Mean
     state: tuple[torch.Tensor, ...] | None
     checkpoint_step: int | None
+    averaged: dict[str, torch.Tensor]  # --ema: the moving average of each weight, else empty
 
     def _restore(self, weights: dict[str, torch.Tensor], ts: TrainingState) -> None:
         try:
@@ -84,6 +86,41 @@ class RunRecord:
         # saved for all B streams, whatever the number of processes that wrote it
         self.state = tuple(s[:, self.rows].to(self.device) for s in ts.carried_state) or None
         self.checkpoint_step = ts.step
+        if self.averaged:
+            if ts.averaged.keys() != self.averaged.keys():
+                raise ckpt.CheckpointError(
+                    f"{self.out / ckpt.LAST}: the moving average of the weights (--ema) is "
+                    "missing or does not fit the model; the run cannot be resumed"
+                )
+            self.averaged = {n: w.to(self.device) for n, w in ts.averaged.items()}
+
+    def average_weights(self) -> None:
+        """--ema: move the average of each weight toward its value after this step (the decay
+        ramps up as (1 + step) / (10 + step) over the first steps, so the start is forgotten)."""
+        if not self.averaged:
+            return
+        decay = min(self.cfg.ema, (1 + self.step) / (10 + self.step))
+        with torch.no_grad():
+            for name, p in self.model.named_parameters():
+                self.averaged[name].lerp_(p.detach(), 1.0 - decay)
+
+    @contextmanager
+    def averaged_weights(self) -> Iterator[None]:
+        """With --ema: the model holds the averaged weights inside the block, its own after."""
+        if not self.averaged:
+            yield
+            return
+        params = dict(self.model.named_parameters())
+        own = {n: p.detach().clone() for n, p in params.items()}
+        try:
+            with torch.no_grad():
+                for n, p in params.items():
+                    p.copy_(self.averaged[n])
+            yield
+        finally:
+            with torch.no_grad():
+                for n, p in params.items():
+                    p.copy_(own[n])
 
     def _write_start(self, start: Start) -> None:
         """The first writes of a run (rank 0): leftovers of a killed write removed, metrics
@@ -116,32 +153,33 @@ class RunRecord:
             nats, self.last_bpc, self.best_bpc = self.ranks.from_main([0.0] * 3, self.device)
             event = EvalEvent(self.step, self.last_bpc, nats, self.best_bpc, self.elapsed_s, "")
             return event, self._divergence(self.last_bpc)
-        finite = all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
-        nats = (
-            loss_nats(self.model, self.val_ids, autocast_dtype=self.amp_dtype)
-            if finite
-            else math.nan
-        )
-        self.last_bpc = nats / LN2
-        message = self._divergence(self.last_bpc)
-        if not message and self.last_bpc < self.best_bpc:
-            self.best_bpc = self.last_bpc
-            meta = {"val_bpc": repr(self.last_bpc)}
-            self._saving(
-                lambda: ckpt.save_weights(self.out / ckpt.BEST, self.model, self.step, meta)
+        with self.averaged_weights():  # --ema: the average is validated, kept and sampled
+            finite = all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+            nats = (
+                loss_nats(self.model, self.val_ids, autocast_dtype=self.amp_dtype)
+                if finite
+                else math.nan
             )
-        self.ranks.from_main([nats, self.last_bpc, self.best_bpc], self.device)
-        train_bpc, self.train_nats = self.train_nats.value / LN2, Mean()
-        text = ""
-        if self.cfg.sample_chars and not message:
-            text = generate(
-                self.model,
-                self.vocab,
-                length=self.cfg.sample_chars,
-                temperature=0.8,
-                seed=self.step,
-                weights_dtype=self.amp_dtype,  # the preview runs in the autocast type: fast
-            )[0]
+            self.last_bpc = nats / LN2
+            message = self._divergence(self.last_bpc)
+            if not message and self.last_bpc < self.best_bpc:
+                self.best_bpc = self.last_bpc
+                meta = {"val_bpc": repr(self.last_bpc)}
+                self._saving(
+                    lambda: ckpt.save_weights(self.out / ckpt.BEST, self.model, self.step, meta)
+                )
+            self.ranks.from_main([nats, self.last_bpc, self.best_bpc], self.device)
+            train_bpc, self.train_nats = self.train_nats.value / LN2, Mean()
+            text = ""
+            if self.cfg.sample_chars and not message:
+                text = generate(
+                    self.model,
+                    self.vocab,
+                    length=self.cfg.sample_chars,
+                    temperature=0.8,
+                    seed=self.step,
+                    weights_dtype=self.amp_dtype,  # the preview runs in the autocast type: fast
+                )[0]
         self.model.train()
         event = EvalEvent(
             self.step, self.last_bpc, nats, self.best_bpc, self.elapsed_s, text, train_bpc
@@ -180,6 +218,7 @@ class RunRecord:
                 rng_cpu=torch.get_rng_state(),
                 rng_cuda=torch.cuda.get_rng_state() if self.device.type == "cuda" else None,
                 carried_state=carried,
+                averaged=self.averaged,
             )
             ckpt.commit_checkpoint(self.out, self.model, state)
 

@@ -165,6 +165,9 @@ class Trainer(RunRecord):
         self.train_nats = Mean()  # training loss since the last validation
         self.state: tuple[torch.Tensor, ...] | None = None
         self.checkpoint_step: int | None = None
+        self.averaged = (
+            {n: p.detach().clone() for n, p in self.model.named_parameters()} if cfg.ema else {}
+        )
         if start.plan is not None:  # the plan's calibration counts in the budget
             self.elapsed_s = self.last_eval_s = start.plan.calibration_s
         if start.state is not None:
@@ -292,6 +295,7 @@ class Trainer(RunRecord):
         bad = not (math.isfinite(loss_value) and math.isfinite(grad_norm))
         if not bad:
             self.optimizer.step()
+            self.average_weights()
         return loss_value, bad, new_state
 
     def _log_step(self, loss_value: float, lr: float, chars_per_s: float) -> None:
