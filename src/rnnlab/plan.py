@@ -112,9 +112,10 @@ LSTM_MAX_EPOCHS = 9.0
 # compute into a better model, and several can. Measured by averaging the study's own capped
 # runs on tiny Shakespeare's validation split (each alone 1.4220-1.4286 nats/char at 8.4-9
 # epochs): two 1.3979-1.4106 (the pair of one seed that differs only by bf16 rounding: 1.4064),
-# three 1.3934-1.4013, four 1.3922. Seven epochs, not nine: a member at seven is close to one
-# at nine (the LSTM is within about 0.01 of its best from 7 epochs), so two of them are better
-# than one at nine from about 14 epochs of budget.
+# three 1.3934-1.4013, four 1.3922 (benchmarks/ensemble.py). Six epochs, not nine: the LSTM is
+# close to its best from about five when its schedule anneals there (the first rule's cells:
+# 1.4465 at about 4 epochs, 1.4460 at about 8), and two members gain about 0.025, so two at
+# six are planned to beat one at nine from 12 epochs of budget.
 MEMBER_EPOCHS = 6.0
 MAX_PLANNED_MEMBERS = 4
 # The optimizer by cell. Muon on the hidden matrices learns far faster per step, for about
