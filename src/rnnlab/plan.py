@@ -288,17 +288,6 @@ def make_plan(
             return cfg
         return dataclasses.replace(cfg, optimizer=OPTIMIZER.get(config.cell, "adamw"))
 
-    def timed_as(config: ModelConfig) -> ModelConfig:
-        """The model as it will train, one member of it: a fused cell timed with dropout, which
-        the plan will give it (any value > 0 costs about the same), else its speed is
-        optimistic."""
-        config = member_config(config)
-        if config.cell in SCAN_MATRICES:
-            return config
-        if "dropout" in user:
-            return config
-        return dataclasses.replace(config, dropout=LSTM_DROPOUT)
-
     def reads(config: ModelConfig) -> float:
         """Characters the budget reads with this model, each member of it (calibration time
         taken off): members train side by side on the same batches, each step costing them
@@ -309,7 +298,7 @@ def make_plan(
         if cfg.minutes is not None:
             name = _name(config.cell, config.num_layers, config.hidden_size)
             if name not in measured:
-                measured[name] = world * speed(timed_as(config), trained_with(config))
+                measured[name] = world * speed(_timed_as(config, user), trained_with(config))
             left_s = max(0.0, 60 * cfg.minutes - (time.perf_counter() - t0))
             budgets.append(measured[name] / config.members * left_s)
         return min(budgets)
@@ -326,8 +315,7 @@ def make_plan(
             chosen, planned = _choose_model(model_config, train_chars, reads)
     if chosen.cell == "lstm" and "members" not in user and cfg.minutes is not None:
         alone = reads(member_config(chosen)) / max(1, train_chars)  # epochs of one member
-        members = min(MAX_PLANNED_MEMBERS, max(1, math.floor(alone / MEMBER_EPOCHS)))
-        chosen = dataclasses.replace(chosen, members=members)
+        chosen = dataclasses.replace(chosen, members=_members(alone))
         planned = reads(chosen)
     epochs = min(planned / max(1, train_chars), LSTM_MAX_EPOCHS)
     if "dropout" not in user:
@@ -342,11 +330,6 @@ def make_plan(
         planned = cap * chars_per_step  # (whichever of steps and minutes comes first)
     if "learning_rate" not in user:
         cfg = dataclasses.replace(cfg, learning_rate=lr_for(chosen.cell, chosen.hidden_size))
-    budget = []
-    if cfg.minutes is not None:
-        budget.append(f"{cfg.minutes:g} min")
-    if cfg.max_steps is not None:
-        budget.append(f"{cfg.max_steps:,} steps")
     flags = {f.name: f.metadata["flag"] for c in (ModelConfig, TrainConfig) for f in flag_fields(c)}
     plan = Plan(
         model={
@@ -356,13 +339,34 @@ def make_plan(
         train={k: getattr(cfg, k) for k in ("optimizer", "learning_rate", "batch_size", "seq_len")},
         user=tuple(sorted(flags[n] for n in user if n in PLANNED)),
         train_chars=train_chars,
-        budget=" or ".join(budget),
+        budget=_budget(cfg),
         chars_per_s=measured,
         planned_chars=planned,
         parameters=parameters_of(chosen),
         calibration_s=time.perf_counter() - t0 if measured else 0.0,
     )
     return chosen, cfg, plan
+
+
+def _timed_as(config: ModelConfig, user: Collection[str]) -> ModelConfig:
+    """The model as it will train, one member of it: a fused cell timed with dropout, which the
+    plan will give it (any value > 0 costs about the same), else its speed is optimistic."""
+    config = member_config(config)
+    if config.cell in SCAN_MATRICES or "dropout" in user:
+        return config
+    return dataclasses.replace(config, dropout=LSTM_DROPOUT)
+
+
+def _budget(cfg: TrainConfig) -> str:
+    """ "10 min", "5,000 steps" or both, as the plan line says it."""
+    minutes = [f"{cfg.minutes:g} min"] if cfg.minutes is not None else []
+    steps = [f"{cfg.max_steps:,} steps"] if cfg.max_steps is not None else []
+    return " or ".join(minutes + steps)
+
+
+def _members(epochs_alone: float) -> int:
+    """Members of an LSTM whose budget would read the text ``epochs_alone`` times with one."""
+    return min(MAX_PLANNED_MEMBERS, max(1, math.floor(epochs_alone / MEMBER_EPOCHS)))
 
 
 def _choose_model(
