@@ -56,6 +56,8 @@ def test_every_page_is_in_the_navigation():
 def test_the_api_page_documents_every_public_name():
     documented = set(re.findall(r"^::: rnnlab\.api\.(\w+)$", (DOCS / "api.md").read_text(), re.M))
     assert documented == set(rnnlab.__all__) - {"__version__"}
+    missing = [name for name in rnnlab.__all__ if not hasattr(rnnlab, name)]
+    assert not missing, f"public names that do not load: {missing}"
 
 
 def test_the_architecture_page_states_the_layering_the_test_enforces():

@@ -20,6 +20,7 @@ from .config import __version__
 # the public names, listed here once: rnnlab.api imports this list as its own __all__
 __all__ = [
     "CharLM",
+    "Ensemble",
     "CharLogprob",
     "Completion",
     "CorpusConfig",

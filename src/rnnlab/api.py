@@ -34,6 +34,8 @@ from .errors import UsageError
 from .evaluation import EvalReport as EvalReport
 from .evaluation import evaluate as evaluate
 from .model import LM, model_device, resolve_sample_dtype
+from .model import CharLM as CharLM
+from .model import Ensemble as Ensemble
 from .options import EvalOptions as EvalOptions
 from .options import SampleOptions as SampleOptions
 from .sampling import CharLogprob as CharLogprob
