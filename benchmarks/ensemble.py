@@ -15,26 +15,16 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from scaling import cpu_name  # a script's own folder, benchmarks/, is on its path
 
 from rnnlab import checkpoint, tokens
 from rnnlab.bpc import iter_char_nats_batched
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def target_probabilities(run: Path, ids: np.ndarray) -> np.ndarray:

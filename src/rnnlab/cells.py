@@ -14,7 +14,7 @@ Imports only scan from rnnlab. Dropout between layers is not applied (eval-mode 
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -242,7 +242,7 @@ class StepDecoder:
         .members) an EnsembleDecoder."""
         members = getattr(model, "members", None)
         if members is not None:
-            return EnsembleDecoder([cls.from_model(m, dtype) for m in members])
+            return EnsembleDecoder([cls.from_model(m, dtype) for m in members], model.mix)
         if isinstance(model.rnn, MinRNNStack):
             return ScanDecoder(model, dtype)
         return cls(
@@ -381,8 +381,13 @@ class EnsembleDecoder:
     """StepDecoder for a model.Ensemble: each member's step on its own share of the flat state,
     then the log of their averaged probabilities, as ``Ensemble.forward`` computes it."""
 
-    def __init__(self, members: list[StepDecoder | ScanDecoder]) -> None:
-        self.members = members
+    def __init__(
+        self,
+        members: list[StepDecoder | ScanDecoder],
+        mix: Callable[[torch.Tensor], torch.Tensor],
+    ) -> None:
+        """``mix``: (K, B, V) members' logits -> (B, V), the Ensemble's (model.mix_logits)."""
+        self.members, self.mix = members, mix
 
     @torch.no_grad()
     def advance(self, token: torch.Tensor, layers: list[list[torch.Tensor]]) -> torch.Tensor:
@@ -392,8 +397,7 @@ class EnsembleDecoder:
         logits = torch.stack(
             [m.advance(token, layers[k * n : (k + 1) * n]) for k, m in enumerate(self.members)]
         )  # (K, B, V)
-        logp = F.log_softmax(logits.float(), dim=-1)
-        return torch.logsumexp(logp, dim=0) - math.log(len(self.members))
+        return self.mix(logits)
 
     step = StepDecoder.step
 

@@ -100,6 +100,12 @@ class CharLM(nn.Module):
         }
 
 
+def mix_logits(logits: torch.Tensor) -> torch.Tensor:
+    """(K, ..., V) members' logits -> (..., V) log of their averaged probabilities, float32."""
+    logp = F.log_softmax(logits.float(), dim=-1)
+    return torch.logsumexp(logp, dim=0) - math.log(logits.size(0))
+
+
 class Ensemble(nn.Module):
     """``config.members`` CharLMs of one architecture, each initialized apart and trained on its
     own loss; the model is their averaged prediction, p(x) = mean_k p_k(x), returned as its
@@ -154,14 +160,10 @@ class Ensemble(nn.Module):
             return logits, new_state
         return mix_logits(logits), new_state
 
+    mix = staticmethod(mix_logits)  # for a step decoder of the members (cells.EnsembleDecoder)
+
 
 LM = CharLM | Ensemble  # what reads and writes text: one network, or several averaged
-
-
-def mix_logits(logits: torch.Tensor) -> torch.Tensor:
-    """(K, ..., V) members' logits -> (..., V) log of their averaged probabilities, float32."""
-    logp = F.log_softmax(logits.float(), dim=-1)
-    return torch.logsumexp(logp, dim=0) - math.log(logits.size(0))
 
 
 def member_config(config: ModelConfig) -> ModelConfig:

@@ -266,32 +266,23 @@ class Trainer(RunRecord):
             keep = ~batches.resets(self.step, cfg.state_reset)[self.rows].to(self.device)  # (B,)
             self.state = tuple(s * keep[None, :, None] for s in self.state)
         x, y = (t.to(self.device, non_blocking=True) for t in batches.batch(self.step, self.rows))
-        if isinstance(self.model, Ensemble):  # each member learns from its own loss, as alone
-            with self.autocast():
-                logits, new_state = self.net(x, self.state, separate=True)  # (K, B, T, V)
-            K = logits.size(0)
-            losses = (
-                F.cross_entropy(
-                    logits.float().flatten(0, 2), y.expand(K, -1, -1).flatten(), reduction="none"
-                )
-                .view(K, -1)
-                .mean(1)
-            )  # (K,)
-            self.optimizer.zero_grad(set_to_none=True)
-            losses.sum().backward()
-            grad_norm = max(
-                clip_gradients(m.parameters(), cfg.clip_mode, cfg.grad_clip)
-                for m in self.model.members
+        # an Ensemble's members each learn from their own loss, as if alone; a CharLM is one
+        ensemble = isinstance(self.model, Ensemble)
+        members = self.model.members if ensemble else [self.model]
+        with self.autocast():
+            logits, new_state = (
+                self.net(x, self.state, separate=True) if ensemble else self.net(x, self.state)
             )
-            loss_value = losses.mean().item()  # the members' mean (logged as training loss)
-        else:
-            with self.autocast():
-                logits, new_state = self.net(x, self.state)  # (B, T, V)
-            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = clip_gradients(self.model.parameters(), cfg.clip_mode, cfg.grad_clip)
-            loss_value = loss.item()
+        logits = logits if ensemble else logits[None]  # (K, B, T, V)
+        losses = torch.stack(
+            [F.cross_entropy(m.float().flatten(0, 1), y.flatten()) for m in logits]
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        grad_norm = max(
+            clip_gradients(m.parameters(), cfg.clip_mode, cfg.grad_clip) for m in members
+        )
+        loss_value = losses.mean().item()  # of an Ensemble: its members' mean
         bad = not (math.isfinite(loss_value) and math.isfinite(grad_norm))
         if not bad:
             self.optimizer.step()
