@@ -182,6 +182,33 @@ def test_measured_speed_is_positive_and_finite():
     assert math.isfinite(speed) and speed > 0
 
 
+def test_a_longer_budget_calibrates_longer_within_its_share(monkeypatch):
+    """The calibration times steps for CALIBRATION_SHARE of a budget in minutes, from
+    CALIBRATION_S to CALIBRATION_MAX_S, read on a clock that moves 0.05 s a read."""
+    import torch
+
+    clock = {"now": 0.0, "ticks": 0}
+
+    def perf_counter() -> float:
+        clock["ticks"] += 1
+        clock["now"] += 0.05
+        return clock["now"]
+
+    monkeypatch.setattr(plan.time, "perf_counter", perf_counter)
+    m = ModelConfig(vocab_size=20, hidden_size=16, num_layers=1, embedding_size=8)
+    ticks = []
+    for minutes in (None, 1.0, 20.0, 1000.0):
+        clock["ticks"] = 0
+        t = TrainConfig(batch_size=4, seq_len=8, autocast_dtype="float32", minutes=minutes)
+        plan.measure_speed(m, t, torch.device("cpu"))
+        ticks.append(clock["ticks"])
+    seconds = [n * 0.05 for n in ticks]  # the clock's time the calibration ran
+    assert abs(seconds[0] - plan.CALIBRATION_S) < 0.2  # steps alone: the floor
+    assert abs(seconds[1] - plan.CALIBRATION_S) < 0.2  # 1 min x share is under it
+    assert abs(seconds[2] - 20 * 60 * plan.CALIBRATION_SHARE) < 0.2
+    assert abs(seconds[3] - plan.CALIBRATION_MAX_S) < 0.2  # the cap
+
+
 def test_the_plan_is_recorded_and_resume_follows_it(tmp_path):
     corpus = tmp_path / "c.txt"
     corpus.write_text(words_text(lines=30))  # about 1 kB: 40 steps of 64 chars are epochs

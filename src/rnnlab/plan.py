@@ -127,8 +127,12 @@ OPTIMIZER = {"mingru": "muon", "minlstm": "muon", "lstm": "muon"}
 # by sqrt(384 / H)
 BASE_LR, BASE_WIDTH = 4e-3, 384
 # calibration: seconds of timed steps per candidate, after WARMUP_STEPS untimed ones (with one,
-# the LSTM with Muon measured 9.5k chars/s where it then trained at 13.3k)
-CALIBRATION_S = 0.8
+# the LSTM with Muon measured 9.5k chars/s where it then trained at 13.3k): CALIBRATION_SHARE
+# of a budget in minutes, from CALIBRATION_S to CALIBRATION_MAX_S. On a shared 2-core machine
+# one LSTM step takes anywhere from 9.5k to 16k chars/s (100 steps in a row, measured), so a
+# median of two or three steps read the twenty-minute cells 12-23% slow; a longer budget
+# affords more steps for the same share.
+CALIBRATION_S, CALIBRATION_MAX_S, CALIBRATION_SHARE = 0.8, 4.0, 0.0025
 MIN_CALIBRATION_STEPS = 2
 WARMUP_STEPS = 3
 
@@ -225,7 +229,8 @@ def measure_speed(
 ) -> float:
     """Training characters per second of a model on this device: full steps (forward under the
     run's autocast, loss, backward, clipping, the run's optimizer) on random ids, the median of
-    those timed after WARMUP_STEPS untimed ones."""
+    those timed after WARMUP_STEPS untimed ones, for CALIBRATION_SHARE of a budget in minutes
+    (CALIBRATION_S to CALIBRATION_MAX_S)."""
     torch.manual_seed(0)
     model = CharLM(model_config).to(device)
     optimizer = make_optimizer(model, dataclasses.replace(train_config, learning_rate=1e-4))
@@ -246,7 +251,9 @@ def measure_speed(
         step()
     times: list[float] = []  # the median step: one stalled step (another process) does not count
     start = time.perf_counter()
-    while len(times) < MIN_CALIBRATION_STEPS or time.perf_counter() - start < CALIBRATION_S:
+    share = 60 * (train_config.minutes or 0.0) * CALIBRATION_SHARE
+    seconds = min(CALIBRATION_MAX_S, max(CALIBRATION_S, share))
+    while len(times) < MIN_CALIBRATION_STEPS or time.perf_counter() - start < seconds:
         t0 = time.perf_counter()
         step()
         if device.type == "cuda":
