@@ -118,8 +118,10 @@ def test_a_budget_of_many_epochs_trains_several_members_side_by_side():
     speed = flops_speed(2e11)  # the LSTM 2x512 at about 10k chars/s
     lstm_speed = 2e11 / (6 * plan.parameters_of(ModelConfig(vocab_size=65, **LSTM)))
     one_epoch_min = SHAKESPEARE_CHARS / lstm_speed / 60
-    m, _, p = planned(1.5 * plan.MEMBER_EPOCHS * one_epoch_min, speed=speed)
+    m, _, p = planned(0.95 * plan.LSTM_MAX_EPOCHS * one_epoch_min, speed=speed)
     assert m.members == 1 and "members" not in p.line()
+    m, t, p = planned(1.1 * plan.LSTM_MAX_EPOCHS * one_epoch_min, speed=speed)  # past the cap
+    assert m.members == 2 and t.max_steps is None and p.epochs < plan.MEMBER_EPOCHS
     m, t, p = planned(2.5 * plan.MEMBER_EPOCHS * one_epoch_min, speed=speed)
     assert m.members == 2 and (m.cell, m.hidden_size) == ("lstm", 512)
     assert abs(p.epochs - 1.25 * plan.MEMBER_EPOCHS) < 0.05 and t.max_steps is None
