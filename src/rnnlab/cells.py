@@ -347,7 +347,7 @@ class ScanDecoder:
                 if layer.ff is not None:
                     norm, up, _, down = layer.ff
                     ff = (_norm(norm), _packed(up, dtype), _packed(down, dtype))
-                mix = None if layer.mix is None else layer.mix.detach().float()  # (H,)
+                mix = None if layer.mix is None else layer.mix.detach()  # (H,)
                 pre = (*_norm(layer.norm), mix)
                 self.layers.append(
                     (pre, _packed(layer.gates, dtype), _packed(layer.out, dtype), ff)
