@@ -211,3 +211,27 @@ def test_onnx_export_carries_prev(tmp_path):
         state = dict(zip(names, new, strict=True))
         worst = max(worst, float(np.abs(logits[0, 0] - expected[t]).max()))
     assert worst < 1e-4, worst
+
+
+def test_viz_and_gradflow_probes_read_the_shifted_block():
+    from rnnlab.lab.gradflow import reference_step
+    from rnnlab.viz.record import analyze
+    from rnnlab.vocab import Vocab
+
+    text = "def f(x):\n    return (x + 1) * 2\n" * 6
+    vocab = Vocab.from_chars(text)
+    ids = np.array(vocab.encode(text))
+    model = shifted_model("mingru", 6, vocab_size=len(vocab), hidden_size=8, num_layers=2).float()
+    a = analyze(model, ids, list(text), show_chars=len(ids), chunk_len=29)  # chunks carry prev
+    with torch.no_grad():
+        _, _, trace = model.rnn.run(model.embedding(torch.as_tensor(ids)[None]), record=True)
+    for name in a.quantities:
+        np.testing.assert_allclose(a.values[:, a.quantities.index(name)], trace[name][:, 0], 1e-5)
+    # gradflow's flat state holds h then prev: one step of it is one character of the model
+    step, S = reference_step(reference_of(model.rnn))
+    assert S == 2 * 2 * 8
+    x = model.embedding(torch.as_tensor(ids[:2]))[None]  # (1, 2, E)
+    s = step(step(torch.zeros(1, S), x[:, 0]), x[:, 1])
+    h, prev = model.rnn(x)[1]
+    torch.testing.assert_close(s, torch.cat([h.permute(1, 0, 2), prev.permute(1, 0, 2)], 1)
+                               .reshape(1, S))  # fmt: skip
