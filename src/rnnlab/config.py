@@ -197,7 +197,7 @@ class ModelConfig:
         )
         _check(
             not self.token_shift or self.cell in SCAN_MATRICES,
-            f"--token-shift is for --cell mingru or minlstm, not {self.cell}; leave it off",
+            f"--token-shift is for --cell mingru or minlstm, not {self.cell}: add --cell mingru",
         )
         _check_range(self.members, 1, MAX_MEMBERS, "--members")
         _check_range(self.vocab_size, 0, MAX_VOCAB, "vocab_size")
