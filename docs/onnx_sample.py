@@ -19,7 +19,7 @@ def sample(path, prompt="", length=300, temperature=0.8, seed=None):
     meta = session.get_modelmeta().custom_metadata_map
     vocab = json.loads(meta["rnnlab.vocab"])  # {"mode": "char" | "byte", "symbols": [...]}
     model = json.loads(meta["rnnlab.model"])
-    names = meta["rnnlab.state"].split(",")  # "h" or "h,c"
+    names = meta["rnnlab.state"].split(",")  # "h", "h,c" or "h,prev"
     symbols = vocab["symbols"]
     if vocab["mode"] == "byte":
         ids = list(prompt.encode("utf-8"))

@@ -43,6 +43,7 @@ CLI_CASES = [
     (TRAIN + ["--cell", "transformer"], ["--cell", "invalid choice"]),
     (TRAIN + ["--init", "identity"], ["--init identity"]),
     (TRAIN + ["--init", "xavier"], ["--init"]),
+    (TRAIN + ["--cell", "lstm", "--token-shift"], ["--token-shift", "mingru or minlstm"]),
     # --- train: training flags ----------------------------------------------------------------
     (TRAIN + ["--lr", "inf"], ["--lr"]),
     (TRAIN + ["--lr", "nan"], ["--lr"]),

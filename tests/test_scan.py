@@ -221,10 +221,13 @@ FAST = dict(batch_size=4, seq_len=16, eval_every_s=1e-9, sample_chars=20, autoca
             device="cpu", warmup_steps=3)  # fmt: skip
 
 
-@pytest.mark.parametrize("cell", CELLS)
-def test_train_resume_equals_uninterrupted_and_samples(cell, tmp_path):
+@pytest.mark.parametrize("cell, token_shift", [("mingru", False), ("minlstm", False),
+                                               ("mingru", True)])  # fmt: skip
+def test_train_resume_equals_uninterrupted_and_samples(cell, token_shift, tmp_path):
+    """With --token-shift the carried state is (h, prev): both go through the checkpoint."""
     (tmp_path / "c.txt").write_text(words_text())
-    model = ModelConfig(cell=cell, hidden_size=16, num_layers=2, embedding_size=8, dropout=0.1)
+    model = ModelConfig(cell=cell, hidden_size=16, num_layers=2, embedding_size=8, dropout=0.1,
+                        token_shift=token_shift)  # fmt: skip
 
     def train(out, resume=False, on_eval=None):
         return training.train(

@@ -333,7 +333,7 @@ class ScanDecoder:
     (``dtype`` None: as they are; bfloat16 or int8 for speed) while the state, the residual
     stream, the norms and the gate arithmetic stay in float32 (the feed-forward's hidden layer
     stays in the weights' dtype, GELU included). The input projection of every symbol is a
-    (V, H) table."""
+    (V, H) table. With token shift the state is [hs, prevs], as ``MinRNNStack.step``'s."""
 
     def __init__(self, model: nn.Module, dtype: torch.dtype | None = None) -> None:
         stack = model.rnn
@@ -347,8 +347,10 @@ class ScanDecoder:
                 if layer.ff is not None:
                     norm, up, _, down = layer.ff
                     ff = (_norm(norm), _packed(up, dtype), _packed(down, dtype))
+                mix = None if layer.mix is None else layer.mix.detach()  # (H,)
+                pre = (*_norm(layer.norm), mix)
                 self.layers.append(
-                    (_norm(layer.norm), _packed(layer.gates, dtype), _packed(layer.out, dtype), ff)
+                    (pre, _packed(layer.gates, dtype), _packed(layer.out, dtype), ff)
                 )
             self.norm = _norm(stack.norm)
             self.head_w = model.head.weight.detach().contiguous()
@@ -356,8 +358,8 @@ class ScanDecoder:
 
     @torch.no_grad()
     def advance(self, token: torch.Tensor, layers: list[list[torch.Tensor]]) -> torch.Tensor:
-        """token (B,), layers [hs] with hs a list of L (B, H) states, updated in place ->
-        logits (B, V)."""
+        """token (B,), layers [hs] (with token shift [hs, prevs]), each a list of L (B, H)
+        states, updated in place -> logits (B, V)."""
         return torch.addmm(self.head_b, self.hidden(token, layers), self.head_w.T)  # (B, V)
 
     @torch.no_grad()
@@ -365,8 +367,11 @@ class ScanDecoder:
         """``advance`` without the head: the (B, H) vector it reads (``CharLM.features``)."""
         hs = layers[0]
         y = torch.index_select(self.table, 0, token).to(hs[0].dtype)  # (B, H) the stream
-        for i, (norm, gates, out, ff) in enumerate(self.layers):
-            a, b, _ = coefficients(self.cell, _linear(gates, _rms(norm, y)).to(hs[i].dtype))
+        for i, ((*norm, mix), gates, out, ff) in enumerate(self.layers):
+            n = _rms(norm, y)
+            if mix is not None:  # token shift: n_t + mu (n_{t-1} - n_t), n_t carried on
+                n, layers[1][i] = n + mix.to(n.dtype) * (layers[1][i] - n), n
+            a, b, _ = coefficients(self.cell, _linear(gates, n).to(hs[i].dtype))
             hs[i] = torch.addcmul(b, a, hs[i])
             y = y + _linear(out, hs[i])  # a bf16 product is promoted to the stream's float32
             if ff is not None:

@@ -158,6 +158,11 @@ class ModelConfig:
         "minGRU/minLSTM: a feed-forward block (width ff-mult x hidden) after each layer; 0: none",
         shown="planned: 4 for mingru/minlstm, else 0",
     )
+    token_shift: bool = _opt(
+        False,
+        "--token-shift",
+        "minGRU/minLSTM: the gates read a learned mix of this and the previous character (RWKV)",
+    )
     members: int = _opt(
         1,
         "--members",
@@ -190,6 +195,10 @@ class ModelConfig:
             self.ff_mult == 0 or self.cell in SCAN_MATRICES,
             f"--ff-mult is for --cell mingru or minlstm, not {self.cell}; leave it at 0",
         )
+        _check(
+            not self.token_shift or self.cell in SCAN_MATRICES,
+            f"--token-shift is for --cell mingru or minlstm, not {self.cell}: add --cell mingru",
+        )
         _check_range(self.members, 1, MAX_MEMBERS, "--members")
         _check_range(self.vocab_size, 0, MAX_VOCAB, "vocab_size")
         H, E, L = self.hidden_size, self.embedding_size, self.num_layers
@@ -197,6 +206,7 @@ class ModelConfig:
             recurrent = (E + 1) * H + L * (SCAN_MATRICES[self.cell] * (H + 1) * H + H) + H
             F = self.ff_mult * H  # per layer: RMSNorm, H -> F, F -> H
             recurrent += L * (H + (H + 1) * F + (F + 1) * H) if F else 0
+            recurrent += L * H if self.token_shift else 0  # the mix, one weight per channel
         else:
             recurrent = GATES[self.cell] * H * (E + H + (L - 1) * 2 * H + 2 * L)
         parameters = (recurrent + (E + H + 1) * self.vocab_size) * self.members
@@ -365,6 +375,7 @@ def to_dict(config: Any) -> dict[str, Any]:
 RENAMED_FIELDS = {"dtype": "autocast_dtype", "clip": "clip_mode", "clip_value": "grad_clip"}
 # fields added since 0.1.0: a config.json written before has none, and gets the default
 ADDED_FIELDS = {"ff_mult", "optimizer", "weight_drop", "embedding_dropout", "members", "ema"}
+ADDED_FIELDS |= {"token_shift"}
 
 
 def from_dict(cls: type, data: Any, strict: bool = False) -> Any:

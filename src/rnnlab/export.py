@@ -2,7 +2,8 @@
 
 One graph, ``ids (B, T) int64, state -> logits (B, T, V), state``: with T = the prompt's length
 it is the prompt pass, with T = 1 it is the per-character step (state carried by the caller).
-The state is ``h`` (and ``c`` for an LSTM), each (L, B, H); outputs ``h_out`` (``c_out``).
+The state is ``h`` (and ``c`` for an LSTM, ``prev`` for a minGRU/minLSTM with token shift: the
+last normed input of each block), each (L, B, H); outputs ``h_out`` (``c_out``, ``prev_out``).
 The vocabulary and the model config travel in the file's metadata (``rnnlab.vocab``,
 ``rnnlab.model``), so the file alone is enough to sample (see docs/onnx_sample.py).
 Needs the `export` extra (onnx, onnxruntime). Imports checkpoint and below; never cli.
@@ -63,7 +64,7 @@ def _exportable(module: torch.nn.Module) -> torch.nn.Module:
 
 
 def state_names(model: CharLM) -> list[str]:
-    return ["h", "c"][: model.num_states]
+    return ["h", "prev"] if model.config.token_shift else ["h", "c"][: model.num_states]
 
 
 def export_onnx(

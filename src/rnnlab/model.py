@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from .config import CLIP_MODES, ConfigError, ModelConfig
 from .scan import SCAN_CELLS, MinRNNStack, scan_flops_per_char
 
-State = tuple[torch.Tensor, ...]  # (h, c) for LSTM, (h,) otherwise; each (L, B, H)
+State = tuple[torch.Tensor, ...]  # (h, c) for LSTM, (h, prev) with token shift, else (h,)
 
 
 class CharLM(nn.Module):
@@ -44,7 +44,7 @@ class CharLM(nn.Module):
 
     @property
     def num_states(self) -> int:
-        return 2 if self.config.cell == "lstm" else 1
+        return 2 if self.config.cell == "lstm" or self.config.token_shift else 1
 
     @property
     def parallel_in_time(self) -> bool:
@@ -194,6 +194,7 @@ def recurrent_stack(config: ModelConfig, input_size: int) -> nn.Module:
             config.num_layers,
             config.dropout,
             config.ff_mult,
+            config.token_shift,
         )
     kind = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN, "rnn-relu": nn.RNN}[config.cell]
     extra = {"nonlinearity": "relu" if config.cell == "rnn-relu" else "tanh"}

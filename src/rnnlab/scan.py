@@ -21,6 +21,13 @@ Two scans of the same recurrence:
 The block around each cell, as in the reference implementation (lucidrains/minGRU-pytorch
 ``minGRULM``): pre-norm residual, x + W_o cell(RMSNorm(x)), then an optional feed-forward
 x + FF(RMSNorm(x)); a final RMSNorm on the top. The state is the cell's h per layer, (L, B, H).
+
+Token shift (optional; RWKV, Peng et al. 2023, "RWKV: Reinventing RNNs for the Transformer Era",
+arXiv:2305.13048, section 4.1 "time-mixing", eq. 11-13): the gates read a learned per-channel mix
+of this step's normed input and the previous step's, u_t = n_t + mu (n_{t-1} - n_t), so a block
+sees a bigram of its input before its recurrence. n_{t-1} at the first step of a chunk is carried
+from the previous chunk (zeros at the start of a text), so the state becomes (h, prev), each
+(L, B, H), as an LSTM's (h, c).
 """
 
 from __future__ import annotations
@@ -151,9 +158,19 @@ def log_space_scan(log_a: torch.Tensor, log_b: torch.Tensor, h0: torch.Tensor) -
 
 
 class MinRNNLayer(nn.Module):
-    """One residual block: x + W_o cell(RMSNorm(x)) [+ FF(RMSNorm(.))], time-major (T, B, H)."""
+    """One residual block: x + W_o cell(RMSNorm(x)) [+ FF(RMSNorm(.))], time-major (T, B, H).
+    With ``token_shift``, the cell's gates read RMSNorm(x) shifted by one step (module docstring);
+    ``depth`` = layer index / number of layers sets its initial mix."""
 
-    def __init__(self, cell: str, size: int, dropout: float = 0.0, ff_mult: int = 0) -> None:
+    def __init__(
+        self,
+        cell: str,
+        size: int,
+        dropout: float = 0.0,
+        ff_mult: int = 0,
+        token_shift: bool = False,
+        depth: float = 0.0,
+    ) -> None:
         super().__init__()
         self.cell = cell
         self.norm = nn.RMSNorm(size, eps=1e-6)
@@ -170,24 +187,45 @@ class MinRNNLayer(nn.Module):
             else None
         )
         self.drop = nn.Dropout(dropout)
+        # RWKV-4's per-channel ramp (its time_mix_k = (i/H)^(1 - depth), here as the weight of
+        # the previous step, 1 - that): in the first layer channel 0 reads only the previous
+        # character and the last almost only the current one, the mean at 0.5; deeper layers
+        # start closer to no shift. A ramp rather than one constant 0.5 gives every channel a
+        # different bigram mix from the start, as RWKV found worth doing.
+        self.mix = (
+            nn.Parameter(1 - (torch.arange(size) / size) ** (1.0 - depth))  # (H,)
+            if token_shift
+            else None
+        )
 
     def forward(
         self,
         x: torch.Tensor,
         h0: torch.Tensor,
+        prev: torch.Tensor | None = None,
         record: bool = False,
         parallel: bool | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """Args:
             x: (T, B, H) float32 residual stream; h0: (B, H) the cell's state.
+            prev: (B, H) the normed input of the step before x[0], read with token shift (None:
+                zeros, the start of a text); ignored without it.
             record: also return the gates and h at every step.
             parallel: True: the log-space scan; False: the sequential one; None: log space on
                 CUDA (one kernel), sequential on a CPU (measured faster there).
 
         Returns:
-            the new stream (T, B, H), the state after the last step (B, H), and the record.
+            the new stream (T, B, H), the state after the last step (B, H), the normed input of
+            the last step (B, H, h0's dtype: the next chunk's ``prev``), and the record.
         """
-        k = self.gates(self.norm(x)).to(h0.dtype)  # (T, B, G*H); the scan runs in h0's dtype
+        n = self.norm(x)  # (T, B, H)
+        if self.mix is not None:
+            before = torch.zeros_like(n[:1]) if prev is None else prev.to(n.dtype)[None]
+            shifted = torch.cat([before, n[:-1]])  # (T, B, H): n_{t-1}
+            n_in = n + self.mix.to(n.dtype) * (shifted - n)
+        else:
+            n_in = n
+        k = self.gates(n_in).to(h0.dtype)  # (T, B, G*H); the scan runs in h0's dtype
         if parallel if parallel is not None else k.is_cuda:
             log_a, log_b = log_coefficients(self.cell, k)
             h = log_space_scan(log_a, log_b, h0)
@@ -203,12 +241,16 @@ class MinRNNLayer(nn.Module):
         y = x + self.drop(self.out(h)).to(x.dtype)
         if self.ff is not None:
             y = y + self.drop(self.ff(y)).to(x.dtype)
-        recorded = ({n: v.detach() for n, v in gates.items()} | {"h": h.detach()}) if record else {}
-        return y, h[-1], recorded
+        recorded = ({g: v.detach() for g, v in gates.items()} | {"h": h.detach()}) if record else {}
+        return y, h[-1], n[-1].to(h0.dtype), recorded
+
+
+ScanState = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # h, or (h, prev) with token shift
 
 
 class MinRNNStack(nn.Module):
-    """A stack of minGRU or minLSTM blocks, called like a batch-first nn.RNN.
+    """A stack of minGRU or minLSTM blocks, called like a batch-first nn.RNN (with
+    ``token_shift``, like an nn.LSTM: the state is a pair (h, prev), as (h, c)).
 
     Example:
         >>> stack = MinRNNStack("mingru", 8, 16, 2)
@@ -225,26 +267,30 @@ class MinRNNStack(nn.Module):
         num_layers: int = 1,
         dropout: float = 0.0,
         ff_mult: int = 0,
+        token_shift: bool = False,
     ) -> None:
         super().__init__()
         if cell not in SCAN_CELLS:
             raise ValueError(f"cell must be one of {', '.join(SCAN_CELLS)}, got {cell!r}")
         self.cell, self.input_size = cell, input_size
         self.hidden_size, self.num_layers = hidden_size, num_layers
+        self.token_shift = token_shift
         self.project = nn.Linear(input_size, hidden_size)
         self.layers = nn.ModuleList(
-            MinRNNLayer(cell, hidden_size, dropout, ff_mult) for _ in range(num_layers)
+            MinRNNLayer(cell, hidden_size, dropout, ff_mult, token_shift, i / num_layers)
+            for i in range(num_layers)
         )
         self.norm = nn.RMSNorm(hidden_size, eps=1e-6)
 
     def forward(
-        self, x: torch.Tensor, h: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, x: torch.Tensor, h: ScanState | None = None
+    ) -> tuple[torch.Tensor, ScanState]:
         """Args:
-            x: (B, T, E) inputs; h: (L, B, H) the state, or None for zeros.
+            x: (B, T, E) inputs; h: (L, B, H) the state, or None for zeros; with token shift
+                the pair (h, prev), each (L, B, H).
 
         Returns:
-            out (B, T, H) and the state after the last step (L, B, H).
+            out (B, T, H) and the state after the last step, of the same form.
         """
         out, h_n, _ = self.run(x, h)
         return out, h_n
@@ -252,22 +298,26 @@ class MinRNNStack(nn.Module):
     def run(
         self,
         x: torch.Tensor,
-        h: torch.Tensor | None = None,
+        h: ScanState | None = None,
         record: bool = False,
         parallel: bool | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    ) -> tuple[torch.Tensor, ScanState, dict[str, torch.Tensor]]:
         """``forward``, and with ``record`` every gate and h as (L, B, T, H) tensors."""
         B = x.size(0)
         # the stream and the scan run in float32 (float64 for a float64 model), even under
         # autocast, where only the matrix products drop to bf16
         state_dtype = torch.promote_types(self.project.weight.dtype, torch.float32)
         if h is None:
-            h = x.new_zeros(self.num_layers, B, self.hidden_size, dtype=state_dtype)
+            zeros = x.new_zeros(self.num_layers, B, self.hidden_size, dtype=state_dtype)
+            h = (zeros, zeros) if self.token_shift else zeros
+        h, prev = h if self.token_shift else (h, None)
+        prevs = prev.to(state_dtype).unbind(0) if prev is not None else [None] * self.num_layers
         y = self.project(x.transpose(0, 1)).to(state_dtype)  # (T, B, H) time-major stream
-        finals, traces = [], []
-        for layer, h0 in zip(self.layers, h.to(state_dtype).unbind(0), strict=True):
-            y, h_last, trace = layer(y, h0, record, parallel)
+        finals, lasts, traces = [], [], []
+        for layer, h0, p0 in zip(self.layers, h.to(state_dtype).unbind(0), prevs, strict=True):
+            y, h_last, n_last, trace = layer(y, h0, p0, record, parallel)
             finals.append(h_last)
+            lasts.append(n_last)
             traces.append(trace)
         out = self.norm(y).transpose(0, 1)  # (B, T, H)
         recorded = (
@@ -275,15 +325,22 @@ class MinRNNStack(nn.Module):
             if record
             else {}
         )
-        return out, torch.stack(finals).to(h.dtype), recorded
+        h_n = torch.stack(finals).to(h.dtype)  # (L, B, H)
+        new: ScanState = (h_n, torch.stack(lasts).to(h.dtype)) if self.token_shift else h_n
+        return out, new, recorded
 
     @torch.no_grad()
-    def step(self, x: torch.Tensor, hs: list[torch.Tensor]) -> torch.Tensor:
-        """One character, O(1): x (B, E) -> out (B, H); ``hs`` (L entries of (B, H)) updated in
-        place. The same arithmetic as ``run`` at T = 1, without the time loop's bookkeeping."""
+    def step(self, x: torch.Tensor, layers: list[list[torch.Tensor]]) -> torch.Tensor:
+        """One character, O(1): x (B, E) -> out (B, H); ``layers`` = [hs] or, with token shift,
+        [hs, prevs], each a list of L (B, H) tensors, updated in place. The same arithmetic as
+        ``run`` at T = 1, without the time loop's bookkeeping."""
+        hs = layers[0]
         y = self.project(x).to(hs[0].dtype)  # (B, H)
         for i, layer in enumerate(self.layers):
-            a, b, _ = coefficients(self.cell, layer.gates(layer.norm(y)).to(hs[i].dtype))
+            n = layer.norm(y)
+            if layer.mix is not None:
+                n, layers[1][i] = n + layer.mix * (layers[1][i] - n), n
+            a, b, _ = coefficients(self.cell, layer.gates(n).to(hs[i].dtype))
             hs[i] = torch.addcmul(b, a, hs[i])
             y = y + layer.out(hs[i])
             if layer.ff is not None:
@@ -300,7 +357,8 @@ def scan_flops_per_char(cell: str, input_size: int, hidden_size: int, num_layers
 
 class ScanReference(nn.Module):
     """cells.ReferenceRNN's interface over a MinRNNStack (sharing its weights): for the viz and
-    the lab, ``forward(x, (h,), record) -> (out, (h,), trace)`` with trace {gates..., "h"}."""
+    the lab, ``forward(x, (h,), record) -> (out, (h,), trace)`` with trace {gates..., "h"};
+    with token shift the state is (h, prev), as a CharLM's."""
 
     def __init__(self, stack: MinRNNStack) -> None:
         super().__init__()
@@ -314,5 +372,7 @@ class ScanReference(nn.Module):
         state: tuple[torch.Tensor, ...] | None = None,
         record: bool = False,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], dict[str, torch.Tensor]]:
-        out, h, recorded = self.stack.run(x, None if state is None else state[0], record)
-        return out, (h,), recorded
+        if state is not None:
+            state = tuple(state) if self.stack.token_shift else state[0]
+        out, new, recorded = self.stack.run(x, state, record)
+        return out, new if isinstance(new, tuple) else (new,), recorded
