@@ -262,3 +262,30 @@ def test_when_validation_stopped_improving():
     assert "gap went +0.100 -> +0.500" in line
     assert "improved to the end" in when_validation_stopped(rising[:2])
     assert when_validation_stopped([]) == "no validation was recorded"
+
+
+def test_the_scan_cells_are_planned_with_a_token_shift_the_lstm_without():
+    m, _, p = planned(2)  # a large minGRU's text: the ladder
+    assert m.cell == "mingru" and m.token_shift and "token-shift" in p.line()
+    m, _, p = planned(100)  # tiny Shakespeare for long: the LSTM, which has none
+    assert m.cell == "lstm" and not m.token_shift and "token-shift" not in p.line()
+    m, _, p = planned(10, cell="minlstm")  # the user's scan cell gets it too
+    assert m.token_shift and p.user == ("--cell",)
+
+
+def test_the_users_token_shift_wins_either_way():
+    m, _, p = planned(2, token_shift=False)
+    assert m.cell == "mingru" and not m.token_shift and "token-shift" not in p.line().split(";")[0]
+    assert p.user == ("--no-token-shift",)
+    m, _, p = planned(100, token_shift=True)  # asked for: a scan cell, not the LSTM
+    assert m.cell == "mingru" and m.token_shift and p.user == ("--token-shift",)
+    m, _, p = planned(100, token_shift=False)  # off: the LSTM as without the flag
+    assert m.cell == "lstm" and not m.token_shift
+
+
+def test_no_token_shift_is_a_flag(tmp_path, capsys):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(words_text(lines=30))
+    main(["train", str(corpus), "--no-token-shift", "--max-steps", "5", "--plan-only"])
+    line = capsys.readouterr().out
+    assert "token-shift" not in line.split(";")[0] and line.rstrip().endswith("--no-token-shift")

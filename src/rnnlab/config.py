@@ -162,12 +162,13 @@ class ModelConfig:
         False,
         "--token-shift",
         "minGRU/minLSTM: the gates read a learned mix of this and the previous character (RWKV)",
+        shown="planned: on for mingru/minlstm; --no-token-shift: off",
     )
     members: int = _opt(
         1,
         "--members",
         "independent models trained side by side; the model is their averaged prediction",
-        shown="planned: 1, more for a budget that reads the text 14 times or more",
+        shown="planned: 1, more when one would read the text over 9 times",
     )
     vocab_size: int = 0  # set from the corpus, never a flag
 

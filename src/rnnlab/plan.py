@@ -58,16 +58,8 @@ LADDER_CELL, LADDER_FF_MULT = "mingru", 4
 # after 1,238 of 2,000 (docs/training.md, the ablation table).
 SMALL_TEXT_MODEL = {"cell": "lstm", "num_layers": 2, "hidden_size": 512, "ff_mult": 0}
 ARCHITECTURE = ("cell", "num_layers", "hidden_size", "ff_mult", "embedding_size")
-PLANNED = (
-    *ARCHITECTURE,
-    "members",
-    "dropout",
-    "embedding_dropout",
-    "learning_rate",
-    "optimizer",
-    "batch_size",
-    "seq_len",
-)
+PLANNED_MODEL = (*ARCHITECTURE, "token_shift", "members", "dropout", "embedding_dropout")
+PLANNED = (*PLANNED_MODEL, "learning_rate", "optimizer", "batch_size", "seq_len")
 
 # Characters the budget must read per parameter for a model to be chosen. The 2-minute sweep
 # and the ten-minute table put 2x384 (3.3M parameters) ahead of 2x512 and 3x512 when the budget
@@ -126,6 +118,10 @@ MAX_PLANNED_MEMBERS = 4
 # on this machine), minGRU 2x384 1.516 against AdamW's 1.618 nats/char, the LSTM 2x512 1.565
 # against 1.705. GRU and the plain RNNs were not measured and keep AdamW.
 OPTIMIZER = {"mingru": "muon", "minlstm": "muon", "lstm": "muon"}
+# minGRU and minLSTM read a token shift (scan.py): the plan's minGRU 2x256 on tiny Shakespeare,
+# step for step, 1.8767 against 1.9597 nats/char after 150 steps and 1.6109 against 1.6695
+# after 300 (benchmarks/results/ablation_token_shift*.json), for about 5% more time a step.
+TOKEN_SHIFT = True
 # lr 4e-3 measured best for minGRU 2x384 and for the LSTM 2x512; wider minGRUs take it scaled
 # by sqrt(384 / H)
 BASE_LR, BASE_WIDTH = 4e-3, 384
@@ -165,6 +161,7 @@ class Plan:
         """The one line the run prints before its first step."""
         m, t = self.model, self.train
         ff = f" ff{m['ff_mult']}" if m.get("ff_mult") else ""
+        ff += " token-shift" if m.get("token_shift") else ""
         wd = f", weight drop {m['weight_drop']:g}" if m.get("weight_drop") else ""
         ed = f" (embedding {m['embedding_dropout']:g})" if m.get("embedding_dropout") else ""
         members = m.get("members", 1)
@@ -313,16 +310,21 @@ def make_plan(
             budgets.append(measured[name] / config.members * left_s)
         return min(budgets)
 
+    if "token_shift" not in user:  # the scan cells' default; the others cannot read one
+        shift = TOKEN_SHIFT and model_config.cell in SCAN_MATRICES
+        model_config = dataclasses.replace(model_config, token_shift=shift)
     if user & set(ARCHITECTURE):  # the user's architecture, with its cell's defaults for the rest
         chosen = model_config
         planned = reads(chosen)
     else:
-        lstm = dataclasses.replace(model_config, **SMALL_TEXT_MODEL)
-        planned = reads(lstm)
+        shifted = model_config.token_shift or "token_shift" not in user
+        ladder_base = dataclasses.replace(model_config, token_shift=shifted)
+        lstm = dataclasses.replace(model_config, **SMALL_TEXT_MODEL, token_shift=False)
+        planned = 0.0 if "token_shift" in user and shifted else reads(lstm)  # asked: a scan cell
         if planned >= LSTM_EPOCHS * train_chars:  # a small text for this budget
             chosen = lstm
         else:
-            chosen, planned = _choose_model(model_config, train_chars, reads)
+            chosen, planned = _choose_model(ladder_base, train_chars, reads)
     if chosen.cell == "lstm" and "members" not in user and cfg.minutes is not None:
         alone = reads(member_config(chosen)) / max(1, train_chars)  # epochs of one member
         chosen = dataclasses.replace(chosen, members=_members(alone))
@@ -342,12 +344,9 @@ def make_plan(
         cfg = dataclasses.replace(cfg, learning_rate=lr_for(chosen.cell, chosen.hidden_size))
     flags = {f.name: f.metadata["flag"] for c in (ModelConfig, TrainConfig) for f in flag_fields(c)}
     plan = Plan(
-        model={
-            k: getattr(chosen, k)
-            for k in (*ARCHITECTURE, "members", "dropout", "embedding_dropout", "weight_drop")
-        },
+        model={k: getattr(chosen, k) for k in (*PLANNED_MODEL, "weight_drop")},
         train={k: getattr(cfg, k) for k in ("optimizer", "learning_rate", "batch_size", "seq_len")},
-        user=tuple(sorted(flags[n] for n in user if n in PLANNED)),
+        user=tuple(sorted(_flag(flags[n], getattr(chosen, n, None)) for n in user if n in PLANNED)),
         train_chars=train_chars,
         budget=_budget(cfg),
         chars_per_s=measured,
@@ -365,6 +364,11 @@ def _timed_as(config: ModelConfig, user: Collection[str]) -> ModelConfig:
     if config.cell in SCAN_MATRICES or "dropout" in user:
         return config
     return dataclasses.replace(config, dropout=LSTM_DROPOUT)
+
+
+def _flag(flag: str, value: Any) -> str:
+    """The flag as the user gave it: a switch turned off is --no-FLAG."""
+    return f"--no-{flag[2:]}" if value is False else flag
 
 
 def _budget(cfg: TrainConfig) -> str:

@@ -38,9 +38,11 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, title: str | None = No
         meta = f.metadata
         shown = meta.get("shown_default", f.default)
         help = meta["help"] + (f" (default: {shown})" if shown is not None else "")
-        if str(f.type) == "bool":
+        if str(f.type) == "bool":  # a planned switch can be turned off as well: --no-FLAG
+            planned = "shown_default" in meta
+            action = argparse.BooleanOptionalAction if planned else "store_true"
             group.add_argument(
-                meta["flag"], dest=f.name, action="store_true", default=argparse.SUPPRESS, help=help
+                meta["flag"], dest=f.name, action=action, default=argparse.SUPPRESS, help=help
             )
             continue
         if meta.get("repeat"):
