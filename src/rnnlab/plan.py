@@ -310,21 +310,21 @@ def make_plan(
             budgets.append(measured[name] / config.members * left_s)
         return min(budgets)
 
-    if "token_shift" not in user:  # the scan cells' default; the others cannot read one
-        shift = TOKEN_SHIFT and model_config.cell in SCAN_MATRICES
-        model_config = dataclasses.replace(model_config, token_shift=shift)
+    asked = model_config.token_shift if "token_shift" in user else None  # the user's switch
+    shift = TOKEN_SHIFT if asked is None else asked  # for a scan cell; the others read none
     if user & set(ARCHITECTURE):  # the user's architecture, with its cell's defaults for the rest
-        chosen = model_config
+        chosen = dataclasses.replace(
+            model_config, token_shift=shift and model_config.cell in SCAN_MATRICES
+        )
         planned = reads(chosen)
     else:
-        shifted = model_config.token_shift or "token_shift" not in user
-        ladder_base = dataclasses.replace(model_config, token_shift=shifted)
         lstm = dataclasses.replace(model_config, **SMALL_TEXT_MODEL, token_shift=False)
-        planned = 0.0 if "token_shift" in user and shifted else reads(lstm)  # asked: a scan cell
+        planned = 0.0 if asked else reads(lstm)  # a shift asked for: a scan cell
         if planned >= LSTM_EPOCHS * train_chars:  # a small text for this budget
             chosen = lstm
         else:
-            chosen, planned = _choose_model(ladder_base, train_chars, reads)
+            scan = dataclasses.replace(model_config, token_shift=shift)
+            chosen, planned = _choose_model(scan, train_chars, reads)
     if chosen.cell == "lstm" and "members" not in user and cfg.minutes is not None:
         alone = reads(member_config(chosen)) / max(1, train_chars)  # epochs of one member
         chosen = dataclasses.replace(chosen, members=_members(alone))
