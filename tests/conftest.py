@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 SHARED_RUN_FLAGS = (
     "--cell lstm --hidden 16 --layers 2 --embedding 8 --batch-size 4 --seq-len 16 --lr 1e-2 "
@@ -172,3 +173,43 @@ def forge_rz_length(rz: Path, length: int) -> None:
     blob[at : at + Z._FIXED.size] = Z._FIXED.pack(*fields)
     body = bytes(blob[: -Z.CHECKSUM_BYTES])
     rz.write_bytes(body + hashlib.sha256(body).digest()[: Z.CHECKSUM_BYTES])
+
+
+def scan_oracle(model, ids, h, prev=None):
+    """A minGRU/minLSTM CharLM from the paper's equations, one step at a time, written without
+    scan.py's helpers (float64 for the scan tests). With ``prev`` (a token-shift model's second
+    state), the gates read RWKV's mix of this step's normed input and the one before.
+
+    Returns logits (B, T, V), h (L, B, H) and prev (L, B, H) after the last step (None
+    without a token shift)."""
+
+    def rms(x, norm):
+        return x / (x.pow(2).mean(-1, keepdim=True) + norm.eps).sqrt() * norm.weight
+
+    rnn = model.rnn
+    x = rnn.project(model.embedding(ids))  # (B, T, H)
+    hs = list(h.unbind(0))
+    ps = None if prev is None else list(prev.unbind(0))
+    for k, layer in enumerate(rnn.layers):
+        outs = []
+        for t in range(ids.size(1)):
+            u = n = rms(x[:, t], layer.norm)
+            if ps is not None:  # RWKV: a mix of now and one step back
+                u, ps[k] = (1 - layer.mix) * n + layer.mix * ps[k], n
+            k_all = u @ layer.gates.weight.T + layer.gates.bias
+            if rnn.cell == "mingru":
+                k_z, k_h = k_all.chunk(2, -1)
+                keep, take = 1 - torch.sigmoid(k_z), torch.sigmoid(k_z)
+            else:
+                k_f, k_i, k_h = k_all.chunk(3, -1)
+                f, i = torch.sigmoid(k_f), torch.sigmoid(k_i)
+                keep, take = f / (f + i), i / (f + i)
+            cand = torch.where(k_h >= 0, k_h + 0.5, torch.sigmoid(k_h))
+            hs[k] = keep * hs[k] + take * cand
+            outs.append(x[:, t] + layer.out(hs[k]))
+        x = torch.stack(outs, 1)
+        if layer.ff is not None:  # --ff-mult: x + W_2 gelu(W_1 RMSNorm(x))
+            norm, up, _, down = layer.ff
+            x = x + F.gelu(rms(x, norm) @ up.weight.T + up.bias) @ down.weight.T + down.bias
+    last = None if ps is None else torch.stack(ps)
+    return model.head(rnn.norm(x)), torch.stack(hs), last

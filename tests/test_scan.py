@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import safetensors.torch
 import torch
-import torch.nn.functional as F
-from conftest import words_text
+from conftest import scan_oracle, words_text
 
 from rnnlab import sampling, training
 from rnnlab.cells import StepDecoder, reference_of
@@ -49,35 +48,6 @@ def test_both_scans_equal_the_loop_with_gradients():
     assert torch.autograd.gradcheck(linear_scan, (a[:6], b[:6], h0))
 
 
-def oracle(model, ids, h):
-    """The paper's equations, one step at a time, written without scan.py's helpers."""
-    rnn = model.rnn
-    x = rnn.project(model.embedding(ids))  # (B, T, H)
-    hs = list(h.unbind(0))
-    for k, layer in enumerate(rnn.layers):
-        outs = []
-        for t in range(ids.size(1)):
-            u = x[:, t] / (x[:, t].pow(2).mean(-1, keepdim=True) + layer.norm.eps).sqrt()
-            k_all = (u * layer.norm.weight) @ layer.gates.weight.T + layer.gates.bias
-            if rnn.cell == "mingru":
-                k_z, k_h = k_all.chunk(2, -1)
-                z, f, i = torch.sigmoid(k_z), None, None
-                keep, take = 1 - z, z
-            else:
-                k_f, k_i, k_h = k_all.chunk(3, -1)
-                f, i = torch.sigmoid(k_f), torch.sigmoid(k_i)
-                keep, take = f / (f + i), i / (f + i)
-            cand = torch.where(k_h >= 0, k_h + 0.5, torch.sigmoid(k_h))
-            hs[k] = keep * hs[k] + take * cand
-            outs.append(x[:, t] + layer.out(hs[k]))
-        x = torch.stack(outs, 1)
-        if layer.ff is not None:  # --ff-mult: x + W_2 gelu(W_1 RMSNorm(x))
-            norm, up, _, down = layer.ff
-            u = x / (x.pow(2).mean(-1, keepdim=True) + norm.eps).sqrt() * norm.weight
-            x = x + F.gelu(u @ up.weight.T + up.bias) @ down.weight.T + down.bias
-    return model.head(rnn.norm(x)), torch.stack(hs)
-
-
 @pytest.mark.parametrize("ff_mult", [0, 2])
 @pytest.mark.parametrize("cell", CELLS)
 def test_parallel_sequential_step_and_oracle_agree(cell, ff_mult):
@@ -88,7 +58,7 @@ def test_parallel_sequential_step_and_oracle_agree(cell, ff_mult):
     model = CharLM(config).double().eval()
     ids = torch.randint(0, 7, (3, 19))
     h0 = torch.rand(2, 3, 6, dtype=torch.float64)  # carried in: positive, as a real state is
-    want_logits, want_h = oracle(model, ids, h0)
+    want_logits, want_h, _ = scan_oracle(model, ids, h0)
     logits, (h,) = model(ids, (h0,))
     torch.testing.assert_close(logits, want_logits, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(h, want_h, rtol=1e-10, atol=1e-12)
@@ -124,7 +94,7 @@ def test_gradients_of_both_scans_equal_the_oracles(cell):
         out, h, _ = model.rnn.run(model.embedding(ids), h0, parallel=True)
         return model.head(out), h
 
-    want = grads(lambda: oracle(model, ids, h0))
+    want = grads(lambda: scan_oracle(model, ids, h0)[:2])
     for fn in (lambda: (lambda lg, s: (lg, s[0]))(*model(ids, (h0,))), parallel):
         for x, y in zip(want, grads(fn), strict=True):
             torch.testing.assert_close(x, y, rtol=1e-9, atol=1e-11)

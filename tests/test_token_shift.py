@@ -1,14 +1,14 @@
 """Token shift in the minGRU / minLSTM block (scan.py; RWKV's time-mix, Peng et al. 2023, eq. 11)
-against an independent float64 oracle written here: the gates read n_t + mu (n_{t-1} - n_t),
-n_{t-1} carried across chunks. Parallel == sequential == the O(1) steps; chunked == one pass;
-the ONNX graph carries the extra state; an LSTM refuses the flag."""
+against the independent float64 oracle (conftest.scan_oracle): the gates read
+n_t + mu (n_{t-1} - n_t), n_{t-1} carried across chunks. Parallel == sequential == the O(1)
+steps; chunked == one pass; the ONNX graph carries the extra state; an LSTM refuses the flag."""
 
 import json
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
+from conftest import scan_oracle
 
 from rnnlab.cells import StepDecoder, reference_of
 from rnnlab.cli import main
@@ -16,40 +16,6 @@ from rnnlab.config import ConfigError, ModelConfig, from_dict, to_dict
 from rnnlab.model import CharLM, Ensemble
 
 CELLS = ["mingru", "minlstm"]
-
-
-def rms(x, norm):
-    return x / (x.pow(2).mean(-1, keepdim=True) + norm.eps).sqrt() * norm.weight
-
-
-def oracle(model, ids, h, prev):
-    """The block one step at a time, from the equations, without scan.py's helpers.
-    Returns logits (B, T, V), h (L, B, H) and prev (L, B, H) after the last step."""
-    rnn = model.rnn
-    x = rnn.project(model.embedding(ids))  # (B, T, H)
-    hs, ps = list(h.unbind(0)), list(prev.unbind(0))
-    for k, layer in enumerate(rnn.layers):
-        outs = []
-        for t in range(ids.size(1)):
-            n = rms(x[:, t], layer.norm)
-            u = (1 - layer.mix) * n + layer.mix * ps[k]  # RWKV: mix of now and one step back
-            ps[k] = n
-            k_all = u @ layer.gates.weight.T + layer.gates.bias
-            if rnn.cell == "mingru":
-                k_z, k_h = k_all.chunk(2, -1)
-                keep, take = 1 - torch.sigmoid(k_z), torch.sigmoid(k_z)
-            else:
-                k_f, k_i, k_h = k_all.chunk(3, -1)
-                f, i = torch.sigmoid(k_f), torch.sigmoid(k_i)
-                keep, take = f / (f + i), i / (f + i)
-            cand = torch.where(k_h >= 0, k_h + 0.5, torch.sigmoid(k_h))
-            hs[k] = keep * hs[k] + take * cand
-            outs.append(x[:, t] + layer.out(hs[k]))
-        x = torch.stack(outs, 1)
-        if layer.ff is not None:
-            norm, up, _, down = layer.ff
-            x = x + F.gelu(rms(x, norm) @ up.weight.T + up.bias) @ down.weight.T + down.bias
-    return model.head(rnn.norm(x)), torch.stack(hs), torch.stack(ps)
 
 
 def shifted_model(cell, seed, **kw):
@@ -70,7 +36,7 @@ def test_parallel_sequential_and_both_steps_equal_the_oracle(cell, ff_mult):
     ids = torch.randint(0, 7, (3, 19))
     h0 = torch.rand(2, 3, 6, dtype=torch.float64)  # carried in: positive, as a real state is
     p0 = torch.randn(2, 3, 6, dtype=torch.float64)  # the previous chunk's last normed inputs
-    want_logits, want_h, want_p = oracle(model, ids, h0, p0)
+    want_logits, want_h, want_p = scan_oracle(model, ids, h0, p0)
     assert model.num_states == 2
     logits, (h, p) = model(ids, (h0, p0))  # the sequential scan (CPU)
     for got, want in ((logits, want_logits), (h, want_h), (p, want_p)):
@@ -104,7 +70,7 @@ def test_gradients_of_both_scans_equal_the_oracle(cell):
     def grads(logits, h, p):
         return torch.autograd.grad(logits.square().sum() + h.sum() + p.sum(), params)
 
-    want = grads(*oracle(model, ids, h0, p0))
+    want = grads(*scan_oracle(model, ids, h0, p0))
     logits, (h, p) = model(ids, (h0, p0))
     out, (hp, pp), _ = model.rnn.run(model.embedding(ids), (h0, p0), parallel=True)
     for got in (grads(logits, h, p), grads(model.head(out), hp, pp)):
@@ -127,7 +93,7 @@ def test_chunked_pass_equals_one_long_pass_and_zeros_mean_start(cell):
     torch.testing.assert_close(state[0], h, rtol=1e-12, atol=1e-13)
     torch.testing.assert_close(state[1], p, rtol=1e-12, atol=1e-13)
     # no state is the zero state (the start of a text, or a reset in training)
-    zero = oracle(model, ids, *model.init_state(2))[0]
+    zero = scan_oracle(model, ids, *model.init_state(2))[0]
     torch.testing.assert_close(whole, zero, rtol=1e-10, atol=1e-12)
     # the previous character matters: the same chunk after another prefix reads differently
     after = model(ids[:, 8:29], model(ids[:, 1:8])[1])[0]

@@ -205,7 +205,7 @@ class MinRNNLayer(nn.Module):
         prev: torch.Tensor | None = None,
         record: bool = False,
         parallel: bool | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
         """Args:
             x: (T, B, H) float32 residual stream; h0: (B, H) the cell's state.
             prev: (B, H) the normed input of the step before x[0], read with token shift (None:
@@ -216,7 +216,8 @@ class MinRNNLayer(nn.Module):
 
         Returns:
             the new stream (T, B, H), the state after the last step (B, H), the normed input of
-            the last step (B, H, h0's dtype: the next chunk's ``prev``), and the record.
+            the last step (B, H, h0's dtype: the next chunk's ``prev``; None without token
+            shift), and the record.
         """
         n = self.norm(x)  # (T, B, H)
         if self.mix is not None:
@@ -242,7 +243,8 @@ class MinRNNLayer(nn.Module):
         if self.ff is not None:
             y = y + self.drop(self.ff(y)).to(x.dtype)
         recorded = ({g: v.detach() for g, v in gates.items()} | {"h": h.detach()}) if record else {}
-        return y, h[-1], n[-1].to(h0.dtype), recorded
+        last = n[-1].to(h0.dtype) if self.mix is not None else None  # the next chunk's prev
+        return y, h[-1], last, recorded
 
 
 ScanState = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # h, or (h, prev) with token shift
