@@ -2,6 +2,7 @@
 Each member learns from its own loss; the readers that take the whole ensemble (validation,
 eval, sampling, resume) see the average, the others its first member."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -137,3 +138,31 @@ def test_an_ensemble_run_samples_and_evaluates_from_the_command_line(tmp_path, c
     report = json.loads(capsys.readouterr().out)
     _, val = corpus_splits(checkpoint.load_config(d).corpus, 0.1, "")
     assert report["loss_nats"] == pytest.approx(loss_nats(model, val), rel=1e-4)
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_each_member_is_optimized_as_a_lone_model(optimizer):
+    """An Ensemble's parameters are named "members.K.<name>"; each member's embedding and head
+    still go to AdamW and only its hidden matrices to Muon, and one step moves member K exactly
+    as it moves a lone CharLM with member K's weights."""
+    from rnnlab.optimizers import make_optimizer
+
+    cfg = TrainConfig(optimizer=optimizer, learning_rate=1e-2, weight_decay=0.1)
+    torch.manual_seed(0)
+    config = ModelConfig(vocab_size=11, **SMALL, dropout=0.0)  # the same forward in both
+    ensemble = Ensemble(dataclasses.replace(config, members=2))
+    lone = CharLM(config)
+    lone.load_state_dict(ensemble.members[1].state_dict())
+    ids = torch.randint(0, 11, (3, 9))
+    for model, logits_of in (
+        (ensemble, lambda m: m(ids[:, :-1], separate=True)[0][1]),
+        (lone, lambda m: m(ids[:, :-1])[0]),
+    ):
+        opt = make_optimizer(model, cfg)
+        for _ in range(2):
+            loss = F.cross_entropy(logits_of(model).flatten(0, 1), ids[:, 1:].flatten())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    for name, p in lone.named_parameters():
+        torch.testing.assert_close(ensemble.members[1].get_parameter(name), p)

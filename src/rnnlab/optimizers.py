@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from .config import TrainConfig
-from .model import CharLM
+from .model import CharLM, Ensemble
 
 
 def learning_rate(cfg: TrainConfig, step: int, fraction: float) -> float:
@@ -34,12 +34,13 @@ def _adamw(groups: list[dict[str, Any]], cfg: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(0.9, 0.99))
 
 
-def make_optimizer(model: CharLM, cfg: TrainConfig) -> torch.optim.Optimizer | Combined:
+def make_optimizer(model: CharLM | Ensemble, cfg: TrainConfig) -> torch.optim.Optimizer | Combined:
     """AdamW, weight decay on the weight matrices only (not embedding rows, not biases); with
     ``cfg.optimizer == "muon"``, Muon takes the hidden matrices (neither the embedding nor the
     head)."""
     hidden, decay, no_decay = [], [], []
     for name, p in model.named_parameters():
+        name = member_name(name)
         if p.dim() < 2 or name.startswith("embedding"):
             no_decay.append(p)
         elif cfg.optimizer == "muon" and not name.startswith("head"):
@@ -59,6 +60,13 @@ def make_optimizer(model: CharLM, cfg: TrainConfig) -> torch.optim.Optimizer | C
         hidden, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, adjust_lr_fn="match_rms_adamw"
     )
     return Combined([adamw, muon])
+
+
+def member_name(name: str) -> str:
+    """A parameter's name inside its CharLM: an Ensemble's "members.1.head.weight" is
+    "head.weight", so that each member's embedding and head are optimized as a lone model's."""
+    first, _, rest = name.partition(".")
+    return rest.partition(".")[2] if first == "members" else name
 
 
 class Combined:
