@@ -111,6 +111,20 @@ def test_a_budget_past_the_lstms_epochs_ends_there():
     assert m.dropout == plan.dropout_for("lstm", plan.LSTM_MAX_EPOCHS)
 
 
+def test_a_smaller_text_is_read_more_times_in_fewer_steps():
+    """The cap is LSTM_MAX_EPOCHS on tiny Shakespeare and larger texts; a smaller text is read
+    more times (it takes that many steps to learn from it) but in fewer steps than a larger."""
+    sizes = [5_000, 50_000, 270_000, SHAKESPEARE_CHARS, 12_000_000]
+    caps = [plan.max_epochs(n) for n in sizes]
+    assert caps == sorted(caps, reverse=True) and caps[-2] == caps[-1] == plan.LSTM_MAX_EPOCHS
+    steps = [c * n for c, n in zip(caps, sizes, strict=True)]
+    assert steps == sorted(steps)
+    m, t, p = planned(1000, train_chars=270_000, members=1)
+    assert abs(p.epochs - plan.max_epochs(270_000)) < 0.02 and p.epochs > 17
+    assert t.max_steps * t.batch_size * t.seq_len == p.planned_chars
+    assert m.dropout == plan.dropout_for("lstm", p.epochs) > plan.LSTM_DROPOUT
+
+
 def test_a_budget_of_many_epochs_trains_several_members_side_by_side():
     """From MEMBER_EPOCHS per member, the LSTM's minutes are shared by members trained side by
     side (each reads every step, each step costs them all), dropout from each one's epochs, at
@@ -120,8 +134,13 @@ def test_a_budget_of_many_epochs_trains_several_members_side_by_side():
     one_epoch_min = SHAKESPEARE_CHARS / lstm_speed / 60
     m, _, p = planned(0.95 * plan.LSTM_MAX_EPOCHS * one_epoch_min, speed=speed)
     assert m.members == 1 and "members" not in p.line()
-    m, t, p = planned(1.1 * plan.LSTM_MAX_EPOCHS * one_epoch_min, speed=speed)  # past the cap
-    assert m.members == 2 and t.max_steps is None and p.epochs < plan.MEMBER_EPOCHS
+    m, t, p = planned(1.2 * plan.LSTM_MAX_EPOCHS * one_epoch_min, speed=speed)  # past the cap
+    assert m.members == 1 and abs(p.epochs - plan.LSTM_MAX_EPOCHS) < 0.01 and t.max_steps
+    m, t, p = planned(2.1 * plan.MEMBER_EPOCHS * one_epoch_min, speed=speed)
+    assert m.members == 2 and t.max_steps is None and p.epochs > plan.MEMBER_EPOCHS
+    few = plan.max_epochs(270_000) * plan.MEMBER_EPOCHS / plan.LSTM_MAX_EPOCHS  # 11.6 epochs
+    m, _, p = planned(1.9 * few * one_epoch_min * 0.269, train_chars=270_000, speed=speed)
+    assert m.members == 1, "a smaller text's members each read more, as its cap is longer"
     m, t, p = planned(2.5 * plan.MEMBER_EPOCHS * one_epoch_min, speed=speed)
     assert m.members == 2 and (m.cell, m.hidden_size) == ("lstm", 512)
     assert abs(p.epochs - 1.25 * plan.MEMBER_EPOCHS) < 0.05 and t.max_steps is None

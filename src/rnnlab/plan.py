@@ -97,7 +97,15 @@ EMBEDDING_DROPOUT_SHARE = 1 / 3
 # at 5.7 epochs, 1.4499, and rose to 1.476 by 14 epochs as its training loss kept falling; 2,000
 # steps with dropout 0.3 (8.2 epochs) were best at 5.9, 1.4393. With the embedding dropout the
 # capped plan (9 epochs) reached 1.4220 and 1.4286 in two runs, the ten-minute one (8.4) 1.4241.
-LSTM_MAX_EPOCHS = 9.0
+# That is the cap on a text of REFERENCE_CHARS (tiny Shakespeare's training split); a smaller
+# text is read more times before the LSTM memorizes it, because nine epochs of it are too few
+# steps to learn from: the cap grows as sqrt(REFERENCE_CHARS / N). Measured on the first 300 kB
+# of tiny Shakespeare (270,000 training characters, its own 30,000 for validation), step
+# budgets, dropout from the epochs: 594 steps (9 epochs, dropout 0.3) 1.4084 nats/char; 1,350
+# steps (20 epochs, dropout 0.45) best at 1,130 (17), 1.3637; 2,000 steps best at 966 (15),
+# 1.3641, and rising (1.3711 at 1,145) while its rate was still high. sqrt gives 17.4 there. A
+# larger text keeps nine (not measured past it).
+LSTM_MAX_EPOCHS, REFERENCE_CHARS = 9.0, 1_003_854
 # A budget that reads the text MEMBER_EPOCHS times per member, or more, trains the LSTM as
 # several members side by side (model.Ensemble: independent networks whose predictions are
 # averaged), at most MAX_PLANNED_MEMBERS: past the cap above, one LSTM cannot turn more
@@ -107,11 +115,11 @@ LSTM_MAX_EPOCHS = 9.0
 # three 1.3934-1.4013, four 1.3922 (benchmarks/ensemble.py). Six epochs, not nine: the LSTM is
 # close to its best from about five when its schedule anneals there (the first rule's cells:
 # 1.4465 at about 4 epochs, 1.4460 at about 8), and two members gain about 0.025, so two at
-# six are planned to beat one at nine from 12 epochs of budget. Between 9 and 12 the budget
-# trains two all the same, so that no member stops at the cap while minutes are left: two
-# LSTMs at 4.5 epochs each (1,103 steps) measured 1.4260, one at the cap 1.4220-1.4286, and
-# each more minute then reads more for both.
-MEMBER_EPOCHS = 6.0
+# six are planned to beat one at nine from 12 epochs of budget. Between 9 and 12 one LSTM
+# trains to the cap and the run ends early: two members there would each read too few steps on
+# a smaller text (on the first 300 kB the cap of 17.4 epochs is 1,150 steps, and one LSTM at
+# 594 steps measured 1.4084 nats/char against 1.3637 at the cap).
+MEMBER_EPOCHS = 6.0  # on a text of REFERENCE_CHARS; scaled as the cap is on others
 MAX_PLANNED_MEMBERS = 4
 # The optimizer by cell. Muon on the hidden matrices learns far faster per step, for about
 # 10-15% fewer steps a second: after 440 steps on tiny Shakespeare (two minutes of minGRU 2x384
@@ -209,6 +217,12 @@ def embedding_dropout_for(cell: str, dropout: float) -> float:
     if cell in SCAN_MATRICES:
         return 0.0
     return round(EMBEDDING_DROPOUT_SHARE * dropout, 2)
+
+
+def max_epochs(train_chars: int) -> float:
+    """The epochs the LSTM 2x512 trains for at most on a text of ``train_chars`` characters:
+    LSTM_MAX_EPOCHS on REFERENCE_CHARS or more, growing as sqrt(REFERENCE_CHARS / N) below."""
+    return LSTM_MAX_EPOCHS * math.sqrt(max(1.0, REFERENCE_CHARS / max(1, train_chars)))
 
 
 def lr_for(cell: str, hidden_size: int) -> float:
@@ -327,16 +341,16 @@ def make_plan(
             chosen, planned = _choose_model(scan, train_chars, reads)
     if chosen.cell == "lstm" and "members" not in user and cfg.minutes is not None:
         alone = reads(member_config(chosen)) / max(1, train_chars)  # epochs of one member
-        chosen = dataclasses.replace(chosen, members=_members(alone))
+        chosen = dataclasses.replace(chosen, members=_members(alone, max_epochs(train_chars)))
         planned = reads(chosen)
-    epochs = min(planned / max(1, train_chars), LSTM_MAX_EPOCHS)
+    epochs = min(planned / max(1, train_chars), max_epochs(train_chars))
     if "dropout" not in user:
         chosen = dataclasses.replace(chosen, dropout=dropout_for(chosen.cell, epochs))
     if "embedding_dropout" not in user:
         planned_share = embedding_dropout_for(chosen.cell, chosen.dropout)
         chosen = dataclasses.replace(chosen, embedding_dropout=planned_share)
     cfg = trained_with(chosen)
-    cap = math.ceil(LSTM_MAX_EPOCHS * train_chars / chars_per_step)
+    cap = math.ceil(max_epochs(train_chars) * train_chars / chars_per_step)
     if chosen.cell == "lstm" and "max_steps" not in user and planned > cap * chars_per_step:
         cfg = dataclasses.replace(cfg, max_steps=cap)  # the schedule ends there, and the run
         planned = cap * chars_per_step  # (whichever of steps and minutes comes first)
@@ -378,11 +392,11 @@ def _budget(cfg: TrainConfig) -> str:
     return " or ".join(minutes + steps)
 
 
-def _members(epochs_alone: float) -> int:
-    """Members of an LSTM whose budget would read the text ``epochs_alone`` times with one: one
-    per MEMBER_EPOCHS, and enough that none would pass the cap."""
-    uncapped = math.ceil(epochs_alone / LSTM_MAX_EPOCHS)
-    return min(MAX_PLANNED_MEMBERS, max(1, uncapped, math.floor(epochs_alone / MEMBER_EPOCHS)))
+def _members(epochs_alone: float, cap: float) -> int:
+    """Members of an LSTM whose budget would read the text ``epochs_alone`` times with one, on a
+    text where it stops at ``cap`` epochs: one per MEMBER_EPOCHS (scaled as the cap is)."""
+    each = MEMBER_EPOCHS * cap / LSTM_MAX_EPOCHS
+    return min(MAX_PLANNED_MEMBERS, max(1, math.floor(epochs_alone / each)))
 
 
 def _choose_model(
