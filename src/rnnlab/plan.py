@@ -102,8 +102,8 @@ EMBEDDING_DROPOUT_SHARE = 1 / 3
 # steps to learn from: the cap grows as sqrt(REFERENCE_CHARS / N). Measured on the first 300 kB
 # of tiny Shakespeare (270,000 training characters, its own 30,000 for validation), step
 # budgets, dropout from the epochs: 594 steps (9 epochs, dropout 0.3) 1.4084 nats/char; 1,350
-# steps (20 epochs, dropout 0.45) best at 1,130 (17), 1.3637; 2,000 steps best at 966 (15),
-# 1.3641, and rising (1.3711 at 1,145) while its rate was still high. sqrt gives 17.4 there. A
+# steps (20 epochs, dropout 0.45) best at 1,130 (17), 1.3636; 2,000 steps best at 966 (15),
+# 1.3642, and rising (1.3711 at 1,145) while its rate was still high. sqrt gives 17.4 there. A
 # larger text keeps nine (not measured past it).
 LSTM_MAX_EPOCHS, REFERENCE_CHARS = 9.0, 1_003_854
 # A budget that reads the text MEMBER_EPOCHS times per member, or more, trains the LSTM as
@@ -118,7 +118,7 @@ LSTM_MAX_EPOCHS, REFERENCE_CHARS = 9.0, 1_003_854
 # six are planned to beat one at nine from 12 epochs of budget. Between 9 and 12 one LSTM
 # trains to the cap and the run ends early: two members there would each read too few steps on
 # a smaller text (on the first 300 kB the cap of 17.4 epochs is 1,150 steps, and one LSTM at
-# 594 steps measured 1.4084 nats/char against 1.3637 at the cap).
+# 594 steps measured 1.4084 nats/char against 1.3636 at the cap).
 MEMBER_EPOCHS = 6.0  # on a text of REFERENCE_CHARS; scaled as the cap is on others
 MAX_PLANNED_MEMBERS = 4
 # The optimizer by cell. Muon on the hidden matrices learns far faster per step, for about
