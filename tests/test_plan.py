@@ -139,7 +139,9 @@ def test_a_budget_of_many_epochs_trains_several_members_side_by_side():
     m, t, p = planned(2.1 * plan.MEMBER_EPOCHS * one_epoch_min, speed=speed)
     assert m.members == 2 and t.max_steps is None and p.epochs > plan.MEMBER_EPOCHS
     few = plan.max_epochs(270_000) * plan.MEMBER_EPOCHS / plan.LSTM_MAX_EPOCHS  # 11.6 epochs
-    m, _, p = planned(1.9 * few * one_epoch_min * 0.269, train_chars=270_000, speed=speed)
+    m, _, p = planned(
+        1.9 * few * one_epoch_min * 270_000 / SHAKESPEARE_CHARS, train_chars=270_000, speed=speed
+    )
     assert m.members == 1, "a smaller text's members each read more, as its cap is longer"
     m, t, p = planned(2.5 * plan.MEMBER_EPOCHS * one_epoch_min, speed=speed)
     assert m.members == 2 and (m.cell, m.hidden_size) == ("lstm", 512)

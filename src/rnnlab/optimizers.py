@@ -39,8 +39,8 @@ def make_optimizer(model: CharLM | Ensemble, cfg: TrainConfig) -> torch.optim.Op
     ``cfg.optimizer == "muon"``, Muon takes the hidden matrices (neither the embedding nor the
     head)."""
     hidden, decay, no_decay = [], [], []
-    for name, p in model.named_parameters():
-        name = member_name(name)
+    lone_models = model.members if isinstance(model, Ensemble) else [model]  # each as if alone
+    for name, p in (named for lm in lone_models for named in lm.named_parameters()):
         if p.dim() < 2 or name.startswith("embedding"):
             no_decay.append(p)
         elif cfg.optimizer == "muon" and not name.startswith("head"):
@@ -60,13 +60,6 @@ def make_optimizer(model: CharLM | Ensemble, cfg: TrainConfig) -> torch.optim.Op
         hidden, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, adjust_lr_fn="match_rms_adamw"
     )
     return Combined([adamw, muon])
-
-
-def member_name(name: str) -> str:
-    """A parameter's name inside its CharLM: an Ensemble's "members.1.head.weight" is
-    "head.weight", so that each member's embedding and head are optimized as a lone model's."""
-    first, _, rest = name.partition(".")
-    return rest.partition(".")[2] if first == "members" else name
 
 
 class Combined:

@@ -339,18 +339,19 @@ def make_plan(
         else:
             scan = dataclasses.replace(model_config, token_shift=shift)
             chosen, planned = _choose_model(scan, train_chars, reads)
+    most = max_epochs(train_chars)  # the LSTM's cap on this text
     if chosen.cell == "lstm" and "members" not in user and cfg.minutes is not None:
         alone = reads(member_config(chosen)) / max(1, train_chars)  # epochs of one member
-        chosen = dataclasses.replace(chosen, members=_members(alone, max_epochs(train_chars)))
+        chosen = dataclasses.replace(chosen, members=_members(alone, most))
         planned = reads(chosen)
-    epochs = min(planned / max(1, train_chars), max_epochs(train_chars))
+    epochs = min(planned / max(1, train_chars), most)
     if "dropout" not in user:
         chosen = dataclasses.replace(chosen, dropout=dropout_for(chosen.cell, epochs))
     if "embedding_dropout" not in user:
         planned_share = embedding_dropout_for(chosen.cell, chosen.dropout)
         chosen = dataclasses.replace(chosen, embedding_dropout=planned_share)
     cfg = trained_with(chosen)
-    cap = math.ceil(max_epochs(train_chars) * train_chars / chars_per_step)
+    cap = math.ceil(most * train_chars / chars_per_step)
     if chosen.cell == "lstm" and "max_steps" not in user and planned > cap * chars_per_step:
         cfg = dataclasses.replace(cfg, max_steps=cap)  # the schedule ends there, and the run
         planned = cap * chars_per_step  # (whichever of steps and minutes comes first)
