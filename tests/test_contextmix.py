@@ -62,13 +62,27 @@ def test_the_tree_gives_every_symbol_one_path_and_the_paths_a_distribution(V):
 
 
 def test_counts_halve_a_row_instead_of_passing_255():
-    tables = cm.ContextTables.empty(small_config(), SYMBOLS)
+    tables = cm.ContextTables.empty(small_config(discount=0), SYMBOLS)
     rows = np.zeros((tables.config.tables, 1), dtype=np.int64)
     for _ in range(300):
         tables.update(rows, np.array([5]), 1)
     tables.update(rows, np.array([6]), 1)
     row = tables.counts[0, 0]
     assert row.max() <= 255 and 100 < row[5] < 255 and row[6] == 1
+
+
+def test_a_count_halves_the_excess_of_the_rows_other_counts_over_the_discount():
+    tables = cm.ContextTables.empty(small_config(discount=4), SYMBOLS)
+    rows = np.zeros((tables.config.tables, 2), dtype=np.int64)
+    for _ in range(3):
+        tables.update(rows[:, :1], np.array([7]), 1)
+    for _ in range(20):
+        tables.update(rows[:, :1], np.array([5]), 1)
+    assert tables.counts[0, 0, 5] == 20 and tables.counts[0, 0, 7] == 3  # 3 is under 4
+    tables.update(rows[:, :1], np.array([6]), 1)  # 5 keeps 4 + (20 - 4) // 2; 7 is kept
+    assert list(tables.counts[0, 0, 5:8]) == [12, 1, 3]
+    tables.update(rows, np.array([5, 7]), 2)  # one row counted by two streams at once
+    assert list(tables.counts[0, 0, 5:8]) == [13, 1, 4]  # neither discounted by the other
 
 
 def test_the_mixer_predicts_before_it_sees_and_repeats_itself_exactly():
@@ -104,7 +118,7 @@ def test_a_saved_table_file_is_checked_and_bounded(tmp_path, monkeypatch):
     assert back.sha256() == tables.sha256() and back.config == tables.config
     mixer = cm.Mixer(back, 2)  # starts from what the warm-up learned
     assert np.array_equal(mixer.apm, tables.learned["apm"])
-    assert mixer.weights[0, 0] == cm.NETWORK_START
+    assert (mixer.weights[0] == cm.NETWORK_START).all()
     with pytest.raises(UsageError, match="limit"):
         cm.ContextTables.load(path, len(SYMBOLS), 1000)
     with pytest.raises(UsageError, match="damaged"):
@@ -169,3 +183,25 @@ def test_a_large_vocabulary_shares_the_apm_of_its_rare_symbols():
     p = mixer.predict(np.full((4, 300), 1 / 300))
     assert np.allclose(p.sum(axis=1), 1.0) and (p > 0).all()
     mixer.observe(np.array([1, 2, 3, 4]), 4)  # learning reaches the shared map, in bounds
+
+
+def test_the_local_tables_count_only_the_text_read_and_are_never_saved(tmp_path):
+    tables = cm.ContextTables.build(ids_of(words_text(100)), SYMBOLS, small_config(local_bits=9))
+    mixer = cm.Mixer(tables.copy(), 3)
+    assert mixer.local.counts.shape[1] == 2**9 and not mixer.local.counts.any()  # empty at first
+    text = ids_of(words_text(20, seed=5))
+    for t in range(0, 60, 3):
+        if t:
+            mixer.predict(np.full((3, len(SYMBOLS)), 1.0 / len(SYMBOLS)))
+        mixer.observe(text[t : t + 3], 3)
+    assert mixer.local.counts.any()
+    tables.save(tmp_path / cm.CONTEXTS_FILE)
+    assert (tmp_path / cm.CONTEXTS_FILE).stat().st_size < tables.reading_bytes  # not in the file
+
+
+@pytest.mark.parametrize("budget", [10**5, 10**6, 10**7])
+def test_the_tables_fit_the_limit_in_memory_while_reading(budget):
+    config = cm._sized(cm.MixConfig(), budget, len(SYMBOLS))
+    tables = cm.ContextTables.empty(config, SYMBOLS)
+    assert tables.reading_bytes <= budget
+    assert config.local_bits in (0, config.table_bits - 1)

@@ -2,7 +2,7 @@
 paq8 and cmix do, so that what a network cannot keep in its weights (which exact contexts were
 followed by what, how often) still counts.
 
-Three parts, every one of them learned from the text already read, so each character is still
+Four parts, every one of them learned from the text already read, so each character is still
 predicted before it is seen:
 
 * **Context tables** (ctxtables.py). For every order k in ``orders`` the last k symbols,
@@ -11,15 +11,20 @@ predicted before it is seen:
   count would pass 255 is halved, so recent text weighs more). Built from the training split once
   (``build_tables``, at the end of ``rnnlab train`` or by ``rnnlab contexts RUN``), saved beside
   the weights as safetensors with a SHA-256 (no pickle; its size is bounded and checked), and
-  updated while reading.
+  updated while reading. Counts are nonstationary, as paq's bit histories: counting a symbol
+  halves the excess of the row's other counts over ``discount`` (4).
+* **Local tables**: the same contexts counted from the text being read alone, in tables of
+  half the rows that start empty and are never saved, so what this text has done so far is an
+  input of its own rather than a few counts among the training text's hundreds.
 * **A binary mixer** (``Mixer``). Each character is a path of yes/no decisions down a balanced
   tree over the V symbols (V - 1 decisions in all). Every decision gets one input from the
   network (the stretched share of its probability down the right branch), and one from every
-  table: a learned probability for the pair of count buckets its counts fall in (paq's
-  adaptive state map; the counts' smoothed share as a second input measured worse). A logistic
-  mixer, one weight set per decision, combines them and learns online along the path of the
-  character that came
-  (Mahoney 2005, "Adaptive weighing of context models for lossless data compression").
+  table, local ones too: a learned probability for the pair of count buckets its counts fall
+  in (paq's adaptive state map; the counts' smoothed share as a second input measured worse).
+  Two logistic mixers, one with a weight set per decision and one per (decision, previous
+  symbol), combine them, a second layer mixes the two (paq8's final mixer), and every mixer
+  learns online along the path of the character that came (Mahoney 2005, "Adaptive weighing of
+  context models for lossless data compression").
 * **An APM** (adaptive probability map, paq's SSE): each decision's mixed probability refined by
   a learned, interpolated map per (previous symbol, decision), averaged 1:3 with the mixer's
   (symbols past the first 128 share one map).
@@ -67,7 +72,7 @@ _EPS = 1e-6
 # text read this way: 1.8665, seven times slower).
 WARMUP_CHARS = 200_000
 NETWORK_START, TABLES_SHARE = 0.5, 0.5
-LEARNED = ("weights", "state_map", "apm")
+LEARNED = ("weights", "final", "state_map", "apm")
 
 
 def _stretch(p: np.ndarray) -> np.ndarray:
@@ -111,22 +116,36 @@ class Mixer:
     def __init__(self, tables: ContextTables, streams: int) -> None:
         self.tables, self.config = tables, tables.config
         M, _, V = tables.counts.shape
+        # with ``local``: tables of the text being read alone, empty at the start, beside the
+        # training text's (their own inputs and state maps)
+        self.local = None
+        if self.config.local_bits:
+            bits = min(self.config.local_bits, self.config.table_bits)
+            shape = (M, 1 << bits, V)
+            self.local = ContextTables(self.config, np.zeros(shape, np.uint8), tables.word)
+            self.local_shift = self.config.table_bits - bits  # the same hashes, fewer rows
+            M *= 2
         self.V, self.M = V, M
         splits, self.path_nodes, self.path_bits = symbol_tree(V)
         self.lo, self.mid, self.hi = splits[:, 0], splits[:, 1], splits[:, 2]
         N = self.N = len(splits)
-        self.edges = np.concatenate([self.hi, self.mid, self.lo])  # into cumulative sums
         # each symbol's factors, as indices into [q, 1 - q] of the N + 1 decisions (the last
         # one the padding decision, q = 1)
         self.factors = np.where(self.path_bits == 1, self.path_nodes, self.path_nodes + N + 1)
         inputs = 2 + M  # the network, one per table, a bias
-        self.weights = np.zeros((inputs, N), dtype=np.float32)
+        self.apm_symbols = min(V, APM_SYMBOLS)
+        # weight sets: one per decision; with two mixers also one per (decision, previous
+        # symbol), from set 1 on (the symbols past the APM's first ones sharing the last)
+        K = self.config.mixers
+        self.weights = np.zeros((inputs, 1 if K == 1 else 2 + self.apm_symbols, N), np.float32)
         self.weights[0] = 1.0  # the network alone, to begin with
+        self.final = np.full((K, N), 1.0 / K, dtype=np.float32)  # the second layer's weights
         q1, q0 = np.meshgrid(np.arange(COUNT_BUCKETS), np.arange(COUNT_BUCKETS))
         typical = np.exp2(np.arange(COUNT_BUCKETS) / 2.0) - 1.0  # a count in each bucket
         start = (typical[q1] + 0.4) / (typical[q0] + typical[q1] + 0.8)
         self.state_map = np.tile(np.clip(start, 0.02, 0.98).reshape(-1), (M, 1))
-        self.apm_symbols = min(V, APM_SYMBOLS)
+        # the first cell of each table's map, (M, 1, 1)
+        self.state_offsets = (np.arange(M, dtype=np.int32) * COUNT_BUCKETS**2)[:, None, None]
         start = _squash((np.arange(APM_BUCKETS) - 16) / 2.0)
         self.apm = np.tile(start, (self.apm_symbols + 1, N, 1))
         self.previous = np.full(streams, V, dtype=np.int64)
@@ -148,7 +167,12 @@ class Mixer:
         NETWORK_START, the state maps and the APM."""
         weights = self.weights * TABLES_SHARE
         weights[0] = NETWORK_START
-        return {"weights": weights, "state_map": self.state_map.copy(), "apm": self.apm.copy()}
+        return {
+            "weights": weights,
+            "final": self.final.copy(),
+            "state_map": self.state_map.copy(),
+            "apm": self.apm.copy(),
+        }
 
     def predict(self, p: np.ndarray) -> np.ndarray:
         """(S, V) network probabilities -> (S, V) mixed float64 probabilities."""
@@ -159,27 +183,45 @@ class Mixer:
         right, whole = c[:, self.hi] - c[:, self.mid], c[:, self.hi] - c[:, self.lo]
         x[0] = _stretch(np.clip(right / np.maximum(whole, 1e-300), _EPS, 1 - _EPS))
         x[-1] = 0.3
-        counts = self.tables.counts[np.arange(M)[:, None], self.contexts.rows]  # (M, S, V)
+        rows = self.contexts.rows
+        counts = self.tables.counts[np.arange(len(rows))[:, None], rows]  # (M, S, V)
+        if self.local is not None:
+            near = self.local.counts[np.arange(len(rows))[:, None], rows >> self.local_shift]
+            counts = np.concatenate([counts, near])
         # cumulative counts, exact in uint16 (at most 255 x 256), without BLAS (whose threads
         # would fight the network's)
         sums = np.zeros((M * S, self.V + 1), dtype=np.uint16)
         np.cumsum(counts.reshape(M * S, -1), axis=1, out=sums[:, 1:])
-        at = sums[:, self.edges].astype(np.int32)
-        n1 = np.minimum(at[:, :N] - at[:, N : 2 * N], 255)
-        n0 = np.minimum(at[:, N : 2 * N] - at[:, 2 * N :], 255)  # the left branch: lo..mid-1
-        state = _STATE[n0 * 256 + n1].reshape(M, S, N)
-        state += (np.arange(M, dtype=np.int32) * COUNT_BUCKETS**2)[:, None, None]
+        mid = sums.take(self.mid, axis=1)
+        n1 = np.minimum(sums.take(self.hi, axis=1) - mid, 255)  # the right branch: mid..hi-1
+        n0 = np.minimum(mid - sums.take(self.lo, axis=1), 255)  # the left branch: lo..mid-1
+        state = _STATE.take((n0 << 8) | n1).reshape(M, S, N)
+        state += self.state_offsets
         stretched = _stretch(np.clip(self.state_map, 1e-4, 1 - 1e-4)).astype(np.float32)
-        x[1 : 1 + M] = stretched.reshape(-1)[state]
-        z = x[0] * self.weights[0]
-        for i in range(1, 2 + M):
-            z += x[i] * self.weights[i]
-        q = _squash(np.clip(z.astype(np.float64), -40, 40))
+        stretched.take(state, out=x[1 : 1 + M])
+        R = self.apm_symbols
+        before = np.where(self.previous == self.V, R, np.minimum(self.previous, R - 1))
+        sels, qs = [], []
+        for k in range(self.config.mixers):
+            # mixer 0: a weight set per decision; mixer 1: per (decision, previous symbol)
+            sel = np.zeros(S, dtype=np.int64) if k == 0 else before + 1
+            w = self.weights[:, :1] if k == 0 else self.weights.take(sel, axis=1)
+            z = x[0] * w[0]
+            for i in range(1, 2 + M):
+                z += x[i] * w[i]
+            sels.append(sel)
+            qs.append(_squash(np.clip(z.astype(np.float64), -40, 40)))
+        if len(qs) == 1:
+            q, x2 = qs[0], None
+        else:  # the second layer: the first layer's stretched outputs, one weight set per decision
+            x2 = _stretch(np.clip(np.stack(qs), _EPS, 1 - _EPS)).astype(np.float32)  # (K, S, N)
+            z2 = x2[0] * self.final[0]
+            for k in range(1, len(qs)):
+                z2 += x2[k] * self.final[k]
+            q = _squash(np.clip(z2.astype(np.float64), -40, 40))
         at = np.clip(_stretch(np.clip(q, _EPS, 1 - _EPS)) * 2 + 16, 0, APM_BUCKETS - 1.001)
         low = at.astype(np.int64)
         frac = at - low
-        R = self.apm_symbols
-        before = np.where(self.previous == self.V, R, np.minimum(self.previous, R - 1))
         cell = (before[:, None] * N + np.arange(N)[None, :]) * APM_BUCKETS + low
         apm = self.apm.reshape(-1)
         refined = apm[cell] * (1 - frac) + apm[cell + 1] * frac
@@ -188,7 +230,7 @@ class Mixer:
         final[:, N + 1 : 2 * N + 1] = 1.0 - final[:, :N]
         final[:, 2 * N + 1] = 0.0
         mixed = final[:, self.factors].prod(axis=2)  # (S, V)
-        self.pending = (x, q, cell, frac, state)
+        self.pending = (x, q, cell, frac, state, sels, qs, x2)
         return mixed / mixed.sum(axis=1, keepdims=True)
 
     def observe(self, symbols: np.ndarray, active: int) -> None:
@@ -198,20 +240,40 @@ class Mixer:
             self._learn(y[:active], active)
         self.pending = None
         self.tables.update(self.contexts.rows, y, active)
+        if self.local is not None:
+            self.local.update(self.contexts.rows >> self.local_shift, y, active)
         self.contexts.push(y, active)
         self.previous[:active] = y[:active]
 
     def _learn(self, y: np.ndarray, active: int) -> None:
-        x, q, cell, frac, state = self.pending
+        x, q, cell, frac, state, sels, qs, x2 = self.pending
         nodes, bits = self.path_nodes[y], self.path_bits[y]  # (a, D)
         real = nodes < self.N
         nodes = np.where(real, nodes, 0)
         s = np.arange(active)[:, None]
         err = (bits - q[s, nodes]) * real
         if self.config.mixer_lr:
-            grad = (self.config.mixer_lr * err)[None] * x[:, s, nodes]  # (inputs, a, D)
-            for i in range(len(grad)):
-                np.add.at(self.weights[i], nodes, grad[i].astype(np.float32))
+            lr = self.config.mixer_lr
+            inputs, sets, N = self.weights.shape
+            for sel, qk in zip(sels, qs, strict=True):
+                e = err if x2 is None else (bits - qk[s, nodes]) * real
+                grad = (lr * e)[None] * x[:, s, nodes]  # (inputs, a, D)
+                at = sel[:active, None] * N + nodes
+                cells = (np.arange(inputs)[:, None, None] * (sets * N) + at[None]).reshape(-1)
+                self.weights += (
+                    np.bincount(cells, grad.reshape(-1), self.weights.size)
+                    .reshape(self.weights.shape)
+                    .astype(np.float32)
+                )
+            if x2 is not None:
+                K = len(self.final)
+                grad = (lr * err)[None] * x2[:, s, nodes]  # (K, a, D)
+                cells = (np.arange(K)[:, None, None] * N + nodes[None]).reshape(-1)
+                self.final += (
+                    np.bincount(cells, grad.reshape(-1), self.final.size)
+                    .reshape(self.final.shape)
+                    .astype(np.float32)
+                )
         if self.config.apm_rate:
             apm, at, share = self.apm.reshape(-1), cell[s, nodes], frac[s, nodes]
             for edge, weight in ((at, 1 - share), (at + 1, share)):
@@ -266,6 +328,20 @@ def run_tables(
     return ContextTables.load(path, vocab_size, limit_bytes(context_mb, weight_count))
 
 
+def _sized(config: MixConfig, budget: int, V: int) -> MixConfig:
+    """``config`` with the most rows whose counts fit ``budget`` bytes in memory while reading:
+    the local tables at half the rows (1.5 x the saved counts), or none if that leaves the
+    saved tables under 512 rows."""
+    bits = (
+        table_bits_for(budget * 2 // 3, config.tables, V)
+        if budget * 2 // 3 >= (config.tables * V * 512)
+        else 0
+    )
+    if bits:
+        return replace(config, table_bits=bits, local_bits=bits - 1)
+    return replace(config, table_bits=table_bits_for(budget, config.tables, V), local_bits=0)
+
+
 def build_run_tables(
     run_dir: Path, train_ids: np.ndarray, symbols: tuple[Any, ...], max_bytes: int
 ) -> ContextTables:
@@ -273,14 +349,12 @@ def build_run_tables(
     file is replaced atomically)."""
     base, V = MixConfig(), len(symbols)
     # the warm-up's state takes the same bytes whatever the rows: measured on the smallest tables
-    smallest = ContextTables.empty(replace(base, table_bits=8), symbols)
+    smallest = ContextTables.empty(replace(base, table_bits=8, local_bits=8), symbols)
     learned = sum(a.nbytes for a in Mixer(smallest, 1).learned().values())
     room = max_bytes - 4096  # 4 kB: the file's header
     if room - learned >= base.tables * V * 256 * 2:  # with the warm-up's state, if it fits
-        bits = table_bits_for(room - learned, base.tables, V)
-        tables = build_tables(np.asarray(train_ids), symbols, replace(base, table_bits=bits))
+        tables = build_tables(np.asarray(train_ids), symbols, _sized(base, room - learned, V))
     else:  # a small model's limit: counts alone, the mixer starts fresh
-        bits = table_bits_for(room, base.tables, V)
-        tables = ContextTables.build(np.asarray(train_ids), symbols, replace(base, table_bits=bits))
+        tables = ContextTables.build(np.asarray(train_ids), symbols, _sized(base, room, V))
     tables.save(Path(run_dir) / CONTEXTS_FILE)
     return tables

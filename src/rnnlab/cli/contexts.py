@@ -45,7 +45,7 @@ def build(run_dir: Path, context_mb: float | None = None) -> dict:
     return {
         "path": str(path),
         "bytes": path.stat().st_size,
-        "memory_bytes": tables.nbytes,
+        "memory_bytes": tables.reading_bytes,
         "limit_bytes": limit,
         "tables": tables.config.tables,
         "rows": 1 << tables.config.table_bits,
@@ -57,8 +57,9 @@ def build(run_dir: Path, context_mb: float | None = None) -> dict:
 def describe(done: dict) -> str:
     return (
         f"context tables: {done['tables']} x {done['rows']:,} rows of the "
-        f"{done['characters']:,} training characters, {done['bytes'] / 1e6:,.1f} MB "
-        f"(limit {done['limit_bytes'] / 1e6:,.1f} MB), {done['seconds']:.1f} s -> {done['path']}"
+        f"{done['characters']:,} training characters, {done['bytes'] / 1e6:,.1f} MB on disk, "
+        f"{done['memory_bytes'] / 1e6:,.1f} MB in memory while reading (limit "
+        f"{done['limit_bytes'] / 1e6:,.1f} MB), {done['seconds']:.1f} s -> {done['path']}"
     )
 
 
