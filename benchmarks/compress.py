@@ -412,7 +412,7 @@ def main() -> None:
         )
         print(
             f"{'method':32s} {'bytes':>9s} {'bpc':>7s} {'vs xz':>7s} {'comp kB/s':>10s} "
-            f"{'dec kB/s':>9s} {'eval bpc':>9s}"
+            f"{'dec kB/s':>9s} {'comp/cpu-s':>10s} {'dec/cpu-s':>9s} {'eval bpc':>9s}"
         )
         for r in t["rows"]:
             ev = f"{r['eval_bpc']:9.4f}" if "eval_bpc" in r else ""

@@ -6,6 +6,9 @@ read as `rnnlab compress` reads it (128 segments side by side), by
     context tables alone        the tables and the mixer, fed a network that knows nothing
     mixed, no APM               adaptive network + tables, the APM stage off
     mixed, no warm-up           the mixer starting from zero, not from the end of the training text
+    mixed, counts not discounted    the counts stationary (halved only at 255): discount 0
+    mixed, no local tables      without the tables of the text being read
+    mixed, one mixer            one weight set per decision, no second layer
     mixed                       the default
 
     python benchmarks/mixing.py RUN [--chars N] [--json benchmarks/results/mixing.json]
@@ -84,7 +87,19 @@ def main() -> None:
     rows["network, adaptive"] = {"bpc": plain.bpc, "seconds": plain.seconds}
     print(f"{'network, adaptive':28s} {plain.bpc:.4f} bpc  {plain.seconds:6.1f} s")
     reading("context tables alone", lambda: tables_alone(tables, ids))
-    for name, t in (("mixed, no APM", no_apm), ("mixed, no warm-up", cold), ("mixed", tables)):
+
+    def variant(**change) -> contextmix.ContextTables:
+        config = dataclasses.replace(tables.config, **change)
+        return contextmix.build_tables(np.asarray(train_ids), vocab.symbols, config)
+
+    readings = [("mixed, no APM", no_apm), ("mixed, no warm-up", cold)]
+    readings += [
+        ("mixed, counts not discounted", variant(discount=0)),
+        ("mixed, no local tables", variant(local_bits=0)),
+        ("mixed, one mixer", variant(mixers=1)),
+        ("mixed", tables),
+    ]
+    for name, t in readings:
         reading(name, lambda t=t: adaptive.adaptive_bits_per_char(
             model, ids, adapt, SEGMENTS, tables=t).bpc)  # fmt: skip
     result = {
@@ -93,6 +108,7 @@ def main() -> None:
         "segments": SEGMENTS,
         "tables": dataclasses.asdict(tables.config),
         "tables_bytes": (a.run / contextmix.CONTEXTS_FILE).stat().st_size,
+        "reading_bytes": tables.reading_bytes,
         "weights_bytes": (a.run / checkpoint.BEST).stat().st_size,
         "count_seconds_without_warmup": cold_s,
         "rows": rows,

@@ -129,6 +129,10 @@ class Mixer:
         splits, self.path_nodes, self.path_bits = symbol_tree(V)
         self.lo, self.mid, self.hi = splits[:, 0], splits[:, 1], splits[:, 2]
         N = self.N = len(splits)
+        # each decision's two branches: a symbol v (row v of the sums) or a decision j (V + j)
+        node = {(lo, hi): V + j for j, (lo, _, hi) in enumerate(splits.tolist())}
+        self.left = np.array([lo if mid - lo == 1 else node[lo, mid] for lo, mid, _ in splits])
+        self.right = np.array([mid if hi - mid == 1 else node[mid, hi] for _, mid, hi in splits])
         # each symbol's factors, as indices into [q, 1 - q] of the N + 1 decisions (the last
         # one the padding decision, q = 1)
         self.factors = np.where(self.path_bits == 1, self.path_nodes, self.path_nodes + N + 1)
@@ -188,14 +192,17 @@ class Mixer:
         if self.local is not None:
             near = self.local.counts[np.arange(len(rows))[:, None], rows >> self.local_shift]
             counts = np.concatenate([counts, near])
-        # cumulative counts, exact in uint16 (at most 255 x 256), without BLAS (whose threads
-        # would fight the network's)
-        sums = np.zeros((M * S, self.V + 1), dtype=np.uint16)
-        np.cumsum(counts.reshape(M * S, -1), axis=1, out=sums[:, 1:])
-        mid = sums.take(self.mid, axis=1)
-        n1 = np.minimum(sums.take(self.hi, axis=1) - mid, 255)  # the right branch: mid..hi-1
-        n0 = np.minimum(mid - sums.take(self.lo, axis=1), 255)  # the left branch: lo..mid-1
-        state = _STATE.take((n0 << 8) | n1).reshape(M, S, N)
+        # every decision's two branch counts, summed up the tree from the leaves, exact in
+        # uint16 (at most 255 x 256), without BLAS (whose threads would fight the network's);
+        # symbols first, so that every sum and gather reads whole rows of M x S
+        sums = np.empty((self.V + N, M * S), dtype=np.uint16)  # the symbols', then the nodes'
+        sums[: self.V] = counts.reshape(M * S, -1).T
+        for j in range(N - 1, -1, -1):  # breadth first: a node's children come after it
+            np.add(sums[self.left[j]], sums[self.right[j]], out=sums[self.V + j])
+        n0 = np.minimum(sums.take(self.left, axis=0), 255)  # the left branch: lo..mid-1
+        n1 = np.minimum(sums.take(self.right, axis=0), 255)  # the right branch: mid..hi-1
+        seen = ((n0 << 8) | n1).reshape(N, M, S).transpose(1, 2, 0)
+        state = _STATE.take(np.ascontiguousarray(seen))  # (M, S, N)
         state += self.state_offsets
         stretched = _stretch(np.clip(self.state_map, 1e-4, 1 - 1e-4)).astype(np.float32)
         stretched.take(state, out=x[1 : 1 + M])
@@ -254,17 +261,15 @@ class Mixer:
         err = (bits - q[s, nodes]) * real
         if self.config.mixer_lr:
             lr = self.config.mixer_lr
-            inputs, sets, N = self.weights.shape
+            inputs, N = len(self.weights), self.N
             for sel, qk in zip(sels, qs, strict=True):
                 e = err if x2 is None else (bits - qk[s, nodes]) * real
                 grad = (lr * e)[None] * x[:, s, nodes]  # (inputs, a, D)
-                at = sel[:active, None] * N + nodes
-                cells = (np.arange(inputs)[:, None, None] * (sets * N) + at[None]).reshape(-1)
-                self.weights += (
-                    np.bincount(cells, grad.reshape(-1), self.weights.size)
-                    .reshape(self.weights.shape)
-                    .astype(np.float32)
-                )
+                used, which = np.unique(sel[:active], return_inverse=True)  # the sets read
+                at = which[:, None] * N + nodes
+                cells = (np.arange(inputs)[:, None, None] * (len(used) * N) + at[None]).reshape(-1)
+                step = np.bincount(cells, grad.reshape(-1), inputs * len(used) * N)
+                self.weights[:, used] += step.reshape(inputs, len(used), N).astype(np.float32)
             if x2 is not None:
                 K = len(self.final)
                 grad = (lr * err)[None] * x2[:, s, nodes]  # (K, a, D)

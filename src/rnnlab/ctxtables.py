@@ -54,7 +54,7 @@ class MixConfig:
     # decision, the two mixed by a second layer (paq8's final mixer); 1: one mixer
     mixers: int = 2
     mixer_lr: float = _flag(0.002, "--mix-lr", "learning rate of the context mixer (0: frozen)")
-    apm_rate: float = _flag(0.02, "--mix-apm-rate", "learning rate of the APM stage (0: off)")
+    apm_rate: float = _flag(0.002, "--mix-apm-rate", "learning rate of the APM stage (0: off)")
 
     def __post_init__(self) -> None:
         orders = tuple(int(k) for k in self.orders)
