@@ -38,7 +38,11 @@ from .errors import UsageError
 from .vocab import Vocab, unknown_characters
 
 MAGIC = b"RNNLABZ\0"
-FORMAT_VERSION = 3  # 3: the adaptation settings (format 2 had none)
+# 3: the adaptation settings (format 2 had none); 4: mixed with the second context-table format
+# (nonstationary counts, local tables, two mixers). A format-3 file that was not mixed reads the
+# same in format 4; one that was mixed needs the rnnlab that wrote it.
+FORMAT_VERSION = 4
+READS = (3, 4)
 MAX_THREADS = 256
 MAX_SEGMENTS = 1 << 16  # the batch the decoder will allocate: bounded for untrusted files
 MAX_LENGTH = 1 << 40  # symbols; a header claiming more is corrupt
@@ -154,7 +158,7 @@ def read_header(blob: bytes) -> tuple[Header, np.ndarray]:
     if len(blob) < len(MAGIC) or blob[: len(MAGIC)] != MAGIC:
         raise CompressedFileError("not an rnnlab compressed file (bad magic number)")
     start = len(MAGIC)
-    if len(blob) > start and blob[start] != FORMAT_VERSION:
+    if len(blob) > start and blob[start] not in READS:
         raise CompressedFileError(
             f"the compressed file has format version {blob[start]}; this rnnlab "
             f"({__version__}) reads version {FORMAT_VERSION}: decompress it with the rnnlab "
@@ -225,6 +229,12 @@ def read_header(blob: bytes) -> tuple[Header, np.ndarray]:
         )
     except (ValueError, TypeError, KeyError, IndexError, struct.error, RecursionError):
         raise CompressedFileError("the compressed file's header is corrupt") from None
+    if version == 3 and mix is not None:
+        raise CompressedFileError(
+            f"the compressed file was mixed with the first format of context tables, which this "
+            f"rnnlab ({__version__}) no longer computes: decompress it with the rnnlab that wrote "
+            f"it ({header.versions['rnnlab']}) and its run's tables"
+        )
     _check_header(header)
     if (len(body) - payload_start) % 4:
         raise CompressedFileError("the compressed file is corrupt (payload length)")
