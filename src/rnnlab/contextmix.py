@@ -14,8 +14,9 @@ predicted before it is seen:
   updated while reading. Counts are nonstationary, as paq's bit histories: counting a symbol
   halves the excess of the row's other counts over ``discount`` (4).
 * **Local tables**: the same contexts counted from the text being read alone, in tables of
-  half the rows that start empty and are never saved, so what this text has done so far is an
-  input of its own rather than a few counts among the training text's hundreds.
+  half the rows that start empty, are never saved and count without the discount (all their
+  counts are recent), so what this text has done so far is an input of its own rather than a
+  few counts among the training text's hundreds.
 * **A binary mixer** (``Mixer``). Each character is a path of yes/no decisions down a balanced
   tree over the V symbols (V - 1 decisions in all). Every decision gets one input from the
   network (the stretched share of its probability down the right branch), and one from every
