@@ -120,8 +120,8 @@ class Mixer:
     def __init__(self, tables: ContextTables, streams: int) -> None:
         self.tables, self.config = tables, tables.config
         M, _, V = tables.counts.shape
-        # with ``local``: tables of the text being read alone, empty at the start, beside the
-        # training text's (their own inputs and state maps)
+        # with ``local_bits``: tables of the text being read alone, empty at its start, beside
+        # the training text's (their own inputs and state maps)
         self.local = None
         if self.config.local_bits:
             bits = min(self.config.local_bits, self.config.table_bits)
@@ -344,12 +344,9 @@ def _sized(config: MixConfig, budget: int, V: int) -> MixConfig:
     """``config`` with the most rows whose counts fit ``budget`` bytes in memory while reading:
     the local tables at half the rows (1.5 x the saved counts), or none if that leaves the
     saved tables under 512 rows."""
-    bits = (
-        table_bits_for(budget * 2 // 3, config.tables, V)
-        if budget * 2 // 3 >= (config.tables * V * 512)
-        else 0
-    )
-    if bits:
+    saved = budget * 2 // 3
+    if saved >= config.tables * V * 512:
+        bits = table_bits_for(saved, config.tables, V)
         return replace(config, table_bits=bits, local_bits=bits - 1)
     return replace(config, table_bits=table_bits_for(budget, config.tables, V), local_bits=0)
 
