@@ -258,11 +258,12 @@ class ContextTables:
 
     @property
     def reading_bytes(self) -> int:
-        """In memory while reading: the tables and the local tables of the text read."""
+        """In memory while reading: the tables, the mixer's learned state and the local tables
+        of the text read."""
         M, _, V = self.counts.shape
         bits = min(self.config.local_bits, self.config.table_bits)
         local = M * V << bits if bits else 0
-        return self.nbytes + local
+        return self.nbytes + sum(a.nbytes for a in self.learned.values()) + local
 
     def save(self, path: Path) -> None:
         """Atomically, as safetensors with the settings and a SHA-256 in its metadata."""
