@@ -7,8 +7,9 @@ validation split (`rnnlab eval RUN --quick --json`, the best weights).
 
 Recipes: ``plan`` is `rnnlab train` with no flags but --minutes (the plan chooses); ``fixed``
 is the defaults before the plan, every choice given as a flag (minGRU 2x384, FF x4, dropout 0,
-lr 4e-3, batch 64x64), so the plan has nothing to choose. --recipe adds any other row (an
-ablation: its flags are added to the plan's run, e.g. --recipe seq128="--seq-len 128").
+lr 4e-3, batch 64x64, AdamW, no token shift, one member), so the plan has nothing to choose.
+--recipe adds any other row (an ablation: its flags are added to the plan's run, e.g. --recipe
+seq128="--seq-len 128").
 
 Corpora: a path, a named corpus, or PATH:BYTES for the first BYTES of a file (written to a
 temporary file), e.g. ../shared/data/tinyshakespeare.txt:300000. Cells already in the JSON are
@@ -34,9 +35,12 @@ from pathlib import Path
 from rnnlab import checkpoint, cli
 
 LN2 = 0.6931471805599453
+# every planned choice given (plan.PLANNED): the optimizer, the token shift, the members and
+# the embedding dropout too, which the plan gained after this recipe was first written
 FIXED = (
     "--cell mingru --layers 2 --hidden 384 --ff-mult 4 --embedding 64 --dropout 0 --lr 4e-3 "
-    "--batch-size 64 --seq-len 64"
+    "--batch-size 64 --seq-len 64 --optimizer adamw --no-token-shift --members 1 "
+    "--embedding-dropout 0"
 )
 RECIPES = {"plan": "", "fixed": FIXED}
 # validation during training: the whole split when it is small, else its first 150,000
