@@ -124,7 +124,7 @@ class Mixer:
         # the training text's (their own inputs and state maps)
         self.local = None
         if self.config.local_bits:
-            bits = min(self.config.local_bits, self.config.table_bits)
+            bits = self.config.local_table_bits
             shape = (M, 1 << bits, V)
             # counted without the discount: every count in them is recent (0.002-0.003 better on
             # held-out Shakespeare and code than discounted)

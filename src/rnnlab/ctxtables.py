@@ -82,6 +82,11 @@ class MixConfig:
     def tables(self) -> int:
         return len(self.orders) + self.words
 
+    @property
+    def local_table_bits(self) -> int:
+        """Rows (log2) of each local table: at most the saved tables' (0: none)."""
+        return min(self.local_bits, self.table_bits)
+
     @classmethod
     def from_dict(cls, raw: dict) -> MixConfig:
         try:
@@ -215,17 +220,16 @@ class ContextTables:
         self._digest = None
         M, R, V = self.counts.shape
         flat = self.counts.reshape(-1)
+        counted = np.arange(M)[:, None] * R + rows[:, :active]  # (M, active) rows of M x R
         if self.config.discount:  # every row counted: its other symbols' excess halved
             keep = np.uint8(self.config.discount)
-            whole, inv = np.unique(
-                (np.arange(M)[:, None] * R + rows[:, :active]).reshape(-1), return_inverse=True
-            )
+            whole, inv = np.unique(counted.reshape(-1), return_inverse=True)
             seen = np.zeros((len(whole), V), dtype=bool)  # a row counted in several streams
             seen[inv, np.tile(symbols[:active], M)] = True
             view = self.counts.reshape(M * R, V)
             c = view[whole]
             view[whole] = np.where((c > keep) & ~seen, keep + ((c - keep) >> 1), c)
-        cells = (np.arange(M)[:, None] * R + rows[:, :active]) * V + symbols[None, :active]
+        cells = counted * V + symbols[None, :active]
         cells, times = np.unique(cells.reshape(-1), return_counts=True)
         new = flat[cells].astype(np.int64) + times
         full = new > COUNT_LIMIT
@@ -261,7 +265,7 @@ class ContextTables:
         """In memory while reading: the tables, the mixer's learned state and the local tables
         of the text read."""
         M, _, V = self.counts.shape
-        bits = min(self.config.local_bits, self.config.table_bits)
+        bits = self.config.local_table_bits
         local = M * V << bits if bits else 0
         return self.nbytes + sum(a.nbytes for a in self.learned.values()) + local
 

@@ -161,8 +161,8 @@ def read_header(blob: bytes) -> tuple[Header, np.ndarray]:
     if len(blob) > start and blob[start] not in READS:
         raise CompressedFileError(
             f"the compressed file has format version {blob[start]}; this rnnlab "
-            f"({__version__}) reads version {FORMAT_VERSION}: decompress it with the rnnlab "
-            "that wrote it"
+            f"({__version__}) reads versions {' and '.join(map(str, READS))}: decompress it with "
+            "the rnnlab that wrote it"
         )
     truncated = CompressedFileError("the compressed file is truncated; use a complete copy")
     if len(blob) < start + _FIXED.size + 3 + CHECKSUM_BYTES:
