@@ -127,8 +127,9 @@ def test_a_smaller_text_is_read_more_times_in_fewer_steps():
 
 def test_a_budget_of_many_epochs_trains_several_members_side_by_side():
     """From MEMBER_EPOCHS per member, the LSTM's minutes are shared by members trained side by
-    side (each reads every step, each step costs them all), dropout from each one's epochs, at
-    most MAX_PLANNED_MEMBERS; each still ends at the cap."""
+    side (each reads every step, each step costs them all), dropout from each one's epochs, up
+    to FULL_MEMBERS; past them one more for each cap's worth of epochs, at most
+    MAX_PLANNED_MEMBERS; each still ends at the cap."""
     speed = flops_speed(2e11)  # the LSTM 2x512 at about 10k chars/s
     lstm_speed = 2e11 / (6 * plan.parameters_of(ModelConfig(vocab_size=65, **LSTM)))
     one_epoch_min = SHAKESPEARE_CHARS / lstm_speed / 60
@@ -149,6 +150,11 @@ def test_a_budget_of_many_epochs_trains_several_members_side_by_side():
     assert m.dropout == plan.dropout_for("lstm", p.epochs)
     assert p.parameters == 2 * plan.parameters_of(ModelConfig(vocab_size=65, **LSTM))
     assert "x 2 members" in p.line() and "chars each" in p.line()
+    cap = plan.LSTM_MAX_EPOCHS
+    m, t, p = planned(4.5 * cap * one_epoch_min, speed=speed)  # four, each to the cap
+    assert m.members == plan.FULL_MEMBERS and abs(p.epochs - cap) < 0.01 and t.max_steps
+    m, t, p = planned(5.5 * cap * one_epoch_min, speed=speed)  # past that, one per cap
+    assert m.members == plan.FULL_MEMBERS + 1 and abs(p.epochs - cap) < 0.01 and t.max_steps
     m, t, p = planned(1000 * one_epoch_min, speed=speed)
     assert m.members == plan.MAX_PLANNED_MEMBERS and abs(p.epochs - plan.LSTM_MAX_EPOCHS) < 0.01
     assert t.max_steps * t.batch_size * t.seq_len == p.planned_chars
