@@ -144,23 +144,29 @@ def plot(results: dict, png: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9, 5.5), dpi=100)
+    fig = Figure(figsize=(9, 5.5), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    keys = sorted({(c["corpus"], c["recipe"]) for c in results["cells"]})
-    for corpus, recipe in keys:
-        cells = sorted(
-            (c for c in results["cells"] if (c["corpus"], c["recipe"]) == (corpus, recipe)),
-            key=lambda c: c["minutes"],
-        )
-        ax.plot(
-            [c["minutes"] for c in cells],
-            [c["best_val_nats"] for c in cells],
-            marker="o",
-            color=f"C{keys.index((corpus, recipe))}",
-            ls="-" if recipe == "plan" else "--" if recipe == "fixed" else ":",
-            label=f"{Path(corpus).name}: {recipe}",
-        )
+    # the study's two rows per corpus, one colour per corpus (however its path was written); the
+    # ablations and the earlier rules' cells are in the JSON and the tables
+    cells = [c for c in results["cells"] if c["recipe"] in RECIPES]
+    names = sorted({Path(c["corpus"]).name for c in cells})
+    for name in names:
+        for recipe in RECIPES:
+            row = sorted(
+                (c for c in cells if (Path(c["corpus"]).name, c["recipe"]) == (name, recipe)),
+                key=lambda c: c["minutes"],
+            )
+            if not row:
+                continue
+            ax.plot(
+                [c["minutes"] for c in row],
+                [c["best_val_nats"] for c in row],
+                marker="o" if recipe == "plan" else "s",
+                color=f"C{names.index(name)}",
+                ls="-" if recipe == "plan" else "--",
+                label=f"{name}: {recipe}",
+            )
     ax.set_xscale("log")
     ax.set_xticks(sorted({c["minutes"] for c in results["cells"]}))
     ax.get_xaxis().set_major_formatter("{x:g}")
@@ -169,7 +175,7 @@ def plot(results: dict, png: Path) -> None:
     ax.set_ylabel("best validation nats/char (whole split)")
     ax.set_title(f"rnnlab: the plan against the fixed defaults ({results['machine']})", fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png)
 
