@@ -125,7 +125,9 @@ MEMBER_EPOCHS = 6.0  # on a text of REFERENCE_CHARS; scaled as the cap is on oth
 # first members gain most (four: 0.03 below one) and each further one little (three to four:
 # 0.001-0.009), so they are not traded for epochs; but without them a budget that reaches the
 # cap buys nothing more. Four at the cap on the first 300 kB of tiny Shakespeare spent 997 s of
-# a twenty-minute budget, and forty minutes planned the very same run (1.3273 nats/char).
+# a twenty-minute budget, and forty minutes planned the very same run (1.3273 nats/char). With
+# this rule (benchmarks/results/scaling.json): there five at twenty minutes 1.3251 and eight at
+# forty 1.3202; on tiny Shakespeare six at forty minutes 1.3740, where four at the cap 1.3806.
 FULL_MEMBERS, MAX_PLANNED_MEMBERS = 4, 8
 # The optimizer by cell. Muon on the hidden matrices learns far faster per step, for about
 # 10-15% fewer steps a second: after 440 steps on tiny Shakespeare (two minutes of minGRU 2x384
