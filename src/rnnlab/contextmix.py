@@ -268,24 +268,12 @@ class Mixer:
         err = (bits - q[s, nodes]) * real
         if self.config.mixer_lr:
             lr = self.config.mixer_lr
-            inputs, N = len(self.weights), self.N
             for sel, qk in zip(sels, qs, strict=True):
                 e = err if x2 is None else (bits - qk[s, nodes]) * real
-                grad = (lr * e)[None] * x[:, s, nodes]  # (inputs, a, D)
-                used, which = np.unique(sel[:active], return_inverse=True)  # the sets read
-                at = which[:, None] * N + nodes
-                cells = (np.arange(inputs)[:, None, None] * (len(used) * N) + at[None]).reshape(-1)
-                step = np.bincount(cells, grad.reshape(-1), inputs * len(used) * N)
-                self.weights[:, used] += step.reshape(inputs, len(used), N).astype(np.float32)
-            if x2 is not None:
-                K = len(self.final)
+                _add_by_set(self.weights, sel[:active], nodes, (lr * e)[None] * x[:, s, nodes])
+            if x2 is not None:  # the second layer: one weight set per decision
                 grad = (lr * FINAL_RATE * err)[None] * x2[:, s, nodes]  # (K, a, D)
-                cells = (np.arange(K)[:, None, None] * N + nodes[None]).reshape(-1)
-                self.final += (
-                    np.bincount(cells, grad.reshape(-1), self.final.size)
-                    .reshape(self.final.shape)
-                    .astype(np.float32)
-                )
+                _add_by_set(self.final[:, None], np.zeros(active, np.intp), nodes, grad)
         if self.config.apm_rate:
             apm, at, share = self.apm.reshape(-1), cell[s, nodes], frac[s, nodes]
             for edge, weight in ((at, 1 - share), (at + 1, share)):
@@ -338,6 +326,17 @@ def run_tables(
     if not path.exists():
         return None
     return ContextTables.load(path, vocab_size, limit_bytes(context_mb, weight_count))
+
+
+def _add_by_set(weights: np.ndarray, sel: np.ndarray, nodes: np.ndarray, grad: np.ndarray) -> None:
+    """``weights`` (inputs, sets, N) += ``grad`` (inputs, a, D) at each stream's set ``sel[a]``
+    and decisions ``nodes[a, d]``, summed where they meet, touching only the sets read."""
+    inputs, _, N = weights.shape
+    used, which = np.unique(sel, return_inverse=True)
+    at = which[:, None] * N + nodes
+    cells = (np.arange(inputs)[:, None, None] * (len(used) * N) + at[None]).reshape(-1)
+    step = np.bincount(cells, grad.reshape(-1), inputs * len(used) * N)
+    weights[:, used] += step.reshape(inputs, len(used), N).astype(np.float32)
 
 
 def _sized(config: MixConfig, budget: int, V: int) -> MixConfig:
