@@ -150,7 +150,8 @@ def test_corrupt_truncated_foreign_and_other_version_files_are_refused():
         (blob[:100] + bytes([blob[100] ^ 1]) + blob[101:], "corrupt"),
         (blob[:-40] + bytes([blob[-40] ^ 0x10]) + blob[-39:], "corrupt"),
         (rewrite(blob, format_version=2), "format version 2"),
-        (rewrite(blob, format_version=3, adapt=AdaptConfig(), mix="00" * 8), "first format"),
+        (rewrite(blob, format_version=3, adapt=AdaptConfig(), mix="00" * 8), "earlier format"),
+        (rewrite(blob, format_version=4, adapt=AdaptConfig(), mix="00" * 8), "earlier format"),
         (rewrite(blob, length=10**15), "header is invalid"),
         (rewrite(blob, probe_sha256="0" * 16), "computes the model's probabilities differently"),
         (rewrite(blob, original_sha256="0" * 16), "checksum mismatch"),
@@ -160,8 +161,11 @@ def test_corrupt_truncated_foreign_and_other_version_files_are_refused():
             C.decompress(data, MODEL, VOCAB)
     with pytest.raises(C.CompressedFileError, match="another model"):
         C.decompress(blob, tiny(seed=9), VOCAB)
-    # a format-3 file that was not mixed reads as it did
-    assert C.decompress(rewrite(blob, format_version=3), MODEL, VOCAB) == TEXT[:600].encode()
+    # a format-3 or 4 file that was not mixed reads as it did
+    for version in (3, 4):
+        assert (
+            C.decompress(rewrite(blob, format_version=version), MODEL, VOCAB) == TEXT[:600].encode()
+        )
 
 
 def test_a_file_from_a_machine_with_different_kernels_is_refused(monkeypatch):

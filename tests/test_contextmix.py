@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from rnnlab import contextmix as cm
 from rnnlab.cli import main
+from rnnlab.ctxtables import symbol_classes
 from rnnlab.errors import UsageError
 from tests.conftest import train_tiny_runs, words_text
 
@@ -155,8 +157,9 @@ def test_compress_mixes_by_default_and_another_process_decodes_it(tmp_path, caps
     shutil.move(run / cm.CONTEXTS_FILE, moved)
     assert main(["decompress", str(run), str(mixed), "-o", str(back), "-f"]) == 2
     assert "context tables" in capsys.readouterr().err
-    assert main(["contexts", str(run), "--context-mb", "0.1"]) == 0  # smaller: other tables
-    assert main(["decompress", str(run), str(mixed), "-o", str(back), "-f"]) == 2
+    assert main(["contexts", str(run), "--context-mb", "1"]) == 0  # larger: other tables
+    again = ["decompress", str(run), str(mixed), "-o", str(back), "-f", "--context-mb", "1"]
+    assert main(again) == 2
     assert "other context tables" in capsys.readouterr().err
     assert main(["contexts", str(run), "--context-mb", "0.001"]) == 2
     assert "too small" in capsys.readouterr().err
@@ -199,9 +202,49 @@ def test_the_local_tables_count_only_the_text_read_and_are_never_saved(tmp_path)
     assert (tmp_path / cm.CONTEXTS_FILE).stat().st_size < tables.reading_bytes  # not in the file
 
 
-@pytest.mark.parametrize("budget", [10**5, 10**6, 10**7])
+@pytest.mark.parametrize("budget", [2 * 10**5, 10**6, 3 * 10**6, 10**7])
 def test_the_tables_fit_the_limit_in_memory_while_reading(budget):
     config = cm._sized(cm.MixConfig(), budget, len(SYMBOLS))
     tables = cm.ContextTables.empty(config, SYMBOLS)
     assert tables.reading_bytes <= budget
-    assert config.local_bits in (0, config.table_bits - 1)
+    # the local tables at half the rows, or a quarter where half would halve the saved ones
+    assert config.local_bits in (0, config.table_bits - 1, config.table_bits - 2)
+    quarter = config.table_bits - 1 if config.local_bits else 0  # of one more bit's rows
+    bigger = replace(config, table_bits=config.table_bits + 1, local_bits=quarter)
+    assert cm.ContextTables.empty(bigger, SYMBOLS).reading_bytes > budget
+
+
+def test_the_line_contexts_see_the_line_above_and_the_lines_start():
+    """Every other line repeats the one above with dots for spaces, in the same columns: the
+    character above tells what comes, which no order-k context sees."""
+    rng = np.random.default_rng(0)
+    words = ["the", "fox", "a", "dog", "it"]
+    rows = []
+    for _ in range(120):
+        row = " ".join(rng.choice(words, 6))
+        rows += [row, row.replace(" ", ".")]
+    text = ids_of("\n".join(rows) + "\n")
+    train, held = text[: len(text) * 3 // 4], text[len(text) * 3 // 4 :]
+    bits = {}
+    for lines in (0, 1, 2):
+        tables = cm.ContextTables.build(train, SYMBOLS, small_config(lines=lines))
+        p = read(tables, held, streams=1)
+        bits[lines] = -np.log2(p[np.arange(len(held)), held]).mean()
+    assert bits[2] < 0.9 * bits[0] and bits[1] < bits[0]
+
+
+def test_every_mixer_reads_only_its_own_weight_sets():
+    tables = cm.ContextTables.empty(small_config(local_bits=9), SYMBOLS)
+    mixer = cm.Mixer(tables, 3)
+    ends = [*mixer.first_set[1:], mixer.weights.shape[1]]
+    seen = [set() for _ in ends]
+    V = len(SYMBOLS)
+    for column in ids_of(words_text(30)).reshape(-1, 1)[:600]:
+        mixer.predict(np.full((3, V), 1.0 / V))
+        for k, (start, end) in enumerate(zip(mixer.first_set, ends, strict=True)):
+            sel = start + mixer._mixer_context(k, np.minimum(mixer.previous, V - 1))
+            assert ((start <= sel) & (sel < end)).all()
+            seen[k].update(sel.tolist())
+        mixer.observe(np.repeat(column, 3), 3)
+    assert [len(s) > 1 for s in seen] == [False, True, True, True]  # one set, then several
+    assert np.isin(symbol_classes(SYMBOLS), range(4)).all()

@@ -39,10 +39,11 @@ from .vocab import Vocab, unknown_characters
 
 MAGIC = b"RNNLABZ\0"
 # 3: the adaptation settings (format 2 had none); 4: mixed with the second context-table format
-# (nonstationary counts, local tables, two mixers). A format-3 file that was not mixed reads the
-# same in format 4; one that was mixed needs the rnnlab that wrote it.
-FORMAT_VERSION = 4
-READS = (3, 4)
+# (nonstationary counts, local tables, two mixers); 5: mixed with the third (line contexts, four
+# mixers). A format-3 or 4 file that was not mixed reads the same in format 5; one that was
+# mixed needs the rnnlab that wrote it.
+FORMAT_VERSION = 5
+READS = (3, 4, 5)
 MAX_THREADS = 256
 MAX_SEGMENTS = 1 << 16  # the batch the decoder will allocate: bounded for untrusted files
 MAX_LENGTH = 1 << 40  # symbols; a header claiming more is corrupt
@@ -229,9 +230,9 @@ def read_header(blob: bytes) -> tuple[Header, np.ndarray]:
         )
     except (ValueError, TypeError, KeyError, IndexError, struct.error, RecursionError):
         raise CompressedFileError("the compressed file's header is corrupt") from None
-    if version == 3 and mix is not None:
+    if version < FORMAT_VERSION and mix is not None:
         raise CompressedFileError(
-            f"the compressed file was mixed with the first format of context tables, which this "
+            f"the compressed file was mixed with an earlier format of context tables, which this "
             f"rnnlab ({__version__}) no longer computes: decompress it with the rnnlab that wrote "
             f"it ({header.versions['rnnlab']}) and its run's tables"
         )
