@@ -67,6 +67,7 @@ APM_SYMBOLS = 128
 _BUCKET = np.minimum(np.floor(np.log2(np.arange(256) + 1.0) * 2).astype(np.int32), 15)
 _STATE = (_BUCKET[:, None] * COUNT_BUCKETS + _BUCKET[None, :]).reshape(-1)  # (n0, n1) -> cell
 _EPS = 1e-6
+_LIMIT = np.float32(math.log((1 - _EPS) / _EPS))  # stretch(1 - _EPS)
 # build_tables' warm-up: the mixer reads the last WARMUP_CHARS of the training text (the tables
 # counted from the rest) with a network that knows nothing, then starts coding with the
 # network's weight at NETWORK_START and the tables' weights times TABLES_SHARE. Held-out tiny
@@ -232,24 +233,25 @@ class Mixer:
         stretched.take(state, out=x[1 : 1 + M])
         R = self.apm_symbols
         before = np.where(self.previous == self.V, R, np.minimum(self.previous, R - 1))
-        sels, qs = [], []
-        for k in range(self.config.mixers):
-            sel = self.first_set[k] + self._mixer_context(k, before)
-            w = self.weights[:, :1] if k == 0 else self.weights.take(sel, axis=1)
-            z = x[0] * w[0]
-            for i in range(1, 2 + M):
-                z += x[i] * w[i]
-            sels.append(sel)
-            qs.append(_squash(np.clip(z.astype(np.float64), -40, 40)))
+        K = self.config.mixers
+        sels = [self.first_set[k] + self._mixer_context(k, before) for k in range(K)]
+        # every mixer's dot products at once (einsum: no BLAS, no threads, a fixed order)
+        z = [np.einsum("isn,in->sn", x, self.weights[:, 0])]  # mixer 0: one set per decision
+        if K > 1:
+            w = self.weights.take(np.concatenate(sels[1:]), axis=1).reshape(2 + M, K - 1, S, N)
+            z += list(np.einsum("isn,iksn->ksn", x, w))
+        qs = [_squash(np.clip(zk.astype(np.float64), -40, 40)) for zk in z]
         if len(qs) == 1:
             q, x2 = qs[0], None
         else:  # the second layer: the first layer's stretched outputs, one weight set per decision
-            x2 = _stretch(np.clip(np.stack(qs), _EPS, 1 - _EPS)).astype(np.float32)  # (K, S, N)
+            x2 = np.clip(np.stack(z), -_LIMIT, _LIMIT)  # (K, S, N): stretch(squash(z)), clipped
             z2 = x2[0] * self.final[0]
             for k in range(1, len(qs)):
                 z2 += x2[k] * self.final[k]
+            z = [z2]
             q = _squash(np.clip(z2.astype(np.float64), -40, 40))
-        at = np.clip(_stretch(np.clip(q, _EPS, 1 - _EPS)) * 2 + 16, 0, APM_BUCKETS - 1.001)
+        # the APM's bucket of stretch(q), which is the mixer's z (clipped to the APM's range)
+        at = np.clip(z[0].astype(np.float64) * 2 + 16, 0, APM_BUCKETS - 1.001)
         low = at.astype(np.int64)
         frac = at - low
         cell = (before[:, None] * N + np.arange(N)[None, :]) * APM_BUCKETS + low
@@ -300,9 +302,16 @@ class Mixer:
         err = (bits - q[s, nodes]) * real
         if self.config.mixer_lr:
             lr = self.config.mixer_lr
-            for sel, qk in zip(sels, qs, strict=True):
-                e = err if x2 is None else (bits - qk[s, nodes]) * real
-                _add_by_set(self.weights, sel[:active], nodes, (lr * e)[None] * x[:, s, nodes])
+            inputs = x[:, s, nodes]  # (inputs, a, D)
+            # every mixer's step in one sum (their weight sets are apart, so each weight still
+            # adds its own steps in the same order)
+            steps = [
+                (lr * (err if x2 is None else (bits - qk[s, nodes]) * real))[None] * inputs
+                for qk in qs
+            ]
+            sel = np.concatenate([sk[:active] for sk in sels])
+            many = np.tile(nodes, (len(qs), 1))
+            _add_by_set(self.weights, sel, many, np.concatenate(steps, axis=1))
             if x2 is not None:  # the second layer: one weight set per decision
                 grad = (lr * FINAL_RATE * err)[None] * x2[:, s, nodes]  # (K, a, D)
                 _add_by_set(self.final[:, None], np.zeros(active, np.intp), nodes, grad)
@@ -362,13 +371,14 @@ def run_tables(
 
 def _add_by_set(weights: np.ndarray, sel: np.ndarray, nodes: np.ndarray, grad: np.ndarray) -> None:
     """``weights`` (inputs, sets, N) += ``grad`` (inputs, a, D) at each stream's set ``sel[a]``
-    and decisions ``nodes[a, d]``, summed where they meet, touching only the sets read."""
-    inputs, _, N = weights.shape
-    used, which = np.unique(sel, return_inverse=True)
-    at = which[:, None] * N + nodes
-    cells = (np.arange(inputs)[:, None, None] * (len(used) * N) + at[None]).reshape(-1)
-    step = np.bincount(cells, grad.reshape(-1), inputs * len(used) * N)
-    weights[:, used] += step.reshape(inputs, len(used), N).astype(np.float32)
+    and decisions ``nodes[a, d]``, summed where they meet (in the order of a and d), touching
+    only the (set, decision) cells read."""
+    inputs, sets, N = weights.shape
+    used, which = np.unique((sel[:, None] * N + nodes).reshape(-1), return_inverse=True)
+    cells = (np.arange(inputs)[:, None] * len(used) + which[None]).reshape(-1)
+    step = np.bincount(cells, grad.reshape(-1), inputs * len(used))
+    flat = weights.reshape(inputs, sets * N)  # a view: weights are contiguous
+    flat[:, used] += step.reshape(inputs, len(used)).astype(np.float32)
 
 
 def _sized(config: MixConfig, budget: int, V: int) -> MixConfig:
