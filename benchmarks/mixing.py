@@ -9,6 +9,8 @@ read as `rnnlab compress` reads it (128 segments side by side), by
     mixed, counts not discounted    the counts stationary (halved only at 255): discount 0
     mixed, no local tables      without the tables of the text being read
     mixed, one mixer            one weight set per decision, no second layer
+    mixed, two mixers           without the mixers by column and by word length
+    mixed, no line contexts     without the tables of the line's prefix and the line above
     mixed                       the default
 
     python benchmarks/mixing.py RUN [--chars N] [--json benchmarks/results/mixing.json]
@@ -68,7 +70,7 @@ def main() -> None:
         raise SystemExit(f"{a.run} has no context tables: run `rnnlab contexts {a.run}` first")
     no_apm = contextmix.ContextTables(
         dataclasses.replace(tables.config, apm_rate=0.0), tables.counts, tables.word,
-        tables.learned,
+        tables.classes, tables.learned,
     )  # fmt: skip
     t0 = time.perf_counter()
     cold = contextmix.ContextTables.build(np.asarray(train_ids), vocab.symbols, tables.config)
@@ -97,6 +99,8 @@ def main() -> None:
         ("mixed, counts not discounted", variant(discount=0)),
         ("mixed, no local tables", variant(local_bits=0)),
         ("mixed, one mixer", variant(mixers=1)),
+        ("mixed, two mixers", variant(mixers=2)),
+        ("mixed, no line contexts", variant(lines=0)),
         ("mixed", tables),
     ]
     for name, t in readings:

@@ -7,7 +7,8 @@ predicted before it is seen:
 
 * **Context tables** (ctxtables.py). For every order k in ``orders`` the last k symbols,
   and for prose the word so far (case folded), the word so far with the previous word, and with
-  the two previous words, are hashed to a row of a table of symbol counts (uint8; a row whose
+  the two previous words, and for lines (code above all) the line's prefix with its indentation
+  and the two symbols above, are hashed to a row of a table of symbol counts (uint8; a row whose
   count would pass 255 is halved, so recent text weighs more). Built from the training split once
   (``build_tables``, at the end of ``rnnlab train`` or by ``rnnlab contexts RUN``), saved beside
   the weights as safetensors with a SHA-256 (no pickle; its size is bounded and checked), and
@@ -22,8 +23,9 @@ predicted before it is seen:
   network (the stretched share of its probability down the right branch), and one from every
   table, local ones too: a learned probability for the pair of count buckets its counts fall
   in (paq's adaptive state map; the counts' smoothed share as a second input measured worse).
-  Two logistic mixers, one with a weight set per decision and one per (decision, previous
-  symbol), combine them, a second layer mixes the two (paq8's final mixer), and every mixer
+  Four logistic mixers, each with its weight set chosen by a context (the decision; with the
+  previous symbol; with the column and the last two symbols' classes; with the word's length
+  and a class), combine them, a second layer mixes the four (paq8's final mixer), and every mixer
   learns online along the path of the character that came (Mahoney 2005, "Adaptive weighing of
   context models for lossless data compression").
 * **An APM** (adaptive probability map, paq's SSE): each decision's mixed probability refined by

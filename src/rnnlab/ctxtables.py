@@ -1,5 +1,6 @@
 """Context tables: symbol counts of the training text under hashed contexts (orders 1 to k,
-and for prose the word so far, with the previous word, with the two previous), the statistics
+for prose the word so far, with the previous word, with the two previous; for lines the line's
+prefix with its indentation, and the characters above), the statistics
 contextmix.py mixes with the network. Built once from a run's training split, saved beside the
 weights as safetensors with a SHA-256 (no pickle; size bounded and checked), and updated while
 reading. Imports errors and files from rnnlab.
