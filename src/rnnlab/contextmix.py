@@ -244,16 +244,15 @@ class Mixer:
             z += list(np.einsum("isn,iksn->ksn", x, w))
         qs = [_squash(np.clip(zk.astype(np.float64), -40, 40)) for zk in z]
         if len(qs) == 1:
-            q, x2 = qs[0], None
+            q, x2, zq = qs[0], None, z[0]
         else:  # the second layer: the first layer's stretched outputs, one weight set per decision
             x2 = np.clip(np.stack(z), -_LIMIT, _LIMIT)  # (K, S, N): stretch(squash(z)), clipped
             z2 = x2[0] * self.final[0]
             for k in range(1, len(qs)):
                 z2 += x2[k] * self.final[k]
-            z = [z2]
-            q = _squash(np.clip(z2.astype(np.float64), -40, 40))
-        # the APM's bucket of stretch(q), which is the mixer's z (clipped to the APM's range)
-        at = np.clip(z[0].astype(np.float64) * 2 + 16, 0, APM_BUCKETS - 1.001)
+            q, zq = _squash(np.clip(z2.astype(np.float64), -40, 40)), z2
+        # the APM's bucket of stretch(q), which is zq (clipped to the APM's range)
+        at = np.clip(zq.astype(np.float64) * 2 + 16, 0, APM_BUCKETS - 1.001)
         low = at.astype(np.int64)
         frac = at - low
         cell = (before[:, None] * N + np.arange(N)[None, :]) * APM_BUCKETS + low

@@ -26,7 +26,7 @@ MAX_ORDER = 12
 MAX_WORDS = 3
 MAX_LINES = 2
 LINE_PREFIX = 24  # the line contexts' prefix: the first characters of a line
-LINE_COLUMNS = 160  # the columns of a line kept for the character above (past it: none)
+LINE_COLUMNS = 160  # the columns of a line kept for the characters above (past them: none)
 # the symbol classes (``symbol_classes``) the line contexts and the mixers read
 LETTER, SPACE, NEWLINE, OTHER = range(4)
 _MUL = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing; uint64 arithmetic wraps
@@ -193,7 +193,8 @@ class Contexts:
         ends, space = kind == NEWLINE, kind == SPACE
         streams, column = np.arange(active), self.column[:active]
         code = np.where(ends, np.uint64(0), y.astype(np.uint64) + _ONE)
-        self.line[streams, np.minimum(column, LINE_COLUMNS)] = code
+        kept = column < LINE_COLUMNS  # past them a line has no characters above it
+        self.line[streams[kept], column[kept]] = code[kept]
         if ends.any():  # a new line: this one is the one above
             done = streams[ends]
             self.above[done] = self.line[done]
