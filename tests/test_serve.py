@@ -319,7 +319,14 @@ def test_a_signal_swallowed_while_loading_stops_serve_before_it_serves(runs, mon
 def test_cli_serve_exits_143_or_130_after_a_signal(runs, sig, code):
     port = free_port()
     argv = [sys.executable, "-m", "rnnlab", "serve", str(runs[0]), "--port", str(port)]
-    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+
+    def as_from_a_terminal() -> None:
+        # a test run started in the background (`cmd &`) ignores SIGINT, and so would the server
+        # it starts (rnnlab keeps an ignored signal ignored, as nohup asks); a person's server
+        # started from a terminal has it
+        signal.signal(sig, signal.SIG_DFL)
+
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, preexec_fn=as_from_a_terminal)
     try:
         assert "serving" in proc.stderr.readline()
         deadline = time.monotonic() + 30
