@@ -51,7 +51,6 @@ import numpy as np
 
 from .ctxtables import (
     CONTEXTS_FILE,
-    LETTER,
     Contexts,
     ContextTables,
     MixConfig,
@@ -178,8 +177,6 @@ class Mixer:
         start = _squash((np.arange(APM_BUCKETS) - 16) / 2.0)
         self.apm = np.tile(start, (self.apm_symbols + 1, N, 1))
         self.previous = np.full(streams, V, dtype=np.int64)
-        self.kinds = np.zeros((streams, 2), dtype=np.int64)  # the last two symbols' classes
-        self.wordlen = np.zeros(streams, dtype=np.int64)  # letters since the last non-letter
         self.contexts = Contexts(self.config, tables.word, tables.classes, streams)
         self.pending: tuple | None = None
         if tables.learned:  # what build_tables' warm-up learned
@@ -277,10 +274,6 @@ class Mixer:
             self.local.update(self.contexts.rows >> self.local_shift, y, active)
         self.contexts.push(y, active)
         self.previous[:active] = y[:active]
-        kind = self.tables.classes[y[:active]]
-        self.kinds[:active, 1] = self.kinds[:active, 0]
-        self.kinds[:active, 0] = kind
-        self.wordlen[:active] = np.where(kind == LETTER, self.wordlen[:active] + 1, 0)
 
     def _mixer_context(self, k: int, before: np.ndarray) -> np.ndarray:
         """(S,) which of mixer k's weight sets each stream uses now."""
@@ -288,11 +281,11 @@ class Mixer:
             return np.zeros(len(before), dtype=np.int64)
         if k == 1:
             return before
-        kinds = self.kinds[:, 0] * 4 + self.kinds[:, 1]
+        c = self.contexts  # the streams' column, word length and last two symbols' classes
         if k == 2:  # the column in buckets
-            column = np.searchsorted(COLUMN_EDGES, self.contexts.column, side="right")
-            return column * 16 + kinds
-        return np.minimum(self.wordlen, WORD_LENGTHS - 1) * 4 + self.kinds[:, 1]
+            column = np.searchsorted(COLUMN_EDGES, c.column, side="right")
+            return column * 16 + c.kinds[:, 0] * 4 + c.kinds[:, 1]
+        return np.minimum(c.wordlen, WORD_LENGTHS - 1) * 4 + c.kinds[:, 1]
 
     def _learn(self, y: np.ndarray, active: int) -> None:
         x, q, cell, frac, state, sels, qs, x2 = self.pending

@@ -139,8 +139,11 @@ class Contexts:
         self.shift = np.uint64(64 - config.table_bits)
         # the lines: each stream's column, indentation (spaces at the line's start), whether it
         # is still in it, the hash of the line's prefix, and this line's and the previous one's
-        # characters by column (id + 1; 0: none)
+        # characters by column (id + 1; 0: none); for the mixers also the classes of the last two
+        # symbols and the letters since the last non-letter
         self.column = np.zeros(streams, dtype=np.int64)
+        self.kinds = np.zeros((streams, 2), dtype=np.int64)
+        self.wordlen = np.zeros(streams, dtype=np.int64)
         self.indent = np.zeros(streams, dtype=np.int64)
         self.indenting = np.ones(streams, dtype=bool)
         self.prefix = np.zeros(streams, dtype=np.uint64)
@@ -185,11 +188,14 @@ class Contexts:
         ends = (letter == 0) & (w[:, 0] != 0)
         w[ends, 2], w[ends, 1] = w[ends, 1], w[ends, 0]
         w[:, 0] = np.where(letter > 0, grown, np.where(ends, np.uint64(0), w[:, 0]))
-        self._push_lines(y, active)  # the column is the mixers' too, with or without line tables
+        self._push_lines(y, active)  # the mixers read this state too, with or without line tables
         self.rows = self._rows()
 
     def _push_lines(self, y: np.ndarray, active: int) -> None:
         kind = self.classes[y]
+        self.kinds[:active, 1] = self.kinds[:active, 0]
+        self.kinds[:active, 0] = kind
+        self.wordlen[:active] = np.where(kind == LETTER, self.wordlen[:active] + 1, 0)
         ends, space = kind == NEWLINE, kind == SPACE
         streams, column = np.arange(active), self.column[:active]
         code = np.where(ends, np.uint64(0), y.astype(np.uint64) + _ONE)
