@@ -205,7 +205,9 @@ def main() -> None:
         recipes[name] = flags
     path = Path(a.json)
     results = json.loads(path.read_text()) if path.exists() and not a.redo else {"cells": []}
-    results |= {"machine": cpu_name(), "command": shlex.join(sys.argv)}
+    # the machine of the first cells; each cell names its own CPU (machines change between sessions)
+    results.setdefault("machine", cpu_name())
+    results["command"] = shlex.join(sys.argv)
     done = {(c["corpus"], c["recipe"], c["minutes"]) for c in results["cells"]}
     with tempfile.TemporaryDirectory() as tmp:
         for corpus in a.corpora.split(","):
@@ -219,7 +221,9 @@ def main() -> None:
                     print(f"== {corpus} {minutes:g} min {name}: {shlex.join(flags)}", flush=True)
                     run = Path(a.out) / f"{Path(text).stem}-{minutes:g}-{name}"
                     cell = measure(text, minutes, flags, run)
-                    results["cells"].append({"corpus": corpus, "recipe": name} | cell)
+                    results["cells"].append(
+                        {"corpus": corpus, "recipe": name, "cpu": cpu_name()} | cell
+                    )
                     print(
                         f"   {cell['model']} dropout {cell['dropout']:g}: best "
                         f"{cell['best_val_nats']:.4f} nats/char at step {cell['best_step']} of "
