@@ -11,6 +11,7 @@ read as `rnnlab compress` reads it (128 segments side by side), by
     mixed, one mixer            one weight set per decision, no second layer
     mixed, two mixers           without the mixers by column and by word length
     mixed, no line contexts     without the tables of the line's prefix and the line above
+    mixed, no check bytes       rows shared by whatever contexts hash to them (the version before)
     mixed                       the default
 
     python benchmarks/mixing.py RUN [--chars N] [--json benchmarks/results/mixing.json]
@@ -101,6 +102,7 @@ def main() -> None:
         ("mixed, one mixer", variant(mixers=1)),
         ("mixed, two mixers", variant(mixers=2)),
         ("mixed, no line contexts", variant(lines=0)),
+        ("mixed, no check bytes", variant(checks=0)),
         ("mixed", tables),
     ]
     for name, t in readings:
