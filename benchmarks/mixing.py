@@ -71,7 +71,7 @@ def main() -> None:
         raise SystemExit(f"{a.run} has no context tables: run `rnnlab contexts {a.run}` first")
     no_apm = contextmix.ContextTables(
         dataclasses.replace(tables.config, apm_rate=0.0), tables.counts, tables.word,
-        tables.classes, tables.learned,
+        tables.classes, tables.learned, tables.checks,
     )  # fmt: skip
     t0 = time.perf_counter()
     cold = contextmix.ContextTables.build(np.asarray(train_ids), vocab.symbols, tables.config)

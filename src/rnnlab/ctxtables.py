@@ -276,13 +276,13 @@ class ContextTables:
         """``word`` and ``classes``: ``word_symbols`` and ``symbol_classes`` of the vocabulary;
         ``learned``: the mixer's state after reading the end of the training text (its
         weights, state maps and APM, contextmix.Mixer's), or None: the mixer starts fresh;
-        ``checks``: (tables, rows) uint8, each row's check byte (0: empty), where
-        ``config.checks``; new ones (empty) if None."""
+        ``checks``: (tables, rows) uint8, each row's check byte (0: empty), given exactly
+        where ``config.checks``."""
+        if bool(config.checks) != (checks is not None):
+            raise ValueError("check bytes must be given exactly where config.checks is set")
         self.config, self.counts, self.word, self.classes = config, counts, word, classes
         self.learned = learned or {}
-        if config.checks and checks is None:
-            checks = np.zeros(counts.shape[:2], dtype=np.uint8)
-        self.checks = checks if config.checks else None
+        self.checks = checks
         self.bits = int(counts.shape[1]).bit_length() - 1  # rows: 2**bits
         self._digest: str | None = None
 
@@ -290,7 +290,8 @@ class ContextTables:
     def empty(cls, config: MixConfig, symbols: tuple[Any, ...]) -> ContextTables:
         V = len(symbols)
         counts = np.zeros((config.tables, 1 << config.table_bits, V), dtype=np.uint8)
-        return cls(config, counts, word_symbols(symbols), symbol_classes(symbols))
+        checks = np.zeros(counts.shape[:2], dtype=np.uint8) if config.checks else None
+        return cls(config, counts, word_symbols(symbols), symbol_classes(symbols), None, checks)
 
     @classmethod
     def build(
