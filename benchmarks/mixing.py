@@ -11,6 +11,7 @@ read as `rnnlab compress` reads it (128 segments side by side), by
     mixed, one mixer            one weight set per decision, no second layer
     mixed, two mixers           without the mixers by column and by word length
     mixed, no line contexts     without the tables of the line's prefix and the line above
+    mixed, no check bytes       rows shared by whatever contexts hash to them (the version before)
     mixed                       the default
 
     python benchmarks/mixing.py RUN [--chars N] [--json benchmarks/results/mixing.json]
@@ -70,7 +71,7 @@ def main() -> None:
         raise SystemExit(f"{a.run} has no context tables: run `rnnlab contexts {a.run}` first")
     no_apm = contextmix.ContextTables(
         dataclasses.replace(tables.config, apm_rate=0.0), tables.counts, tables.word,
-        tables.classes, tables.learned,
+        tables.classes, tables.learned, tables.checks,
     )  # fmt: skip
     t0 = time.perf_counter()
     cold = contextmix.ContextTables.build(np.asarray(train_ids), vocab.symbols, tables.config)
@@ -101,6 +102,7 @@ def main() -> None:
         ("mixed, one mixer", variant(mixers=1)),
         ("mixed, two mixers", variant(mixers=2)),
         ("mixed, no line contexts", variant(lines=0)),
+        ("mixed, no check bytes", variant(checks=0)),
         ("mixed", tables),
     ]
     for name, t in readings:

@@ -65,7 +65,7 @@ def test_the_tree_gives_every_symbol_one_path_and_the_paths_a_distribution(V):
 
 def test_counts_halve_a_row_instead_of_passing_255():
     tables = cm.ContextTables.empty(small_config(discount=0), SYMBOLS)
-    rows = np.zeros((tables.config.tables, 1), dtype=np.int64)
+    rows = np.zeros((tables.config.tables, 1), dtype=np.uint64)  # hashes of row 0
     for _ in range(300):
         tables.update(rows, np.array([5]), 1)
     tables.update(rows, np.array([6]), 1)
@@ -75,7 +75,7 @@ def test_counts_halve_a_row_instead_of_passing_255():
 
 def test_a_count_halves_the_excess_of_the_rows_other_counts_over_the_discount():
     tables = cm.ContextTables.empty(small_config(discount=4), SYMBOLS)
-    rows = np.zeros((tables.config.tables, 2), dtype=np.int64)
+    rows = np.zeros((tables.config.tables, 2), dtype=np.uint64)  # hashes of row 0
     for _ in range(3):
         tables.update(rows[:, :1], np.array([7]), 1)
     for _ in range(20):
@@ -85,6 +85,33 @@ def test_a_count_halves_the_excess_of_the_rows_other_counts_over_the_discount():
     assert list(tables.counts[0, 0, 5:8]) == [12, 1, 3]
     tables.update(rows, np.array([5, 7]), 2)  # one row counted by two streams at once
     assert list(tables.counts[0, 0, 5:8]) == [13, 1, 4]  # neither discounted by the other
+
+
+def context_hash(row: int, check: int, bits: int = 10) -> np.uint64:
+    """A context hash that a table of 2**bits rows reads as ``row`` with ``check``."""
+    return np.uint64((row << (64 - bits)) | (check << (56 - bits)))
+
+
+def test_a_row_holds_one_context_and_a_new_one_takes_the_emptier_of_two_rows():
+    tables = cm.ContextTables.empty(small_config(checks=1), SYMBOLS)
+    M = tables.config.tables
+
+    def update(h, symbol, times=1):
+        for _ in range(times):
+            tables.update(np.full((M, 1), h, dtype=np.uint64), np.array([symbol]), 1)
+
+    def counts(h):
+        return tables.lookup(np.full((M, 1), h, dtype=np.uint64))[0, 0]
+
+    a, b, c = (context_hash(6, check) for check in (7, 9, 11))  # rows 6 and 7 for all three
+    update(a, 5, times=3)
+    assert counts(a)[5] == 3 and not counts(b).any()  # b's row is a's: b reads it as empty
+    update(b, 2)  # b takes row 7, the emptier one; a keeps row 6
+    assert counts(a)[5] == 3 and counts(b)[2] == 1 and tables.checks[0, 6:8].tolist() == [7, 9]
+    update(c, 4)  # c takes b's row (one count against a's three), emptied first
+    assert counts(a)[5] == 3 and not counts(b).any() and list(np.flatnonzero(counts(c))) == [4]
+    update(context_hash(7, 13), 1)  # row 7 is the first choice of another pair: 6 and 7 again
+    assert counts(a)[5] == 3
 
 
 def test_the_mixer_predicts_before_it_sees_and_repeats_itself_exactly():

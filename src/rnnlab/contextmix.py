@@ -9,11 +9,15 @@ predicted before it is seen:
   and for prose the word so far (case folded), the word so far with the previous word, and with
   the two previous words, and for lines (code above all) the line's prefix with its indentation
   and the two symbols above, are hashed to a row of a table of symbol counts (uint8; a row whose
-  count would pass 255 is halved, so recent text weighs more). Built from the training split once
-  (``build_tables``, at the end of ``rnnlab train`` or by ``rnnlab contexts RUN``), saved beside
-  the weights as safetensors with a SHA-256 (no pickle; its size is bounded and checked), and
-  updated while reading. Counts are nonstationary, as paq's bit histories: counting a symbol
-  halves the excess of the row's other counts over ``discount`` (4).
+  count would pass 255 is halved, so recent text weighs more). Each row holds one context,
+  named by a check byte (8 more bits of its hash), in either of two neighbouring rows; a context
+  found in neither reads as unseen, and when counted takes the one with fewer counts (paq's hash
+  confirmation and replacement), so a rare context no longer reads a frequent one's counts.
+  Built from the training split once (``build_tables``, at the end of ``rnnlab train`` or by
+  ``rnnlab contexts RUN``), saved beside the weights as safetensors with a SHA-256 (no pickle;
+  its size is bounded and checked), and updated while reading. Counts are nonstationary, as
+  paq's bit histories: counting a symbol halves the excess of the row's other counts over
+  ``discount`` (4).
 * **Local tables**: the same contexts counted from the text being read alone, in tables of
   half the rows that start empty, are never saved and count without the discount (all their
   counts are recent), so what this text has done so far is an input of its own rather than a
@@ -140,10 +144,10 @@ class Mixer:
             # counted without the discount: every count in them is recent (0.002-0.003 better on
             # held-out Shakespeare and code than discounted)
             local = replace(self.config, discount=0)
+            checks = np.zeros(shape[:2], np.uint8) if local.checks else None
             self.local = ContextTables(
-                local, np.zeros(shape, np.uint8), tables.word, tables.classes
+                local, np.zeros(shape, np.uint8), tables.word, tables.classes, None, checks
             )
-            self.local_shift = self.config.table_bits - bits  # the same hashes, fewer rows
             M *= 2
         self.V, self.M = V, M
         splits, self.path_nodes, self.path_bits = symbol_tree(V)
@@ -156,6 +160,13 @@ class Mixer:
         # each symbol's factors, as indices into [q, 1 - q] of the N + 1 decisions (the last
         # one the padding decision, q = 1)
         self.factors = np.where(self.path_bits == 1, self.path_nodes, self.path_nodes + N + 1)
+        depth = np.zeros(N, dtype=np.int64)  # of each decision: its parent comes before it
+        for j in range(N):
+            for child in (self.left[j], self.right[j]):
+                if child >= V:
+                    depth[child - V] = depth[j] + 1
+        # the decisions by depth, deepest first (the tree's counts are summed a level at a time)
+        self.levels = [np.flatnonzero(depth == d) for d in range(depth.max(initial=0), -1, -1)]
         inputs = 2 + M  # the network, one per table, a bias
         self.apm_symbols = min(V, APM_SYMBOLS)
         # weight sets: one per decision; with two mixers also one per (decision, previous
@@ -211,18 +222,17 @@ class Mixer:
         right, whole = c[:, self.hi] - c[:, self.mid], c[:, self.hi] - c[:, self.lo]
         x[0] = _stretch(np.clip(right / np.maximum(whole, 1e-300), _EPS, 1 - _EPS))
         x[-1] = 0.3
-        rows = self.contexts.rows
-        counts = self.tables.counts[np.arange(len(rows))[:, None], rows]  # (M, S, V)
+        hashes = self.contexts.hashes  # the local tables read fewer of their bits
+        counts = self.tables.lookup(hashes)  # (M, S, V)
         if self.local is not None:
-            near = self.local.counts[np.arange(len(rows))[:, None], rows >> self.local_shift]
-            counts = np.concatenate([counts, near])
+            counts = np.concatenate([counts, self.local.lookup(hashes)])
         # every decision's two branch counts, summed up the tree from the leaves, exact in
         # uint16 (at most 255 x 256), without BLAS (whose threads would fight the network's);
         # symbols first, so that every sum and gather reads whole rows of M x S
         sums = np.empty((self.V + N, M * S), dtype=np.uint16)  # the symbols', then the nodes'
         sums[: self.V] = counts.reshape(M * S, -1).T
-        for j in range(N - 1, -1, -1):  # breadth first: a node's children come after it
-            np.add(sums[self.left[j]], sums[self.right[j]], out=sums[self.V + j])
+        for level in self.levels:  # the deepest decisions first: a node's children are done
+            sums[self.V + level] = sums[self.left[level]] + sums[self.right[level]]
         n0 = np.minimum(sums.take(self.left, axis=0), 255)  # the left branch: lo..mid-1
         n1 = np.minimum(sums.take(self.right, axis=0), 255)  # the right branch: mid..hi-1
         seen = ((n0 << 8) | n1).reshape(N, M, S).transpose(1, 2, 0)
@@ -269,9 +279,9 @@ class Mixer:
         if self.pending is not None and active:
             self._learn(y[:active], active)
         self.pending = None
-        self.tables.update(self.contexts.rows, y, active)
+        self.tables.update(self.contexts.hashes, y, active)
         if self.local is not None:
-            self.local.update(self.contexts.rows >> self.local_shift, y, active)
+            self.local.update(self.contexts.hashes, y, active)
         self.contexts.push(y, active)
         self.previous[:active] = y[:active]
 
@@ -380,6 +390,7 @@ def _sized(config: MixConfig, budget: int, V: int) -> MixConfig:
     the local tables at half the saved tables' rows (1.5 x the saved counts) or, where that
     would cost the saved tables half their rows, at a quarter (1.25 x); none where that would
     leave them under 256 rows."""
+    V += config.checks  # a row's check byte
     row = config.tables * V
     choices = []  # (saved tables' bits, local tables' bits)
     if budget * 2 // 3 >= row * 512:

@@ -21,7 +21,8 @@ import numpy as np
 from .errors import UsageError
 
 CONTEXTS_FILE = "contexts.safetensors"
-FORMAT_VERSION = 3  # 2: discounted counts, local tables, two mixers; 3: line contexts, classes
+# 2: discounted counts, local tables, two mixers; 3: line contexts, classes; 4: check bytes
+FORMAT_VERSION = 4
 MAX_ORDER = 12
 MAX_WORDS = 3
 MAX_LINES = 2
@@ -66,6 +67,11 @@ class MixConfig:
     # per (decision, column, classes of the last two symbols); 4: and one per (decision, length
     # of the word so far, class of the symbol before the last)
     mixers: int = 4
+    # 1: every row carries a check byte (8 more bits of its context's hash) and a context may
+    # sit in either of two neighbouring rows: a row of another context reads as empty, and a
+    # context not found takes the row of the two with fewer counts (paq's hash confirmation and
+    # replacement); 0: rows are shared by whatever contexts hash to them
+    checks: int = 1
     mixer_lr: float = _flag(0.002, "--mix-lr", "learning rate of the context mixer (0: frozen)")
     apm_rate: float = _flag(0.002, "--mix-apm-rate", "learning rate of the APM stage (0: off)")
 
@@ -86,8 +92,12 @@ class MixConfig:
             raise UsageError(f"table bits must be 8 to 24, got {self.table_bits}")
         if not (self.local_bits == 0 or 8 <= self.local_bits <= 24):
             raise UsageError(f"local table bits must be 0 or 8 to 24, got {self.local_bits}")
-        if not 0 <= self.discount <= COUNT_LIMIT or self.mixers not in (1, 2, 3, 4):
-            raise UsageError("invalid context-mixing settings (discount, mixers)")
+        if (
+            not 0 <= self.discount <= COUNT_LIMIT
+            or self.mixers not in (1, 2, 3, 4)
+            or self.checks not in (0, 1)
+        ):
+            raise UsageError("invalid context-mixing settings (discount, mixers, checks)")
         for name in ("mixer_lr", "apm_rate"):
             v = getattr(self, name)
             if not (math.isfinite(v) and 0 <= v <= 1):
@@ -122,8 +132,9 @@ def table_bits_for(budget: int, tables: int, vocab_size: int) -> int:
 
 
 class Contexts:
-    """The hashed contexts of S streams, rolled on one symbol at a time: row ``rows[m, s]`` of
-    table m is stream s's context for the next symbol."""
+    """The hashed contexts of S streams, rolled on one symbol at a time: ``hashes[m, s]`` is
+    stream s's context for the next symbol in table m (a table of 2**b rows reads its top b
+    bits, ``ContextTables.slots``)."""
 
     def __init__(
         self, config: MixConfig, word_symbols: np.ndarray, classes: np.ndarray, streams: int
@@ -136,7 +147,6 @@ class Contexts:
         self.words = np.zeros(
             (streams, MAX_WORDS), dtype=np.uint64
         )  # current, previous, one before
-        self.shift = np.uint64(64 - config.table_bits)
         # the lines: each stream's column, indentation (spaces at the line's start), whether it
         # is still in it, the hash of the line's prefix, and this line's and the previous one's
         # characters by column (id + 1; 0: none); for the mixers also the classes of the last two
@@ -149,9 +159,9 @@ class Contexts:
         self.prefix = np.zeros(streams, dtype=np.uint64)
         self.line = np.zeros((streams, LINE_COLUMNS + 2), dtype=np.uint64)
         self.above = np.zeros((streams, LINE_COLUMNS + 2), dtype=np.uint64)
-        self.rows = self._rows()
+        self.hashes = self._hashes()
 
-    def _rows(self) -> np.ndarray:
+    def _hashes(self) -> np.ndarray:
         h = np.zeros(len(self.recent), dtype=np.uint64)
         keys = []
         with np.errstate(over="ignore"):
@@ -173,7 +183,7 @@ class Contexts:
                 s = np.arange(len(at))
                 above = self.above[s, at] * _PREV_MUL + self.above[s, at + 1]
                 keys.append((above * _MUL + self.recent[:, 0]) ^ _SALT[2])
-            return np.stack([(k * _MUL) >> self.shift for k in keys]).astype(np.int64)
+            return np.stack([k * _MUL for k in keys])
 
     def push(self, symbols: np.ndarray, active: int) -> None:
         """The next symbol (S,) of the first ``active`` streams."""
@@ -189,7 +199,7 @@ class Contexts:
         w[ends, 2], w[ends, 1] = w[ends, 1], w[ends, 0]
         w[:, 0] = np.where(letter > 0, grown, np.where(ends, np.uint64(0), w[:, 0]))
         self._push_lines(y, active)  # the mixers read this state too, with or without line tables
-        self.rows = self._rows()
+        self.hashes = self._hashes()
 
     def _push_lines(self, y: np.ndarray, active: int) -> None:
         kind = self.classes[y]
@@ -261,19 +271,27 @@ class ContextTables:
         word: np.ndarray,
         classes: np.ndarray,
         learned: dict[str, np.ndarray] | None = None,
+        checks: np.ndarray | None = None,
     ) -> None:
         """``word`` and ``classes``: ``word_symbols`` and ``symbol_classes`` of the vocabulary;
         ``learned``: the mixer's state after reading the end of the training text (its
-        weights, state maps and APM, contextmix.Mixer's), or None: the mixer starts fresh."""
+        weights, state maps and APM, contextmix.Mixer's), or None: the mixer starts fresh;
+        ``checks``: (tables, rows) uint8, each row's check byte (0: empty), given exactly
+        where ``config.checks``."""
+        if bool(config.checks) != (checks is not None):
+            raise ValueError("check bytes must be given exactly where config.checks is set")
         self.config, self.counts, self.word, self.classes = config, counts, word, classes
         self.learned = learned or {}
+        self.checks = checks
+        self.bits = int(counts.shape[1]).bit_length() - 1  # rows: 2**bits
         self._digest: str | None = None
 
     @classmethod
     def empty(cls, config: MixConfig, symbols: tuple[Any, ...]) -> ContextTables:
         V = len(symbols)
         counts = np.zeros((config.tables, 1 << config.table_bits, V), dtype=np.uint8)
-        return cls(config, counts, word_symbols(symbols), symbol_classes(symbols))
+        checks = np.zeros(counts.shape[:2], dtype=np.uint8) if config.checks else None
+        return cls(config, counts, word_symbols(symbols), symbol_classes(symbols), None, checks)
 
     @classmethod
     def build(
@@ -285,29 +303,85 @@ class ContextTables:
         S = max(1, min(streams, len(ids) // 64))
         contexts = Contexts(config, tables.word, tables.classes, S)
         for _, active, column in side_by_side(ids, S):
-            tables.update(contexts.rows, column, active)
+            tables.update(contexts.hashes, column, active)
             contexts.push(column, active)
         return tables
 
-    def update(self, rows: np.ndarray, symbols: np.ndarray, active: int) -> None:
-        """Count ``symbols`` (S,) after the contexts ``rows`` (tables, S) of the first
+    def slots(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(tables, S) context hashes -> their rows (int64, the hashes' top bits) and check
+        bytes (uint8, the next 8 bits, 1 to 255)."""
+        rows = (hashes >> np.uint64(64 - self.bits)).astype(np.int64)
+        check = (hashes >> np.uint64(56 - self.bits)) & np.uint64(0xFF)
+        return rows, np.maximum(check, np.uint64(1)).astype(np.uint8)
+
+    def _found(self, rows: np.ndarray, check: np.ndarray) -> np.ndarray:
+        """Where each context sits: its row, the row beside it (row ^ 1), or -1: in neither."""
+        m = np.arange(len(rows))[:, None]
+        other = rows ^ 1
+        return np.where(
+            self.checks[m, rows] == check,
+            rows,
+            np.where(self.checks[m, other] == check, other, -1),
+        )
+
+    def lookup(self, hashes: np.ndarray) -> np.ndarray:
+        """(tables, S) context hashes -> their counts, (tables, S, V) uint8 (zeros for a
+        context a table does not hold)."""
+        rows, check = self.slots(hashes)
+        m = np.arange(len(rows))[:, None]
+        if self.checks is None:
+            return self.counts[m, rows]
+        at = self._found(rows, check)
+        counts = self.counts[m, np.maximum(at, 0)]
+        counts[at < 0] = 0
+        return counts
+
+    def _claim(self, rows: np.ndarray, check: np.ndarray) -> np.ndarray:
+        """(tables, a) rows of the a streams' contexts, each given a row where it had none: of
+        its two rows the one with fewer counts, emptied (where several streams claim one row,
+        the first of them); -1 for a stream that lost its row to another's context."""
+        M, R, V = self.counts.shape
+        at = self._found(rows, check)
+        lost = at < 0
+        if lost.any():
+            mm, s = np.nonzero(lost)
+            r = rows[mm, s]
+            fuller = self.counts[mm, r].sum(axis=1, dtype=np.int64) > self.counts[mm, r ^ 1].sum(
+                axis=1, dtype=np.int64
+            )
+            victim = np.where(fuller, r ^ 1, r)
+            cell, first = np.unique(mm * R + victim, return_index=True)  # s ascending per cell
+            self.counts.reshape(M * R, V)[cell] = 0
+            self.checks.reshape(-1)[cell] = check[mm[first], s[first]]
+            at = self._found(rows, check)
+        return at
+
+    def update(self, hashes: np.ndarray, symbols: np.ndarray, active: int) -> None:
+        """Count ``symbols`` (S,) after the contexts ``hashes`` (tables, S) of the first
         ``active`` streams; a count that would pass 255 halves its row first."""
         if not active:
             return
         self._digest = None
         M, R, V = self.counts.shape
         flat = self.counts.reshape(-1)
-        counted = np.arange(M)[:, None] * R + rows[:, :active]  # (M, active) rows of M x R
+        rows, check = self.slots(hashes[:, :active])
+        symbols = np.tile(symbols[:active], M)  # (M * active,), as the rows flattened
+        if self.checks is not None:
+            rows = self._claim(rows, check)
+        counted = (np.arange(M)[:, None] * R + rows).reshape(-1)  # rows of M x R
+        if self.checks is not None:
+            held = rows.reshape(-1) >= 0
+            counted, symbols = counted[held], symbols[held]
         if self.config.discount:  # every row counted: its other symbols' excess halved
             keep = np.uint8(self.config.discount)
-            whole, inv = np.unique(counted.reshape(-1), return_inverse=True)
+            whole, inv = np.unique(counted, return_inverse=True)
             seen = np.zeros((len(whole), V), dtype=bool)  # a row counted in several streams
-            seen[inv, np.tile(symbols[:active], M)] = True
+            seen[inv, symbols] = True
             view = self.counts.reshape(M * R, V)
             c = view[whole]
             view[whole] = np.where((c > keep) & ~seen, keep + ((c - keep) >> 1), c)
-        cells = counted * V + symbols[None, :active]
-        cells, times = np.unique(cells.reshape(-1), return_counts=True)
+        cells = counted * V + symbols
+        cells, times = np.unique(cells, return_counts=True)
         new = flat[cells].astype(np.int64) + times
         full = new > COUNT_LIMIT
         if full.any():
@@ -319,8 +393,14 @@ class ContextTables:
     def copy(self) -> ContextTables:
         """A copy to read with (reading updates the counts)."""
         learned = {k: v.copy() for k, v in self.learned.items()}
+        checks = None if self.checks is None else self.checks.copy()
         return ContextTables(
-            self.config, self.counts.copy(), self.word.copy(), self.classes.copy(), learned
+            self.config,
+            self.counts.copy(),
+            self.word.copy(),
+            self.classes.copy(),
+            learned,
+            checks,
         )
 
     def sha256(self) -> str:
@@ -331,6 +411,8 @@ class ContextTables:
             h.update(np.ascontiguousarray(self.counts).tobytes())
             h.update(self.word.astype("<i8").tobytes())
             h.update(self.classes.astype("<i8").tobytes())
+            if self.checks is not None:
+                h.update(np.ascontiguousarray(self.checks).tobytes())
             for name in sorted(self.learned):
                 h.update(name.encode() + np.ascontiguousarray(self.learned[name]).tobytes())
             self._digest = h.hexdigest()
@@ -338,7 +420,8 @@ class ContextTables:
 
     @property
     def nbytes(self) -> int:
-        return self.counts.nbytes + self.word.nbytes + self.classes.nbytes
+        checks = 0 if self.checks is None else self.checks.nbytes
+        return self.counts.nbytes + checks + self.word.nbytes + self.classes.nbytes
 
     @property
     def reading_bytes(self) -> int:
@@ -346,7 +429,7 @@ class ContextTables:
         of the text read."""
         M, _, V = self.counts.shape
         bits = self.config.local_table_bits
-        local = M * V << bits if bits else 0
+        local = M * (V + self.config.checks) << bits if bits else 0
         return self.nbytes + sum(a.nbytes for a in self.learned.values()) + local
 
     def save(self, path: Path) -> None:
@@ -362,6 +445,8 @@ class ContextTables:
         }
         learned = {f"learned.{k}": np.ascontiguousarray(v) for k, v in self.learned.items()}
         arrays = {"counts": self.counts, "word": self.word, "classes": self.classes}
+        if self.checks is not None:
+            arrays["checks"] = self.checks
         blob = save(arrays | learned, metadata=meta)
         atomic_write(path, blob)
 
@@ -390,6 +475,7 @@ class ContextTables:
                     )
                 counts, word = f.get_tensor("counts"), f.get_tensor("word")
                 classes = f.get_tensor("classes")
+                checks = f.get_tensor("checks") if "checks" in f.keys() else None  # noqa: SIM118
                 learned = {
                     k.removeprefix("learned."): f.get_tensor(k)
                     for k in f.keys()  # noqa: SIM118 (a safetensors handle, not a dict)
@@ -405,10 +491,14 @@ class ContextTables:
             or word.shape != (vocab_size,)
             or classes.shape != (vocab_size,)
             or not np.isin(classes, (LETTER, SPACE, NEWLINE, OTHER)).all()
+            or (checks is None) != (not config.checks)
+            or (checks is not None and (checks.dtype != np.uint8 or checks.shape != shape[:2]))
         ):
             raise UsageError(bad)
         # arrays of their own
-        tables = cls(config, counts, word.astype(np.int64), classes.astype(np.int64), learned)
+        tables = cls(
+            config, counts, word.astype(np.int64), classes.astype(np.int64), learned, checks
+        )
         if tables.sha256() != meta.get("sha256"):
             raise UsageError(bad)
         return tables
