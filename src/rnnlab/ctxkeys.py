@@ -1,17 +1,14 @@
 """The hashed contexts the context tables count under (ctxtables.py): each stream's last symbols,
 words and lines rolled on one symbol at a time, the symbols' classes, and a text read as streams
-side by side. Imports nothing from rnnlab but, for its types, ctxtables.
+side by side. Imports nothing from rnnlab.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from .ctxtables import MixConfig
 
 MAX_WORDS = 3
 LINE_PREFIX = 24  # the line contexts' prefix: the first characters of a line
@@ -31,10 +28,11 @@ class Contexts:
     bits, ``ContextTables.slots``)."""
 
     def __init__(
-        self, config: MixConfig, word_symbols: np.ndarray, classes: np.ndarray, streams: int
+        self, config: Any, word_symbols: np.ndarray, classes: np.ndarray, streams: int
     ) -> None:
-        """``word_symbols`` (V,) int64: a symbol's case-folded id + 1 if it belongs to a word,
-        else 0; ``classes`` (V,) int64: each symbol's class (``symbol_classes``)."""
+        """``config``: the tables' MixConfig; ``word_symbols`` (V,) int64: a symbol's
+        case-folded id + 1 if it belongs to a word, else 0; ``classes`` (V,) int64: each
+        symbol's class (``symbol_classes``)."""
         self.config, self.word, self.classes = config, word_symbols, classes
         self.depth = max(config.orders)
         self.recent = np.zeros((streams, self.depth), dtype=np.uint64)  # id + 1; 0: none
