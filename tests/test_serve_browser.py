@@ -98,8 +98,32 @@ def test_pick_the_next_character_then_let_it_run(opened, server):
     assert seen["errors"] == []
 
 
+# The page's fetch, with each streamed body handed on 64 bytes at a time, 5 ms apart: a stream
+# of 2,000 characters then lasts seconds in the page on any machine, so Stop always finds it
+# running (the tiny model writes them in a fraction of a second, and a loaded machine can take
+# longer than that between two browser commands).
+SLOW_STREAMS = """() => {
+  const fetched = window.fetch;
+  window.fetch = async (...args) => {
+    const r = await fetched(...args);
+    if (!r.body) return r;
+    const reader = r.body.getReader();
+    const paced = new ReadableStream({async pull(out) {
+      const {value, done} = await reader.read();
+      if (done) { out.close(); return; }
+      for (let i = 0; i < value.length; i += 64) {
+        out.enqueue(value.slice(i, i + 64));
+        await new Promise((wake) => setTimeout(wake, 5));
+      }
+    }, cancel(why) { return reader.cancel(why); }});
+    return new Response(paced, {status: r.status, statusText: r.statusText, headers: r.headers});
+  };
+}"""
+
+
 def test_stop_stops_and_the_keyboard_works(opened, server):
     page, seen = opened
+    page.evaluate(SLOW_STREAMS)
     page.fill("#length", "2000")
     page.focus("#prompt")
     page.keyboard.press("Control+Enter")  # generate from the keyboard
