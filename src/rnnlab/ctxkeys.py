@@ -6,7 +6,7 @@ side by side. Imports nothing from rnnlab.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -22,13 +22,24 @@ _ONE = np.uint64(1)
 _SALT = [np.uint64(s) for s in (0x165667B19E3779F9, 0x27D4EB2F165667C5, 0x85EBCA77C2B2AE63)]
 
 
+class Settings(Protocol):
+    """What ``Contexts`` reads of the tables' settings (ctxtables.MixConfig)."""
+
+    @property
+    def orders(self) -> tuple[int, ...]: ...  # the orders of the last-symbols contexts
+    @property
+    def words(self) -> int: ...  # word contexts: 0 to MAX_WORDS
+    @property
+    def lines(self) -> int: ...  # line contexts: 0, 1 (the line's prefix), 2 (and the ones above)
+
+
 class Contexts:
     """The hashed contexts of S streams, rolled on one symbol at a time: ``hashes[m, s]`` is
     stream s's context for the next symbol in table m (a table of 2**b rows reads its top b
     bits, ``ContextTables.slots``)."""
 
     def __init__(
-        self, config: Any, word_symbols: np.ndarray, classes: np.ndarray, streams: int
+        self, config: Settings, word_symbols: np.ndarray, classes: np.ndarray, streams: int
     ) -> None:
         """``config``: the tables' MixConfig; ``word_symbols`` (V,) int64: a symbol's
         case-folded id + 1 if it belongs to a word, else 0; ``classes`` (V,) int64: each
