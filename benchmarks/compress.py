@@ -44,7 +44,16 @@ import numpy as np
 import torch
 import zstandard
 
-from rnnlab import adaptive, checkpoint, compression, contextmix, dynamic, evaluation, tokens
+from rnnlab import (
+    adaptive,
+    checkpoint,
+    compression,
+    contextmix,
+    ctxrun,
+    dynamic,
+    evaluation,
+    tokens,
+)
 from rnnlab.data import split
 from rnnlab.model import count_parameters
 
@@ -261,7 +270,7 @@ def bench_run(
     )
     # the default when the run has context tables: adaptive, mixed with them (contextmix.py)
     weights_n = count_parameters(model)
-    tables = contextmix.run_tables(run, model.config.vocab_size, weights_n)
+    tables = ctxrun.run_tables(run, model.config.vocab_size, weights_n)
     mixed_seg = None
     if tables is not None:
         mixed_seg = adaptive.adaptive_bits_per_char(model, ids, adapt, segments, tables=tables)

@@ -11,7 +11,8 @@ read as `rnnlab compress` reads it (128 segments side by side), by
     mixed, one mixer            one weight set per decision, no second layer
     mixed, two mixers           without the mixers by column and by word length
     mixed, no line contexts     without the tables of the line's prefix and the line above
-    mixed, no check bytes       rows shared by whatever contexts hash to them (the version before)
+    mixed, no check bytes       rows shared by whatever contexts hash to them
+    mixed, no match model       without the match model of the training text (the version before)
     mixed                       the default
 
     python benchmarks/mixing.py RUN [--chars N] [--json benchmarks/results/mixing.json]
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnlab import adaptive, checkpoint, contextmix, tokens
+from rnnlab import adaptive, checkpoint, contextmix, ctxrun, tokens
 from rnnlab.ctxtables import side_by_side
 from rnnlab.data import split
 from rnnlab.model import count_parameters
@@ -66,12 +67,12 @@ def main() -> None:
     corpus = tokens.load_tokens(config.corpus, config.corpus.sha256)
     train_ids, val_ids = split(corpus.open(), config.train.val_fraction)
     ids = np.asarray(val_ids[: a.chars]).astype(np.int64)
-    tables = contextmix.run_tables(a.run, len(vocab), count_parameters(model))
+    tables = ctxrun.run_tables(a.run, len(vocab), count_parameters(model))
     if tables is None:
         raise SystemExit(f"{a.run} has no context tables: run `rnnlab contexts {a.run}` first")
     no_apm = contextmix.ContextTables(
         dataclasses.replace(tables.config, apm_rate=0.0), tables.counts, tables.word,
-        tables.classes, tables.learned, tables.checks,
+        tables.classes, tables.learned, tables.checks, tables.text,
     )  # fmt: skip
     t0 = time.perf_counter()
     cold = contextmix.ContextTables.build(np.asarray(train_ids), vocab.symbols, tables.config)
@@ -103,6 +104,7 @@ def main() -> None:
         ("mixed, two mixers", variant(mixers=2)),
         ("mixed, no line contexts", variant(lines=0)),
         ("mixed, no check bytes", variant(checks=0)),
+        ("mixed, no match model", variant(match=0)),
         ("mixed", tables),
     ]
     for name, t in readings:

@@ -9,7 +9,7 @@ PACKAGE = Path(rnnlab.__file__).parent
 
 LAYERS = [
     {"errors"},
-    {"files", "config", "vocab", "interrupts", "ctxkeys"},
+    {"files", "config", "vocab", "interrupts", "ctxkeys", "ctxmatch"},
     {"options"},
     {"scan", "ctxtables"},
     {
@@ -33,6 +33,7 @@ LAYERS = [
         "dynamic",
         "adaptive",
         "optimizers",
+        "ctxrun",
     },
     {"rzformat", "rzmodel", "sampling"},
     {"progress", "finetune", "compression", "plan"},

@@ -2,7 +2,7 @@
 paq8 and cmix do, so that what a network cannot keep in its weights (which exact contexts were
 followed by what, how often) still counts.
 
-Four parts, every one of them learned from the text already read, so each character is still
+Five parts, every one of them learned from the text already read, so each character is still
 predicted before it is seen:
 
 * **Context tables** (ctxtables.py). For every order k in ``orders`` the last k symbols,
@@ -22,16 +22,21 @@ predicted before it is seen:
   half the rows that start empty, are never saved and count without the discount (all their
   counts are recent), so what this text has done so far is an input of its own rather than a
   few counts among the training text's hundreds.
+* **A match model of the training text** (ctxmatch.py, ``match``): where a stream's last 7
+  symbols occurred in the training text, the symbol that followed their last place there is
+  expected, for as long as the text goes on as it went on there: a repeat far longer than the
+  tables' orders (the tables' file keeps the training text for it).
 * **A binary mixer** (``Mixer``). Each character is a path of yes/no decisions down a balanced
   tree over the V symbols (V - 1 decisions in all). Every decision gets one input from the
-  network (the stretched share of its probability down the right branch), and one from every
+  network (the stretched share of its probability down the right branch), one from every
   table, local ones too: a learned probability for the pair of count buckets its counts fall
-  in (paq's adaptive state map; the counts' smoothed share as a second input measured worse).
-  Four logistic mixers, each with its weight set chosen by a context (the decision; with the
-  previous symbol; with the column and the last two symbols' classes; with the word's length
-  and a class), combine them, a second layer mixes the four (paq8's final mixer), and every mixer
-  learns online along the path of the character that came (Mahoney 2005, "Adaptive weighing of
-  context models for lossless data compression").
+  in (paq's adaptive state map; the counts' smoothed share as a second input measured worse),
+  and one from the match model, toward the expected symbol's branches on its path.
+  Four logistic mixers, each with its weight set chosen by a context (the decision, with the
+  match's length; with the previous symbol; with the column and the last two symbols' classes;
+  with the word's length and a class), combine them, a second layer mixes the four (paq8's
+  final mixer), and every mixer learns online along the path of the character that came
+  (Mahoney 2005, "Adaptive weighing of context models for lossless data compression").
 * **An APM** (adaptive probability map, paq's SSE): each decision's mixed probability refined by
   a learned, interpolated map per (previous symbol, decision), averaged 1:3 with the mixer's
   (symbols past the first 128 share one map).
@@ -41,25 +46,25 @@ so the coder still codes whole symbols. Everything is float32, float64 and integ
 streams side by side, elementwise or summed in a fixed order (no BLAS, no threads), so the
 compressor and the decompressor that feed it the same network probabilities compute the same
 bits (the decoder checks the original's SHA-256 anyway).
-Imports errors and ctxtables from rnnlab.
+Imports ctxmatch, ctxtables and errors from rnnlab.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .ctxmatch import LENGTHS, TextMatch
 from .ctxtables import (
     CONTEXTS_FILE,
     Contexts,
     ContextTables,
     MixConfig,
     side_by_side,
-    table_bits_for,
+    text_dtype,
 )
 from .errors import UsageError
 
@@ -143,7 +148,7 @@ class Mixer:
             shape = (M, 1 << bits, V)
             # counted without the discount: every count in them is recent (0.002-0.003 better on
             # held-out Shakespeare and code than discounted)
-            local = replace(self.config, discount=0)
+            local = replace(self.config, discount=0, match=0)
             checks = np.zeros(shape[:2], np.uint8) if local.checks else None
             self.local = ContextTables(
                 local, np.zeros(shape, np.uint8), tables.word, tables.classes, None, checks
@@ -167,14 +172,20 @@ class Mixer:
                     depth[child - V] = depth[j] + 1
         # the decisions by depth, deepest first (the tree's counts are summed a level at a time)
         self.levels = [np.flatnonzero(depth == d) for d in range(depth.max(initial=0), -1, -1)]
-        inputs = 2 + M  # the network, one per table, a bias
+        # the match model of the training text: an input, and mixer 0's weight set by its length
+        self.match = None
+        if self.config.match:
+            paths = (self.path_nodes, self.path_bits, N)
+            self.match = TextMatch(tables.text, self.config.match, streams, paths)
+        inputs = 2 + M + (self.match is not None)  # the network, one per table, match, a bias
         self.apm_symbols = min(V, APM_SYMBOLS)
         # weight sets: one per decision; with two mixers also one per (decision, previous
         # symbol), from set 1 on (the symbols past the APM's first ones sharing the last); with
         # three, one per (decision, column bucket, classes of the last two symbols); with four,
         # one per (decision, length of the word so far, class of the symbol before the last)
         K = self.config.mixers
-        sizes = [1, 1 + self.apm_symbols, COLUMN_SETS, WORD_SETS][:K]
+        first = LENGTHS if self.match is not None else 1
+        sizes = [first, 1 + self.apm_symbols, COLUMN_SETS, WORD_SETS][:K]
         self.first_set = np.cumsum([0, *sizes])[:K]  # mixer k's sets begin here
         self.weights = np.zeros((inputs, sum(sizes), N), np.float32)
         self.weights[0] = 1.0  # the network alone, to begin with
@@ -191,8 +202,11 @@ class Mixer:
         self.contexts = Contexts(self.config, tables.word, tables.classes, streams)
         self.pending: tuple | None = None
         if tables.learned:  # what build_tables' warm-up learned
-            for name in LEARNED:
-                mine, saved = getattr(self, name), tables.learned.get(name)
+            state = {name: getattr(self, name) for name in LEARNED}
+            if self.match is not None:
+                state["match_map"] = self.match.map
+            for name, mine in state.items():
+                saved = tables.learned.get(name)
                 if saved is None or saved.shape != mine.shape or not np.isfinite(saved).all():
                     raise UsageError(
                         "the context tables' learned state is damaged; rebuild them with "
@@ -211,12 +225,13 @@ class Mixer:
             "final": self.final.copy(),
             "state_map": self.state_map.copy(),
             "apm": self.apm.copy(),
-        }
+        } | ({} if self.match is None else {"match_map": self.match.map.copy()})
 
     def predict(self, p: np.ndarray) -> np.ndarray:
         """(S, V) network probabilities -> (S, V) mixed float64 probabilities."""
         S, M, N = len(p), self.M, self.N
-        x = np.empty((2 + M, S, N), dtype=np.float32)  # inputs, streams, decisions
+        inputs = len(self.weights)
+        x = np.empty((inputs, S, N), dtype=np.float32)  # inputs, streams, decisions
         c = np.zeros((S, self.V + 1))
         np.cumsum(p, axis=1, out=c[:, 1:])  # a fixed order of sums: the same bits everywhere
         right, whole = c[:, self.hi] - c[:, self.mid], c[:, self.hi] - c[:, self.lo]
@@ -240,14 +255,19 @@ class Mixer:
         state += self.state_offsets
         stretched = _stretch(np.clip(self.state_map, 1e-4, 1 - 1e-4)).astype(np.float32)
         stretched.take(state, out=x[1 : 1 + M])
+        if self.match is not None:
+            x[1 + M] = self.match.inputs()
         R = self.apm_symbols
         before = np.where(self.previous == self.V, R, np.minimum(self.previous, R - 1))
         K = self.config.mixers
         sels = [self.first_set[k] + self._mixer_context(k, before) for k in range(K)]
         # every mixer's dot products at once (einsum: no BLAS, no threads, a fixed order)
-        z = [np.einsum("isn,in->sn", x, self.weights[:, 0])]  # mixer 0: one set per decision
+        if self.match is None:  # mixer 0: one set per decision
+            z = [np.einsum("isn,in->sn", x, self.weights[:, 0])]
+        else:
+            z = [np.einsum("isn,isn->sn", x, self.weights.take(sels[0], axis=1))]
         if K > 1:
-            w = self.weights.take(np.concatenate(sels[1:]), axis=1).reshape(2 + M, K - 1, S, N)
+            w = self.weights.take(np.concatenate(sels[1:]), axis=1).reshape(inputs, K - 1, S, N)
             z += list(np.einsum("isn,iksn->ksn", x, w))
         qs = [_squash(np.clip(zk.astype(np.float64), -40, 40)) for zk in z]
         if len(qs) == 1:
@@ -284,10 +304,14 @@ class Mixer:
             self.local.update(self.contexts.hashes, y, active)
         self.contexts.push(y, active)
         self.previous[:active] = y[:active]
+        if self.match is not None:
+            self.match.push(y, active)
 
     def _mixer_context(self, k: int, before: np.ndarray) -> np.ndarray:
         """(S,) which of mixer k's weight sets each stream uses now."""
         if k == 0:
+            if self.match is not None:
+                return self.match.lengths
             return np.zeros(len(before), dtype=np.int64)
         if k == 1:
             return before
@@ -324,6 +348,8 @@ class Mixer:
             for edge, weight in ((at, 1 - share), (at + 1, share)):
                 g = (bits - apm[edge]) * weight * real
                 np.add.at(apm, edge, self.config.apm_rate * g)
+        if self.match is not None:
+            self.match.learn(y, active)
         flat, seen = self.state_map.reshape(-1), state[:, s, nodes]  # (M, a, D)
         live = np.broadcast_to(real, seen.shape)
         idx = seen[live]
@@ -347,30 +373,9 @@ def build_tables(ids: np.ndarray, symbols: tuple[Any, ...], config: MixConfig) -
             mixer.predict(uniform)
         mixer.observe(column, active)
     tables.learned = mixer.learned()
+    if config.match:  # the whole training text to match against, from here on
+        tables.text = ids.astype(text_dtype(len(symbols)))
     return tables
-
-
-LIMIT_TIMES_WEIGHTS = 10  # the tables' default bound: ten times the float32 weights
-
-
-def limit_bytes(context_mb: float | None, weight_count: int) -> int:
-    """``--context-mb`` in bytes, or the default for a model of ``weight_count`` weights."""
-    if context_mb is None:
-        return LIMIT_TIMES_WEIGHTS * 4 * weight_count
-    if not (math.isfinite(context_mb) and context_mb > 0):
-        raise UsageError(f"--context-mb must be a positive number, got {context_mb}")
-    return int(context_mb * 1e6)
-
-
-def run_tables(
-    run_dir: Path, vocab_size: int, weight_count: int, context_mb: float | None = None
-) -> ContextTables | None:
-    """The run's context tables (``CONTEXTS_FILE``), or None if it has none; refused if over
-    ``limit_bytes(context_mb, weight_count)``."""
-    path = Path(run_dir) / CONTEXTS_FILE
-    if not path.exists():
-        return None
-    return ContextTables.load(path, vocab_size, limit_bytes(context_mb, weight_count))
 
 
 def _add_by_set(weights: np.ndarray, sel: np.ndarray, nodes: np.ndarray, grad: np.ndarray) -> None:
@@ -383,41 +388,3 @@ def _add_by_set(weights: np.ndarray, sel: np.ndarray, nodes: np.ndarray, grad: n
     step = np.bincount(cells, grad.reshape(-1), inputs * len(used))
     flat = weights.reshape(inputs, sets * N)  # a view: weights are contiguous
     flat[:, used] += step.reshape(inputs, len(used)).astype(np.float32)
-
-
-def _sized(config: MixConfig, budget: int, V: int) -> MixConfig:
-    """``config`` with the most rows whose counts fit ``budget`` bytes in memory while reading:
-    the local tables at half the saved tables' rows (1.5 x the saved counts) or, where that
-    would cost the saved tables half their rows, at a quarter (1.25 x); none where that would
-    leave them under 256 rows."""
-    V += config.checks  # a row's check byte
-    row = config.tables * V
-    choices = []  # (saved tables' bits, local tables' bits)
-    if budget * 2 // 3 >= row * 512:
-        bits = table_bits_for(budget * 2 // 3, config.tables, V)
-        choices.append((bits, bits - 1))
-    if budget * 4 // 5 >= row * 1024:
-        bits = table_bits_for(budget * 4 // 5, config.tables, V)
-        choices.append((bits, bits - 2))
-    if not choices:
-        return replace(config, table_bits=table_bits_for(budget, config.tables, V), local_bits=0)
-    bits, local = max(choices)  # the most saved rows, then the most local ones
-    return replace(config, table_bits=bits, local_bits=local)
-
-
-def build_run_tables(
-    run_dir: Path, train_ids: np.ndarray, symbols: tuple[Any, ...], max_bytes: int
-) -> ContextTables:
-    """Count the run's training split into tables that fit ``max_bytes`` and save them (the
-    file is replaced atomically)."""
-    base, V = MixConfig(), len(symbols)
-    # the warm-up's state takes the same bytes whatever the rows: measured on the smallest tables
-    smallest = ContextTables.empty(replace(base, table_bits=8, local_bits=8), symbols)
-    learned = sum(a.nbytes for a in Mixer(smallest, 1).learned().values())
-    room = max_bytes - 4096  # 4 kB: the file's header
-    if room - learned >= base.tables * V * 256 * 2:  # with the warm-up's state, if it fits
-        tables = build_tables(np.asarray(train_ids), symbols, _sized(base, room - learned, V))
-    else:  # a small model's limit: counts alone, the mixer starts fresh
-        tables = ContextTables.build(np.asarray(train_ids), symbols, _sized(base, room, V))
-    tables.save(Path(run_dir) / CONTEXTS_FILE)
-    return tables

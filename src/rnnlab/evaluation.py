@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint, contextmix, files
+from . import checkpoint, ctxrun, files
 from .adaptive import AdaptConfig, adaptive_bits_per_char
 from .bpc import LN2, bits_per_char, iter_char_nats, iter_char_nats_batched, loss_nats
 from .dynamic import DynamicConfig, dynamic_bits_per_char, gradient_stats, tune
@@ -278,7 +278,7 @@ def evaluate(
 def _compressed_bpc(run: Path, model: CharLM, ids: np.ndarray) -> float | None:
     """The ladder's top rung: what `rnnlab compress` spends (adaptive and mixed), if the run
     has context tables."""
-    tables = contextmix.run_tables(run, model.config.vocab_size, count_parameters(model))
+    tables = ctxrun.run_tables(run, model.config.vocab_size, count_parameters(model))
     if tables is None:
         return None
     return adaptive_bits_per_char(model, ids, AdaptConfig(), 128, tables=tables).bpc
@@ -403,7 +403,7 @@ def evaluate_adaptive(
         streams: pieces read side by side (``rnnlab compress --segments``).
         weights, device, unknown: as in ``evaluate``.
         mix: also read it mixed with the run's context tables, if it has them.
-        context_mb: their size limit in MB (default: contextmix.limit_bytes's).
+        context_mb: their size limit in MB (default: ctxrun.limit_bytes's).
     """
     settings = settings or AdaptConfig()
     opts = EvalOptions(weights=weights, device=device, unknown=unknown)
@@ -423,7 +423,7 @@ def evaluate_adaptive(
         tables = None
         if mix:
             weights_n = count_parameters(model)
-            tables = contextmix.run_tables(Path(run), len(vocab), weights_n, context_mb)
+            tables = ctxrun.run_tables(Path(run), len(vocab), weights_n, context_mb)
         # one pass: with tables it scores the adapted network before and after mixing
         result = adaptive_bits_per_char(model, np.asarray(ids), settings, streams, tables=tables)
     adaptive_bpc = result.bpc if tables is None else result.unmixed_bpc

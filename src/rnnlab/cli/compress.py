@@ -10,7 +10,7 @@ import json
 import time
 from pathlib import Path
 
-from .. import adaptive, checkpoint, compression, contextmix, dynamic, files
+from .. import adaptive, checkpoint, compression, contextmix, ctxrun, dynamic, files
 from ..checkpoint import RunConfig
 from ..errors import UsageError
 from ..model import count_parameters
@@ -96,9 +96,7 @@ def dynamic_stats(
 
 def load_tables(run_dir: Path, model, context_mb: float | None) -> contextmix.ContextTables | None:
     """The run's context tables, or None if it has none; refused if over the limit."""
-    return contextmix.run_tables(
-        run_dir, model.config.vocab_size, count_parameters(model), context_mb
-    )
+    return ctxrun.run_tables(run_dir, model.config.vocab_size, count_parameters(model), context_mb)
 
 
 def check_input(path: Path) -> None:

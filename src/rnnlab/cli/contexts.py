@@ -9,7 +9,7 @@ import json
 import time
 from pathlib import Path
 
-from .. import checkpoint, contextmix
+from .. import checkpoint, contextmix, ctxrun
 from ..errors import UsageError
 from ..model import count_parameters
 from ..tokens import corpus_splits
@@ -24,7 +24,7 @@ def add_context_limit(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="most megabytes the context tables may take, on disk and in memory (default: "
-        f"{contextmix.LIMIT_TIMES_WEIGHTS}x the model's float32 weights)",
+        f"{ctxrun.LIMIT_TIMES_WEIGHTS}x the model's float32 weights)",
     )
 
 
@@ -36,11 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def build(run_dir: Path, context_mb: float | None = None) -> dict:
     """Build and save the run's tables; returns what was done, for the caller to print."""
     model, vocab, config = checkpoint.load_model(run_dir, checkpoint.BEST, "cpu")
-    limit = contextmix.limit_bytes(context_mb, count_parameters(model))
+    limit = ctxrun.limit_bytes(context_mb, count_parameters(model))
     hint = "keep the run's corpus on this machine to count its training text"
     train_ids, _ = corpus_splits(config.corpus, config.train.val_fraction, hint)
     started = time.perf_counter()
-    tables = contextmix.build_run_tables(run_dir, train_ids, vocab.symbols, limit)
+    tables = ctxrun.build_run_tables(run_dir, train_ids, vocab.symbols, limit)
     path = run_dir / contextmix.CONTEXTS_FILE
     return {
         "path": str(path),
