@@ -179,7 +179,8 @@ class Mixer:
             self.match = TextMatch(tables.text, self.config.match, streams, paths)
         inputs = 2 + M + (self.match is not None)  # the network, one per table, match, a bias
         self.apm_symbols = min(V, APM_SYMBOLS)
-        # weight sets: one per decision; with two mixers also one per (decision, previous
+        # weight sets: one per decision (with the match model, per (decision, match length
+        # bucket)); with two mixers also one per (decision, previous
         # symbol), from set 1 on (the symbols past the APM's first ones sharing the last); with
         # three, one per (decision, column bucket, classes of the last two symbols); with four,
         # one per (decision, length of the word so far, class of the symbol before the last)
@@ -217,7 +218,7 @@ class Mixer:
     def learned(self) -> dict[str, np.ndarray]:
         """The state a later reading starts from: the tables' part of the mixer's weights
         (scaled by TABLES_SHARE, since the network joins it then), the network's at
-        NETWORK_START, the state maps and the APM."""
+        NETWORK_START, the state maps, the APM and the match model's map."""
         weights = self.weights * TABLES_SHARE
         weights[0] = NETWORK_START
         return {
