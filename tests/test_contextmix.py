@@ -216,6 +216,21 @@ def test_a_large_vocabulary_shares_the_apm_of_its_rare_symbols():
     mixer.observe(np.array([1, 2, 3, 4]), 4)  # learning reaches the shared map, in bounds
 
 
+def test_a_branch_of_hundreds_of_full_counts_reads_as_full_not_wrapped():
+    """Past 257 symbols a branch's counts can sum past uint16: with 516 symbols, each half of
+    the root's 258 holds 257 x 255 + 11 = 65,546, which must read as full (255), not as 10."""
+    V = 516
+    symbols = tuple(chr(0x100 + i) for i in range(V))
+    tables = cm.ContextTables.empty(small_config(table_bits=8, local_bits=0, checks=0), symbols)
+    tables.counts[:] = 255
+    tables.counts[:, :, [257, 515]] = 11
+    mixer = cm.Mixer(tables, 2)
+    assert tuple(mixer.mid[:1]) == (258,)  # the root: 0..257 left, 258..515 right
+    mixer.predict(np.full((2, V), 1 / V))
+    root = mixer.pending[4][:, :, 0]  # (M, S): each table's state cell at the root
+    assert (root == mixer.state_offsets[:, :, 0] + cm._STATE[(255 << 8) | 255]).all()
+
+
 def test_the_local_tables_count_only_the_text_read_and_are_never_saved(tmp_path):
     tables = cm.ContextTables.build(ids_of(words_text(100)), SYMBOLS, small_config(local_bits=9))
     mixer = cm.Mixer(tables.copy(), 3)

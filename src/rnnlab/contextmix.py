@@ -165,6 +165,7 @@ class Mixer:
         # each symbol's factors, as indices into [q, 1 - q] of the N + 1 decisions (the last
         # one the padding decision, q = 1)
         self.factors = np.where(self.path_bits == 1, self.path_nodes, self.path_nodes + N + 1)
+        self.sum_dtype = np.uint16 if 255 * V < 1 << 16 else np.uint32  # the counts' sums
         depth = np.zeros(N, dtype=np.int64)  # of each decision: its parent comes before it
         for j in range(N):
             for child in (self.left[j], self.right[j]):
@@ -243,9 +244,9 @@ class Mixer:
         if self.local is not None:
             counts = np.concatenate([counts, self.local.lookup(hashes)])
         # every decision's two branch counts, summed up the tree from the leaves, exact in
-        # uint16 (at most 255 x 256), without BLAS (whose threads would fight the network's);
-        # symbols first, so that every sum and gather reads whole rows of M x S
-        sums = np.empty((self.V + N, M * S), dtype=np.uint16)  # the symbols', then the nodes'
+        # uint16 (at most 255 x V; uint32 past 257 symbols), without BLAS (whose threads would
+        # fight the network's); symbols first, so that every sum and gather reads whole rows
+        sums = np.empty((self.V + N, M * S), dtype=self.sum_dtype)  # symbols', then nodes'
         sums[: self.V] = counts.reshape(M * S, -1).T
         for level in self.levels:  # the deepest decisions first: a node's children are done
             sums[self.V + level] = sums[self.left[level]] + sums[self.right[level]]
