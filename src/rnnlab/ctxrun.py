@@ -69,10 +69,10 @@ def build_run_tables(
     room = max_bytes - 4096  # 4 kB: the file's header
     # the match model's text and its index, where they leave the tables their smallest size
     match = len(ids) * text_dtype(V).itemsize + index_bytes(len(ids))
-    if room - match < base.tables * (V + base.checks) * 256 * 2:
-        base = replace(base, match=0)
-    elif base.match:
+    if base.match and room - match >= base.tables * (V + base.checks) * 256 * 2:
         room -= match
+    else:
+        base = replace(base, match=0)
     # the warm-up's state takes the same bytes whatever the rows: measured on the smallest tables
     smallest = ContextTables.empty(replace(base, table_bits=8, local_bits=8), symbols)
     learned = sum(a.nbytes for a in Mixer(smallest, 1).learned().values())
