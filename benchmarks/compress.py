@@ -14,13 +14,14 @@ static, --adapt, mixed, --dynamic) for the very setting of each file, and the si
 coding the text as S segments side by side rather than one stream.
 
     python benchmarks/compress.py RUN [RUN ...] [--chars N] [--offset K] [--segments 128]
-        [--threads 2] [--weights-dtype float32] [--no-dynamic] [--json out.json]
+        [--threads N] [--weights-dtype float32] [--no-dynamic] [--json out.json]
 
 Each RUN is scored on its own validation split (the last 10% of its corpus), truncated to
 --chars characters when given. Dynamic-evaluation hyperparameters are chosen on the run's
 training split (never the scored text); the adaptation's defaults are fixed, and a grid of them
 on the training split is reported beside them. The coder runs on --threads threads (pinned, and
-recorded in the file for the decoder).
+recorded in the file for the decoder); by default on `rnnlab compress`'s: one when mixed (the
+mixer learns on a thread of its own), else two.
 """
 
 from __future__ import annotations
@@ -187,7 +188,7 @@ def bench_run(
     chars: int | None,
     segments: int,
     tune_chars: int,
-    threads: int,
+    threads: int | None,
     dtype: str,
     offset: int = 0,
     trials: int = 3,
@@ -384,7 +385,7 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=3, help="round trips of static and adaptive")
     p.add_argument("--segments", type=int, default=compression.DEFAULT_SEGMENTS)
     p.add_argument("--tune-chars", type=int, default=32_000, help="training chars for tuning")
-    p.add_argument("--threads", type=int, default=compression.THREADS)
+    p.add_argument("--threads", type=int, default=None, help="default: rnnlab compress's")
     p.add_argument(
         "--weights-dtype",
         default=compression.DEFAULT_WEIGHTS_DTYPE,
@@ -396,7 +397,8 @@ def main() -> None:
     a = p.parse_args()
     results = {
         "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"coder pinned to {a.threads} threads, recurrent weights {a.weights_dtype}",
+        f"coder pinned to {f'{a.threads} threads' if a.threads else '1 thread mixed, else 2'}"
+        f", recurrent weights {a.weights_dtype}",
         "texts": [
             bench_run(
                 r,

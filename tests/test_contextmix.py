@@ -4,15 +4,18 @@ import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import Future
 from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rnnlab import adaptive, ctxrun
+from rnnlab import compression as C
 from rnnlab import contextmix as cm
-from rnnlab import ctxrun
 from rnnlab.cli import main
 from rnnlab.ctxtables import symbol_classes
 from rnnlab.errors import UsageError
@@ -172,6 +175,9 @@ def test_compress_mixes_by_default_and_another_process_decodes_it(tmp_path, caps
     assert "mixed with context tables" in capsys.readouterr().out
     assert main(["compress", str(run), str(text), "-o", str(plain), "--no-mix"]) == 0
     assert mixed.stat().st_size < plain.stat().st_size
+    # mixed, the network steps on one torch thread and the mixer learns on another
+    assert C.read_header(mixed.read_bytes())[0].threads == C.MIXED_THREADS == 1
+    assert C.read_header(plain.read_bytes())[0].threads == C.THREADS == 2
     back = tmp_path / "back.txt"
     env = {**os.environ, "XDG_CACHE_HOME": str(root / "cache")}
     done = subprocess.run(
@@ -191,6 +197,50 @@ def test_compress_mixes_by_default_and_another_process_decodes_it(tmp_path, caps
     assert "other context tables" in capsys.readouterr().err
     assert main(["contexts", str(run), "--context-mb", "0.001"]) == 2
     assert "too small" in capsys.readouterr().err
+
+
+def test_the_mixer_learning_on_its_own_thread_gives_the_bits_of_learning_in_line(monkeypatch):
+    """The Adapter's mixer learns from a position while the caller steps on (and writes its
+    array of symbols again): every prediction is the one of a mixer that learned in line,
+    whether the learning runs at once, on the thread, or as late as it can (when waited for)."""
+    V, H, S = len(SYMBOLS), 16, 4
+    tables = cm.ContextTables.build(ids_of(words_text(100)), SYMBOLS, small_config(match=4))
+    torch.manual_seed(0)
+    head_w, head_b = torch.randn(V, H), torch.zeros(V)
+    text = ids_of(words_text(40, seed=7))[: 60 * S].reshape(60, S)
+    feats = torch.randn(60, S, H)
+
+    def predictions() -> list[np.ndarray]:
+        adapter = adaptive.Adapter(head_w, head_b, adaptive.AdaptConfig(), S, 61, tables=tables)
+        column, out = np.zeros(S, dtype=np.int64), []
+        for t in range(60):
+            column[:] = text[t]  # the same array, written before the last learning is waited for
+            if t:
+                out.append(adapter.predict(feats[t]).copy())
+            adapter.observe(column, S)
+        adapter.learned()
+        return out
+
+    class Later:  # runs what was submitted only when its result is asked for
+        def submit(self, fn, *args):
+            done = Future()
+            done.result = lambda timeout=None: fn(*args)
+            return done
+
+    class InLine:
+        def submit(self, fn, *args):
+            done = Future()
+            done.set_result(fn(*args))
+            return done
+
+    threaded = predictions()
+    monkeypatch.setattr(adaptive, "_LEARNER", Later())
+    later = predictions()
+    monkeypatch.setattr(adaptive, "_LEARNER", InLine())
+    in_line = predictions()
+    assert len(in_line) == 59
+    for other in (threaded, later):
+        assert all(np.array_equal(a, b) for a, b in zip(other, in_line, strict=True))
 
 
 def test_a_transposed_distribution_reaches_the_coder_in_row_order():

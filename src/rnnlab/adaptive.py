@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -42,6 +43,7 @@ from .data import stream_active, stream_grid, token_dtype
 from .errors import UsageError
 from .model import CharLM
 
+_LEARNER = ThreadPoolExecutor(1, thread_name_prefix="rnnlab-mixer")  # Adapter.observe's
 LENGTH_BUCKETS = 16  # match lengths 0..15+ (characters matched since the match was found)
 CONFIDENCE_BUCKETS = 12  # bins of -log2 p(predicted) under the network
 TABLE_BITS = 20  # the match model's hash table: 2**20 slots
@@ -222,6 +224,9 @@ class Adapter:
         lens = [n for n in (config.match_long, config.match_len) if n]
         self.matches = [MatchModel(n, self.history, self.starts, self.length) for n in lens]
         self.mixer = Mixer(tables.copy(), streams) if tables is not None else None
+        # the mixer learns from a position on a thread of its own while the network steps to
+        # the next one (the two share nothing; predict waits for it): the same bits, sooner
+        self.learning: Future | None = None
         self.unmixed: np.ndarray | None = None  # with a mixer: the last prediction before it
 
     @torch.no_grad()
@@ -241,6 +246,7 @@ class Adapter:
                 p /= p.sum(axis=1, keepdims=True)
             if self.mixer is not None:
                 self.unmixed = p  # the adapted network's own, for eval to score beside
+                self.learned()
                 p = self.mixer.predict(p)
         self.pending = (h, head)
         return p
@@ -268,7 +274,15 @@ class Adapter:
             match.learn(y, active)
             match.index(t, active)
         if self.mixer is not None:
-            self.mixer.observe(y, active)
+            self.learned()
+            # a copy: the caller may reuse its array for the next position meanwhile
+            self.learning = _LEARNER.submit(self.mixer.observe, y.copy(), active)
+
+    def learned(self) -> None:
+        """Wait until the mixer has learned from the last position observed."""
+        if self.learning is not None:
+            learning, self.learning = self.learning, None
+            learning.result()
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -66,14 +66,16 @@ from .rzmodel import (
     DEFAULT_SEGMENTS,
     DEFAULT_WEIGHTS_DTYPE,
     PRECISION_BITS,
-    THREADS,
     WEIGHTS_DTYPES,
     Stepper,
+    default_threads,
     model_digest,
     pinned_threads,
     prepare,
     probe_digest,
 )
+from .rzmodel import MIXED_THREADS as MIXED_THREADS
+from .rzmodel import THREADS as THREADS
 from .rzmodel import quantize as quantize
 from .rzmodel import quantize_probs as quantize_probs
 from .rzmodel import resolve_weights_dtype as resolve_weights_dtype
@@ -97,10 +99,10 @@ def _constriction():
     return constriction
 
 
-def _check_settings(segments: int, threads: int, weights_dtype: str) -> None:
+def _check_settings(segments: int, threads: int | None, weights_dtype: str) -> None:
     if not 1 <= segments <= MAX_SEGMENTS:
         raise UsageError(f"--segments must be in [1, {MAX_SEGMENTS}], got {segments}")
-    if not 1 <= threads <= MAX_THREADS:
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
         raise UsageError(f"--threads must be in [1, {MAX_THREADS}], got {threads}")
     if weights_dtype not in WEIGHTS_DTYPES:
         raise UsageError(f"--weights-dtype must be one of {', '.join(WEIGHTS_DTYPES)}")
@@ -115,7 +117,7 @@ class Settings:
     stats: dict[str, torch.Tensor] | None = None
     stats_sha256: str | None = None
     weights_dtype: str = DEFAULT_WEIGHTS_DTYPE
-    threads: int = THREADS
+    threads: int | None = None  # None: default_threads (1 when mixing, else 2)
     adapt: AdaptConfig | None = None
     tables: ContextTables | None = None  # context tables mixed in (with adapt)
 
@@ -133,6 +135,9 @@ def _encode(
     """The header and (W,) uint32 payload of the (n,) ``ids`` of an original of ``nbytes``
     bytes whose ``original_digest`` is ``digest``; ``history(S * L)`` gives the adapter its
     memory of the text (None: its own array)."""
+    if how.threads is None:  # 1 when mixing: the mixer learns on a thread of its own
+        mixed = how.adapt is not None and how.tables is not None
+        how = replace(how, threads=default_threads(mixed))
     _check_settings(how.segments, how.threads, how.weights_dtype)
     constriction = _constriction()
     n = len(ids)
@@ -193,7 +198,7 @@ def compress(
     stats: dict[str, torch.Tensor] | None = None,
     stats_sha256: str | None = None,
     weights_dtype: str = DEFAULT_WEIGHTS_DTYPE,
-    threads: int = THREADS,
+    threads: int | None = None,
     adapt: AdaptConfig | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     tables: ContextTables | None = None,
@@ -209,7 +214,7 @@ def compress(
         stats: the RMS statistics the "rms" rule needs (``dynamic.gradient_stats``).
         stats_sha256: their digest, recorded so the decoder can check its own copy.
         weights_dtype: "float32" or "bfloat16": the step function's recurrent weights.
-        threads: torch threads of the step function (recorded; the decoder pins the same).
+        threads: torch threads of the step (recorded for the decoder); None: 1 mixed, else 2.
         adapt: adapt the head and mix in a match model while coding (adaptive.py), or None.
         on_progress: called now and then with (symbols coded, symbols in all).
         tables: with ``adapt``, context tables to mix in (contextmix.py; the CLI's default is

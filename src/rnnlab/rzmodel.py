@@ -38,6 +38,18 @@ PRECISION_BITS = 20  # frequencies sum to 2**20; the coder itself works at 24 bi
 # format 1 ran at about 10.
 DEFAULT_SEGMENTS = 128
 THREADS = 2  # pinned, recorded, and pinned again by the decoder
+# mixed with context tables: the network steps on one torch thread while the mixer learns from
+# the last position on a thread of its own (adaptive.Adapter). Code, the ten-minute model, on 2
+# cores: 19.8-20.2 kB/s, against 18.0 with two torch threads (their idle spinning takes the
+# mixer's core) and 17.0-17.3 with one and the mixer on the main thread
+MIXED_THREADS = 1
+
+
+def default_threads(mixed: bool) -> int:
+    """The torch threads of the coder's step when not told: MIXED_THREADS when mixing."""
+    return MIXED_THREADS if mixed else THREADS
+
+
 WEIGHTS_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 DEFAULT_WEIGHTS_DTYPE = "float32"  # what compress() takes when not told; the CLI says "auto"
 

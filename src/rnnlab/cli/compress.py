@@ -33,8 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads",
         type=int,
-        default=compression.THREADS,
-        help="torch threads of the coder's step (recorded; decompression uses the same)",
+        default=None,
+        help="torch threads of the coder's step (recorded; decompression uses the same); "
+        f"default: {compression.MIXED_THREADS} when mixing with context tables (the mixer "
+        f"learns on a thread of its own), else {compression.THREADS}",
     )
     parser.add_argument(
         "--weights-dtype",
@@ -125,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     out = check_output(args, src, Path(f"{src}.rz"))
     if not 1 <= args.segments <= 65536:
         raise UsageError(f"--segments must be between 1 and 65,536, got {args.segments}")
-    if not 1 <= args.threads <= compression.MAX_THREADS:
+    if args.threads is not None and not 1 <= args.threads <= compression.MAX_THREADS:
         raise UsageError(
             f"--threads must be between 1 and {compression.MAX_THREADS}, got {args.threads}"
         )
