@@ -98,21 +98,26 @@ def test_pick_the_next_character_then_let_it_run(opened, server):
     assert seen["errors"] == []
 
 
-# The page's fetch, with each streamed body handed on 64 bytes at a time, 5 ms apart: a stream
-# of 2,000 characters then lasts seconds in the page on any machine, so Stop always finds it
-# running (the tiny model writes them in a fraction of a second, and a loaded machine can take
-# longer than that between two browser commands).
+# The page's fetch, with each streamed body handed on 64 bytes at a time, 5 ms apart, and
+# ended as an abort the moment the request's signal aborts (as a real fetch's body is): a
+# stream of 2,000 characters then lasts seconds in the page on any machine, so Stop always
+# finds it running (the tiny model writes them in a fraction of a second, and a loaded machine
+# can take longer than that between two browser commands).
 SLOW_STREAMS = """() => {
   const fetched = window.fetch;
-  window.fetch = async (...args) => {
-    const r = await fetched(...args);
+  window.fetch = async (url, init) => {
+    const r = await fetched(url, init);
+    const signal = init && init.signal;
     if (!r.body) return r;
     const reader = r.body.getReader();
+    const aborted = () => new DOMException("The operation was aborted.", "AbortError");
     const paced = new ReadableStream({async pull(out) {
-      const {value, done} = await reader.read();
-      if (done) { out.close(); return; }
-      for (let i = 0; i < value.length; i += 64) {
-        out.enqueue(value.slice(i, i + 64));
+      let got;
+      try { got = await reader.read(); } catch (e) { out.error(e); return; }
+      if (got.done) { out.close(); return; }
+      for (let i = 0; i < got.value.length; i += 64) {
+        if (signal && signal.aborted) { out.error(aborted()); return; }
+        out.enqueue(got.value.slice(i, i + 64));
         await new Promise((wake) => setTimeout(wake, 5));
       }
     }, cancel(why) { return reader.cancel(why); }});
