@@ -124,7 +124,10 @@ def test_the_text_is_saved_checked_and_counted_in_the_limit(tmp_path, monkeypatc
         built = ctxrun.build_run_tables(tmp_path, train, SYMBOLS, limit)
         assert built.reading_bytes <= limit and built.config.match
         assert (tmp_path / cm.CONTEXTS_FILE).stat().st_size <= limit
-    long_text = np.resize(train, 200_000)
+    long_text = np.resize(train, 200_000)  # the text and its index: 200 kB + 1 MB
     built = ctxrun.build_run_tables(tmp_path, long_text, SYMBOLS, 3 * 10**5)
     assert built.config.match == 0 and built.text is None
     assert built.reading_bytes <= 3 * 10**5
+    # kept where they take at most a quarter of the limit, not where they would take more
+    assert not ctxrun.build_run_tables(tmp_path, long_text, SYMBOLS, 4 * 10**6).config.match
+    assert ctxrun.build_run_tables(tmp_path, long_text, SYMBOLS, 6 * 10**6).config.match

@@ -67,9 +67,13 @@ def build_run_tables(
     file is replaced atomically)."""
     base, V, ids = MixConfig(), len(symbols), np.asarray(train_ids)
     room = max_bytes - 4096  # 4 kB: the file's header
-    # the match model's text and its index, where they leave the tables their smallest size
+    # the match model's text and its index, where they take at most a quarter of the limit
+    # (a small model of a large text would give the tables half their rows for it: the default
+    # three-minute model of the 12 MB `python` corpus, whose text and index take 45%) and leave
+    # the tables their smallest size
     match = len(ids) * text_dtype(V).itemsize + index_bytes(len(ids))
-    if base.match and room - match >= base.tables * (V + base.checks) * 256 * 2:
+    smallest_tables = base.tables * (V + base.checks) * 256 * 2
+    if base.match and match <= room // 4 and room - match >= smallest_tables:
         room -= match
     else:
         base = replace(base, match=0)
