@@ -24,7 +24,10 @@ piece of the text, from a zero state): the match model looks across all streams'
 learns from all of them. The head is float32 torch (its logits' softmax in float64, its gradient
 product in bf16; deterministic for a fixed thread count), the match models float64 and integer
 NumPy, so a compressor and a decompressor that feed the same features see bit-identical
-probabilities. Imports errors, data and model from rnnlab.
+probabilities. With context tables the mixer (contextmix.py) learns from each position on a
+thread of its own while the caller steps the network on; its next prediction waits for that
+learning, so the bits are those of learning in line. Imports contextmix, data, errors and model
+from rnnlab.
 """
 
 from __future__ import annotations
