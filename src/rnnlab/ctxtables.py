@@ -382,7 +382,7 @@ class ContextTables:
                 text = f.get_tensor("text") if "text" in names else None
                 learned = {
                     k.removeprefix("learned."): f.get_tensor(k)
-                    for k in f.keys()  # noqa: SIM118 (a safetensors handle, not a dict)
+                    for k in sorted(names)
                     if k.startswith("learned.")
                 }
             config = MixConfig.from_dict(json.loads(meta["config"]))
