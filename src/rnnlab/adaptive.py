@@ -227,8 +227,9 @@ class Adapter:
         lens = [n for n in (config.match_long, config.match_len) if n]
         self.matches = [MatchModel(n, self.history, self.starts, self.length) for n in lens]
         self.mixer = Mixer(tables.copy(), streams) if tables is not None else None
-        # the mixer learns from a position on a thread of its own while the network steps to
-        # the next one (the two share nothing; predict waits for it): the same bits, sooner
+        # the mixer learns from a position, and reads its tables for the next one, on a thread
+        # of its own while the network steps (the two share nothing; predict waits for it):
+        # the same bits, sooner
         self.learning: Future | None = None
         self.unmixed: np.ndarray | None = None  # with a mixer: the last prediction before it
 

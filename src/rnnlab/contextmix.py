@@ -209,6 +209,7 @@ class Mixer:
         self.previous = np.full(streams, V, dtype=np.int64)
         self.contexts = Contexts(self.config, tables.word, tables.classes, streams)
         self.pending: tuple | None = None
+        self.ready: tuple | None = None  # _prepare's, for the next predict
         if tables.learned:  # what build_tables' warm-up learned
             state = {name: getattr(self, name) for name in LEARNED}
             if self.match is not None:
@@ -237,13 +238,48 @@ class Mixer:
 
     def predict(self, p: np.ndarray) -> np.ndarray:
         """(S, V) network probabilities -> (S, V) mixed float64 probabilities."""
-        S, M, N = len(p), self.M, self.N
-        inputs = len(self.weights)
-        x = np.empty((inputs, S, N), dtype=np.float32)  # inputs, streams, decisions
-        c = np.zeros((S, self.V + 1))
+        if self.ready is None:
+            self.ready = self._prepare()
+        x, zs, w0, cell_at, state, sels = self.ready
+        self.ready = None
+        N = self.N
+        c = np.zeros((len(p), self.V + 1))
         np.cumsum(p, axis=1, out=c[:, 1:])  # a fixed order of sums: the same bits everywhere
         right, whole = c[:, self.hi] - c[:, self.mid], c[:, self.hi] - c[:, self.lo]
         x[0] = _stretch(np.clip(right / np.maximum(whole, 1e-300), _EPS, 1 - _EPS))
+        z = [zk + x[0] * wk for zk, wk in zip(zs, w0, strict=True)]  # the network's term last
+        qs = [_squash(np.clip(zk.astype(np.float64), -40, 40)) for zk in z]
+        if len(qs) == 1:
+            q, x2, zq = qs[0], None, z[0]
+        else:  # the second layer: the first layer's stretched outputs, one weight set per decision
+            x2 = np.clip(np.stack(z), -_LIMIT, _LIMIT)  # (K, S, N): stretch(squash(z)), clipped
+            z2 = x2[0] * self.final[0]
+            for k in range(1, len(qs)):
+                z2 += x2[k] * self.final[k]
+            q, zq = _squash(np.clip(z2.astype(np.float64), -40, 40)), z2
+        # the APM's bucket of stretch(q), which is zq (clipped to the APM's range)
+        at = np.clip(zq.astype(np.float64) * 2 + 16, 0, APM_BUCKETS - 1.001)
+        low = at.astype(np.int64)
+        frac = at - low
+        cell = cell_at + low
+        apm = self.apm.reshape(-1)
+        refined = apm[cell] * (1 - frac) + apm[cell + 1] * frac
+        final = np.ones((len(p), 2 * N + 2))  # [q, 1 - q] of every decision and the padding one
+        final[:, :N] = np.clip((q + 3 * refined) / 4 if self.config.apm_rate else q, _EPS, 1 - _EPS)
+        final[:, N + 1 : 2 * N + 1] = 1.0 - final[:, :N]
+        final[:, 2 * N + 1] = 0.0
+        mixed = final[:, self.factors].prod(axis=2)  # (S, V)
+        self.pending = (x, q, cell, frac, state, sels, qs, x2)
+        return mixed / mixed.sum(axis=1, keepdims=True)
+
+    def _prepare(self) -> tuple:
+        """What the next prediction needs that the network's probabilities do not change: the
+        tables' and the match model's inputs, each mixer's weight set and its dot product over
+        them, ahead of the network's term (``observe`` computes it as soon as the symbols are
+        in, so that on the learning thread it overlaps the network's step)."""
+        S, M, N = len(self.previous), self.M, self.N
+        inputs = len(self.weights)
+        x = np.empty((inputs, S, N), dtype=np.float32)  # inputs, streams, decisions
         x[-1] = 0.3
         hashes = self.contexts.hashes  # the local tables read fewer of their bits
         counts = self.tables.lookup(hashes)  # (M, S, V)
@@ -269,37 +305,21 @@ class Mixer:
         before = np.where(self.previous == self.V, R, np.minimum(self.previous, R - 1))
         K = self.config.mixers
         sels = [self.first_set[k] + self._mixer_context(k, before) for k in range(K)]
-        # every mixer's dot products at once (einsum: no BLAS, no threads, a fixed order)
+        # every mixer's dot product over all but the network's input at once (einsum: no BLAS,
+        # no threads, a fixed order); the network's term is added in predict
+        rest = x[1:]
         if self.match is None:  # mixer 0: one set per decision
-            z = [np.einsum("isn,in->sn", x, self.weights[:, 0])]
+            zs = [np.einsum("isn,in->sn", rest, self.weights[1:, 0])]
+            w0 = [self.weights[0, 0]]
         else:
-            z = [np.einsum("isn,isn->sn", x, self.weights.take(sels[0], axis=1))]
+            w = self.weights.take(sels[0], axis=1)
+            zs, w0 = [np.einsum("isn,isn->sn", rest, w[1:])], [w[0]]
         if K > 1:
             w = self.weights.take(np.concatenate(sels[1:]), axis=1).reshape(inputs, K - 1, S, N)
-            z += list(np.einsum("isn,iksn->ksn", x, w))
-        qs = [_squash(np.clip(zk.astype(np.float64), -40, 40)) for zk in z]
-        if len(qs) == 1:
-            q, x2, zq = qs[0], None, z[0]
-        else:  # the second layer: the first layer's stretched outputs, one weight set per decision
-            x2 = np.clip(np.stack(z), -_LIMIT, _LIMIT)  # (K, S, N): stretch(squash(z)), clipped
-            z2 = x2[0] * self.final[0]
-            for k in range(1, len(qs)):
-                z2 += x2[k] * self.final[k]
-            q, zq = _squash(np.clip(z2.astype(np.float64), -40, 40)), z2
-        # the APM's bucket of stretch(q), which is zq (clipped to the APM's range)
-        at = np.clip(zq.astype(np.float64) * 2 + 16, 0, APM_BUCKETS - 1.001)
-        low = at.astype(np.int64)
-        frac = at - low
-        cell = (before[:, None] * N + np.arange(N)[None, :]) * APM_BUCKETS + low
-        apm = self.apm.reshape(-1)
-        refined = apm[cell] * (1 - frac) + apm[cell + 1] * frac
-        final = np.ones((S, 2 * N + 2))  # [q, 1 - q] of every decision and of the padding one
-        final[:, :N] = np.clip((q + 3 * refined) / 4 if self.config.apm_rate else q, _EPS, 1 - _EPS)
-        final[:, N + 1 : 2 * N + 1] = 1.0 - final[:, :N]
-        final[:, 2 * N + 1] = 0.0
-        mixed = final[:, self.factors].prod(axis=2)  # (S, V)
-        self.pending = (x, q, cell, frac, state, sels, qs, x2)
-        return mixed / mixed.sum(axis=1, keepdims=True)
+            zs += list(np.einsum("isn,iksn->ksn", rest, w[1:]))
+            w0 += list(w[0])
+        cell_at = (before[:, None] * N + np.arange(N)[None, :]) * APM_BUCKETS  # the APM's rows
+        return x, zs, w0, cell_at, state, sels
 
     def observe(self, symbols: np.ndarray, active: int) -> None:
         """The symbols (S,) at the next position; only the first ``active`` streams have one."""
@@ -314,6 +334,7 @@ class Mixer:
         self.previous[:active] = y[:active]
         if self.match is not None:
             self.match.push(y, active)
+        self.ready = self._prepare()
 
     def _mixer_context(self, k: int, before: np.ndarray) -> np.ndarray:
         """(S,) which of mixer k's weight sets each stream uses now."""

@@ -41,10 +41,11 @@ MAGIC = b"RNNLABZ\0"
 # 3: the adaptation settings (format 2 had none); 4: mixed with the second context-table format
 # (nonstationary counts, local tables, two mixers); 5: mixed with the third (line contexts, four
 # mixers); 6: mixed with the fourth (a check byte per row, two rows per context); 7: mixed with
-# the fifth (the match model of the training text). A file of format 3 to 6 that was not mixed
-# reads the same in format 7; one that was mixed needs the rnnlab that wrote it.
-FORMAT_VERSION = 7
-READS = (3, 4, 5, 6, 7)
+# the fifth (the match model of the training text); 8: the mixers' sums in another order (the
+# tables' terms first, the network's last). A file of format 3 to 7 that was not mixed reads
+# the same in format 8; one that was mixed needs the rnnlab that wrote it.
+FORMAT_VERSION = 8
+READS = (3, 4, 5, 6, 7, 8)
 MAX_THREADS = 256
 MAX_SEGMENTS = 1 << 16  # the batch the decoder will allocate: bounded for untrusted files
 MAX_LENGTH = 1 << 40  # symbols; a header claiming more is corrupt
