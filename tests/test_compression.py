@@ -155,6 +155,7 @@ def test_corrupt_truncated_foreign_and_other_version_files_are_refused():
         (rewrite(blob, format_version=5, adapt=AdaptConfig(), mix="00" * 8), "earlier format"),
         (rewrite(blob, format_version=6, adapt=AdaptConfig(), mix="00" * 8), "earlier format"),
         (rewrite(blob, format_version=7, adapt=AdaptConfig(), mix="00" * 8), "earlier format"),
+        (rewrite(blob, format_version=8, adapt=AdaptConfig(), mix="00" * 8), "earlier format"),
         (rewrite(blob, length=10**15), "header is invalid"),
         (rewrite(blob, probe_sha256="0" * 16), "computes the model's probabilities differently"),
         (rewrite(blob, original_sha256="0" * 16), "checksum mismatch"),
@@ -164,8 +165,8 @@ def test_corrupt_truncated_foreign_and_other_version_files_are_refused():
             C.decompress(data, MODEL, VOCAB)
     with pytest.raises(C.CompressedFileError, match="another model"):
         C.decompress(blob, tiny(seed=9), VOCAB)
-    # a file of format 3 to 7 that was not mixed reads as it did
-    for version in (3, 4, 5, 6, 7):
+    # a file of format 3 to 8 that was not mixed reads as it did
+    for version in (3, 4, 5, 6, 7, 8):
         assert (
             C.decompress(rewrite(blob, format_version=version), MODEL, VOCAB) == TEXT[:600].encode()
         )

@@ -151,7 +151,7 @@ def test_a_saved_table_file_is_checked_and_bounded(tmp_path, monkeypatch):
     assert back.sha256() == tables.sha256() and back.config == tables.config
     mixer = cm.Mixer(back, 2)  # starts from what the warm-up learned
     assert np.array_equal(mixer.apm, tables.learned["apm"])
-    assert (mixer.weights[0] == cm.NETWORK_START).all()
+    assert (mixer.weights[: cm.NETWORK_INPUTS].sum(axis=0) == cm.NETWORK_START).all()
     with pytest.raises(UsageError, match="limit"):
         cm.ContextTables.load(path, len(SYMBOLS), 1000)
     with pytest.raises(UsageError, match="damaged"):
@@ -252,6 +252,31 @@ def test_a_transposed_distribution_reaches_the_coder_in_row_order():
     freq = quantize_probs(np.asfortranarray(p))
     assert freq.flags.c_contiguous and (freq[:2] / 2.0**20).flags.c_contiguous
     assert np.array_equal(freq, quantize_probs(p))
+
+
+def test_the_mixer_learns_to_follow_the_trained_network_where_the_adapted_one_strays():
+    """The network's two inputs: where the adapted distribution says nothing (uniform) and the
+    trained one names the next symbol, the mixed prediction comes to follow the trained one,
+    and a prediction given one distribution alone reads it as both."""
+    V, S = len(SYMBOLS), 3
+    rng = np.random.default_rng(7)
+    tables = cm.ContextTables.build(rng.integers(0, V, 4000), SYMBOLS, small_config())
+    mixer = cm.Mixer(tables.copy(), S)
+    text = rng.integers(0, V, (400, S))  # random: the tables know nothing of it
+    uniform = np.full((S, V), 1.0 / V)
+    mixer.observe(text[0], S)
+    for t in range(1, len(text)):
+        trained = np.full((S, V), 0.1 / (V - 1))
+        trained[np.arange(S), text[t]] = 0.9
+        p = mixer.predict(uniform, trained)
+        mixer.observe(text[t], S)
+    assert (p[np.arange(S), text[-1]] > 0.5).all()  # the first prediction gave it 1/V
+    assert (mixer.weights[1] > mixer.weights[0]).any()
+    one, both = cm.Mixer(tables.copy(), S), cm.Mixer(tables.copy(), S)
+    one.observe(text[0], S)
+    both.observe(text[0], S)
+    assert np.array_equal(one.predict(trained), both.predict(trained, trained))
+    assert not np.array_equal(one.predict(trained), both.predict(trained, uniform))
 
 
 def test_a_large_vocabulary_shares_the_apm_of_its_rare_symbols():

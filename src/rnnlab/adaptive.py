@@ -227,6 +227,7 @@ class Adapter:
         lens = [n for n in (config.match_long, config.match_len) if n]
         self.matches = [MatchModel(n, self.history, self.starts, self.length) for n in lens]
         self.mixer = Mixer(tables.copy(), streams) if tables is not None else None
+        self.trained = (self.w.clone(), self.b.clone())  # unadapted: the mixer's second input
         # the mixer learns from a position, and reads its tables for the next one, on a thread
         # of its own while the network steps (the two share nothing; predict waits for it):
         # the same bits, sooner
@@ -250,8 +251,10 @@ class Adapter:
                 p /= p.sum(axis=1, keepdims=True)
             if self.mixer is not None:
                 self.unmixed = p  # the adapted network's own, for eval to score beside
+                w, b = self.trained
+                trained = torch.softmax(torch.addmm(b, h, w.T).double(), dim=1).numpy()
                 self.learned()
-                p = self.mixer.predict(p)
+                p = self.mixer.predict(p, trained)
         self.pending = (h, head)
         return p
 

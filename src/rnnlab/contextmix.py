@@ -27,8 +27,9 @@ predicted before it is seen:
   expected, for as long as the text goes on as it went on there: a repeat far longer than the
   tables' orders (the tables' file keeps the training text for it).
 * **A binary mixer** (``Mixer``). Each character is a path of yes/no decisions down a balanced
-  tree over the V symbols (V - 1 decisions in all). Every decision gets one input from the
-  network (the stretched share of its probability down the right branch), one from every
+  tree over the V symbols (V - 1 decisions in all). Every decision gets two inputs from the
+  network (the stretched share of its probability down the right branch, as adapted to the
+  text read and as trained, so the mixer weighs the adaptation by context), one from every
   table, local ones too: a learned probability for the pair of count buckets its counts fall
   in (paq's adaptive state map; the counts' smoothed share as a second input measured worse),
   and one from the match model, toward the expected symbol's branches on its path.
@@ -85,6 +86,14 @@ _LIMIT = np.float32(math.log((1 - _EPS) / _EPS))  # stretch(1 - _EPS)
 # text read this way: 1.8665, seven times slower).
 WARMUP_CHARS = 200_000
 NETWORK_START, TABLES_SHARE = 0.5, 0.5
+# the network's inputs: its adapted distribution and the trained one, starting at half of
+# NETWORK_START each, and learning at NETWORK_RATE times the mixers' rate (the warm-up cannot
+# teach their weights). Held-out, the ten-minute models, bits/char: Shakespeare 1.8140 with the
+# adapted one alone, 1.8040 with both, 1.8032 with both at three times the rate (2 and 5:
+# 1.8031, 1.8042); code 1.0169, 1.0045, 1.0009 (2 and 5: 1.0018, 1.0006). The adapted head
+# without the in-text match models as the second input instead: 1.8040 and 1.0015; all three:
+# 1.8036 and 1.0009
+NETWORK_INPUTS, NETWORK_RATE = 2, 3.0
 # the second layer learns at this share of the mixers' rate (1 and 3 measured 0.001 and 0.004
 # worse than 0.3 on held-out Shakespeare)
 FINAL_RATE = 0.3
@@ -184,7 +193,8 @@ class Mixer:
         if self.config.match:
             paths = (self.path_nodes, self.path_bits, N)
             self.match = TextMatch(tables.text, self.config.match, streams, paths)
-        inputs = 2 + M + (self.match is not None)  # the network, one per table, match, a bias
+        # the network's, one per table, the match model's, a bias
+        inputs = NETWORK_INPUTS + M + (self.match is not None) + 1
         self.apm_symbols = min(V, APM_SYMBOLS)
         # weight sets: one per decision (with the match model, per (decision, match length
         # bucket)); with two mixers also one per (decision, previous
@@ -196,7 +206,7 @@ class Mixer:
         sizes = [first, 1 + self.apm_symbols, COLUMN_SETS, WORD_SETS][:K]
         self.first_set = np.cumsum([0, *sizes])[:K]  # mixer k's sets begin here
         self.weights = np.zeros((inputs, sum(sizes), N), np.float32)
-        self.weights[0] = 1.0  # the network alone, to begin with
+        self.weights[:NETWORK_INPUTS] = 1.0 / NETWORK_INPUTS  # the network alone, to begin with
         self.final = np.full((K, N), 1.0 / K, dtype=np.float32)  # the second layer's weights
         q1, q0 = np.meshgrid(np.arange(COUNT_BUCKETS), np.arange(COUNT_BUCKETS))
         typical = np.exp2(np.arange(COUNT_BUCKETS) / 2.0) - 1.0  # a count in each bucket
@@ -226,9 +236,9 @@ class Mixer:
     def learned(self) -> dict[str, np.ndarray]:
         """The state a later reading starts from: the tables' part of the mixer's weights
         (scaled by TABLES_SHARE, since the network joins it then), the network's at
-        NETWORK_START, the state maps, the APM and the match model's map."""
+        NETWORK_START in all, the state maps, the APM and the match model's map."""
         weights = self.weights * TABLES_SHARE
-        weights[0] = NETWORK_START
+        weights[:NETWORK_INPUTS] = NETWORK_START / NETWORK_INPUTS
         return {
             "weights": weights,
             "final": self.final.copy(),
@@ -236,18 +246,17 @@ class Mixer:
             "apm": self.apm.copy(),
         } | ({} if self.match is None else {"match_map": self.match.map.copy()})
 
-    def predict(self, p: np.ndarray) -> np.ndarray:
-        """(S, V) network probabilities -> (S, V) mixed float64 probabilities."""
+    def predict(self, p: np.ndarray, trained: np.ndarray | None = None) -> np.ndarray:
+        """(S, V) network probabilities, as adapted and as trained (default: the same) -> (S,
+        V) mixed float64 probabilities."""
         if self.ready is None:
             self.ready = self._prepare()
         x, zs, w0, cell_at, state, sels = self.ready
         self.ready = None
         N = self.N
-        c = np.zeros((len(p), self.V + 1))
-        np.cumsum(p, axis=1, out=c[:, 1:])  # a fixed order of sums: the same bits everywhere
-        right, whole = c[:, self.hi] - c[:, self.mid], c[:, self.hi] - c[:, self.lo]
-        x[0] = _stretch(np.clip(right / np.maximum(whole, 1e-300), _EPS, 1 - _EPS))
-        z = [zk + x[0] * wk for zk, wk in zip(zs, w0, strict=True)]  # the network's term last
+        self._branches(p, out=x[0])
+        self._branches(p if trained is None else trained, out=x[1])
+        z = [zk + x[0] * wk[0] + x[1] * wk[1] for zk, wk in zip(zs, w0, strict=True)]  # last
         qs = [_squash(np.clip(zk.astype(np.float64), -40, 40)) for zk in z]
         if len(qs) == 1:
             q, x2, zq = qs[0], None, z[0]
@@ -272,12 +281,20 @@ class Mixer:
         self.pending = (x, q, cell, frac, state, sels, qs, x2)
         return mixed / mixed.sum(axis=1, keepdims=True)
 
+    def _branches(self, p: np.ndarray, out: np.ndarray) -> None:
+        """(S, V) probabilities -> ``out`` (S, N): each decision's stretched share of its
+        probability down the right branch."""
+        c = np.zeros((len(p), self.V + 1))
+        np.cumsum(p, axis=1, out=c[:, 1:])  # a fixed order of sums: the same bits everywhere
+        right, whole = c[:, self.hi] - c[:, self.mid], c[:, self.hi] - c[:, self.lo]
+        out[...] = _stretch(np.clip(right / np.maximum(whole, 1e-300), _EPS, 1 - _EPS))
+
     def _prepare(self) -> tuple:
         """What the next prediction needs that the network's probabilities do not change: the
         tables' and the match model's inputs, each mixer's weight set and its dot product over
         them, ahead of the network's term (``observe`` computes it as soon as the symbols are
         in, so that on the learning thread it overlaps the network's step)."""
-        S, M, N = len(self.previous), self.M, self.N
+        S, M, N, net = len(self.previous), self.M, self.N, NETWORK_INPUTS
         inputs = len(self.weights)
         x = np.empty((inputs, S, N), dtype=np.float32)  # inputs, streams, decisions
         x[-1] = 0.3
@@ -298,26 +315,26 @@ class Mixer:
         state = _STATE.take(np.ascontiguousarray(seen))  # (M, S, N)
         state += self.state_offsets
         stretched = _stretch(np.clip(self.state_map, 1e-4, 1 - 1e-4)).astype(np.float32)
-        stretched.take(state, out=x[1 : 1 + M])
+        stretched.take(state, out=x[net : net + M])
         if self.match is not None:
-            x[1 + M] = self.match.inputs()
+            x[net + M] = self.match.inputs()
         R = self.apm_symbols
         before = np.where(self.previous == self.V, R, np.minimum(self.previous, R - 1))
         K = self.config.mixers
         sels = [self.first_set[k] + self._mixer_context(k, before) for k in range(K)]
-        # every mixer's dot product over all but the network's input at once (einsum: no BLAS,
-        # no threads, a fixed order); the network's term is added in predict
-        rest = x[1:]
+        # every mixer's dot product over all but the network's inputs at once (einsum: no BLAS,
+        # no threads, a fixed order); the network's terms are added in predict
+        rest = x[net:]
         if self.match is None:  # mixer 0: one set per decision
-            zs = [np.einsum("isn,in->sn", rest, self.weights[1:, 0])]
-            w0 = [self.weights[0, 0]]
+            zs = [np.einsum("isn,in->sn", rest, self.weights[net:, 0])]
+            w0 = [self.weights[:net, 0]]
         else:
             w = self.weights.take(sels[0], axis=1)
-            zs, w0 = [np.einsum("isn,isn->sn", rest, w[1:])], [w[0]]
+            zs, w0 = [np.einsum("isn,isn->sn", rest, w[net:])], [w[:net]]
         if K > 1:
             w = self.weights.take(np.concatenate(sels[1:]), axis=1).reshape(inputs, K - 1, S, N)
-            zs += list(np.einsum("isn,iksn->ksn", rest, w[1:]))
-            w0 += list(w[0])
+            zs += list(np.einsum("isn,iksn->ksn", rest, w[net:]))
+            w0 += [w[:net, k] for k in range(K - 1)]
         cell_at = (before[:, None] * N + np.arange(N)[None, :]) * APM_BUCKETS  # the APM's rows
         return x, zs, w0, cell_at, state, sels
 
@@ -368,7 +385,9 @@ class Mixer:
             ]
             sel = np.concatenate([sk[:active] for sk in sels])
             many = np.tile(nodes, (len(qs), 1))
-            _add_by_set(self.weights, sel, many, np.concatenate(steps, axis=1))
+            step = np.concatenate(steps, axis=1)
+            step[:NETWORK_INPUTS] *= NETWORK_RATE
+            _add_by_set(self.weights, sel, many, step)
             if x2 is not None:  # the second layer: one weight set per decision
                 grad = (lr * FINAL_RATE * err)[None] * x2[:, s, nodes]  # (K, a, D)
                 _add_by_set(self.final[:, None], np.zeros(active, np.intp), nodes, grad)

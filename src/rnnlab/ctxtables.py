@@ -34,8 +34,9 @@ from .errors import UsageError
 
 CONTEXTS_FILE = "contexts.safetensors"
 # 2: discounted counts, local tables, two mixers; 3: line contexts, classes; 4: check bytes;
-# 5: the training text, for its match model
-FORMAT_VERSION = 5
+# 5: the training text, for its match model; 6: the mixer's learned weights for two network
+# inputs
+FORMAT_VERSION = 6
 MAX_ORDER = 12
 MAX_MATCH = 32
 MAX_LINES = 2
