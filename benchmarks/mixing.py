@@ -12,7 +12,9 @@ read as `rnnlab compress` reads it (128 segments side by side), by
     mixed, two mixers           without the mixers by column and by word length
     mixed, no line contexts     without the tables of the line's prefix and the line above
     mixed, no check bytes       rows shared by whatever contexts hash to them
-    mixed, no match model       without the match model of the training text (the version before)
+    mixed, no match model       without the match model of the training text
+    mixed, one view of the network  the adapted distribution alone (as both of the network's
+                                inputs), not beside the network as trained
     mixed                       the default
 
     python benchmarks/mixing.py RUN [--chars N] [--json benchmarks/results/mixing.json]
@@ -57,6 +59,16 @@ def tables_alone(tables: contextmix.ContextTables, ids: np.ndarray) -> float:
     return bits / n
 
 
+def one_view(model, ids: np.ndarray, adapt: adaptive.AdaptConfig, tables) -> float:
+    """The mixed reading with the network's adapted distribution as both of its inputs."""
+    predict = contextmix.Mixer.predict
+    contextmix.Mixer.predict = lambda self, p, trained=None: predict(self, p)  # type: ignore
+    try:
+        return adaptive.adaptive_bits_per_char(model, ids, adapt, SEGMENTS, tables=tables).bpc
+    finally:
+        contextmix.Mixer.predict = predict  # type: ignore
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("run", type=Path)
@@ -83,13 +95,13 @@ def main() -> None:
     def reading(name: str, fn) -> None:
         t0 = time.perf_counter()
         rows[name] = {"bpc": fn(), "seconds": time.perf_counter() - t0}
-        print(f"{name:28s} {rows[name]['bpc']:.4f} bpc  {rows[name]['seconds']:6.1f} s", flush=True)
+        print(f"{name:32s} {rows[name]['bpc']:.4f} bpc  {rows[name]['seconds']:6.1f} s", flush=True)
 
     plain = adaptive.adaptive_bits_per_char(model, ids, adapt, SEGMENTS)
     rows["network, static"] = {"bpc": plain.static_bpc, "seconds": None}
-    print(f"{'network, static':28s} {plain.static_bpc:.4f} bpc")
+    print(f"{'network, static':32s} {plain.static_bpc:.4f} bpc")
     rows["network, adaptive"] = {"bpc": plain.bpc, "seconds": plain.seconds}
-    print(f"{'network, adaptive':28s} {plain.bpc:.4f} bpc  {plain.seconds:6.1f} s")
+    print(f"{'network, adaptive':32s} {plain.bpc:.4f} bpc  {plain.seconds:6.1f} s")
     reading("context tables alone", lambda: tables_alone(tables, ids))
 
     def variant(**change) -> contextmix.ContextTables:
@@ -110,6 +122,8 @@ def main() -> None:
     for name, t in readings:
         reading(name, lambda t=t: adaptive.adaptive_bits_per_char(
             model, ids, adapt, SEGMENTS, tables=t).bpc)  # fmt: skip
+        if name == "mixed, no match model":
+            reading("mixed, one view of the network", lambda: one_view(model, ids, adapt, tables))
     result = {
         "run": str(a.run),
         "text": f"validation split of {config.corpus.source}, {len(ids):,} characters",
