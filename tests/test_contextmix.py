@@ -156,6 +156,11 @@ def test_a_saved_table_file_is_checked_and_bounded(tmp_path, monkeypatch):
         cm.ContextTables.load(path, len(SYMBOLS), 1000)
     with pytest.raises(UsageError, match="damaged"):
         cm.ContextTables.load(path, len(SYMBOLS) + 1, 10**8)  # another vocabulary
+    monkeypatch.setattr("rnnlab.ctxtables.FORMAT_VERSION", 5)  # as an earlier rnnlab wrote it
+    tables.save(tmp_path / "old.safetensors")
+    monkeypatch.undo()
+    with pytest.raises(UsageError, match=r"another format \(rnnlab's tables are of format \d+\)"):
+        cm.ContextTables.load(tmp_path / "old.safetensors", len(SYMBOLS), 10**8)
     blob = bytearray(path.read_bytes())
     blob[-7] ^= 0x40  # a count flipped
     path.write_bytes(bytes(blob))

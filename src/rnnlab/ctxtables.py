@@ -387,6 +387,8 @@ class ContextTables:
                     if k.startswith("learned.")
                 }
             config = MixConfig.from_dict(json.loads(meta["config"]))
+        except UsageError:  # a ValueError too: the other format's message, as it is
+            raise
         except (SafetensorError, OSError, KeyError, ValueError):
             raise UsageError(bad) from None
         shape = (config.tables, 1 << config.table_bits, vocab_size)
