@@ -63,14 +63,17 @@ def _flag(default: Any, flag: str, help: str) -> Any:
 class AdaptConfig:
     """The two mechanisms' settings; 0 turns one off.
 
-    How the defaults were chosen (README, "Compressing files with a model"): the rate, the first
+    How the defaults were chosen (docs/compressing.md, "Adaptation while reading"): the first
     match length and the bins from a first look at held-out standard-library code, the second
-    match length on the training split; benchmarks/compress.py reports a grid of them on the
+    match length on the training split, the rate first so too, then doubled on standard-library
+    packages no model here trained on; benchmarks/compress.py reports a grid of them on the
     run's training split and scores a slice of code that played no part in any choice.
     """
 
     head_lr: float = _flag(
-        7.8125e-4,  # 0.1 per step of 128 segments
+        # 0.2 per step of 128 segments (0.1 until the mixer read the network as trained too:
+        # held-out, docs/compressing.md, "Adaptation while reading")
+        1.5625e-3,
         "--adapt-head-lr",
         "SGD step of the output layer per character coded (0: off)",
     )
