@@ -397,7 +397,8 @@ def main() -> None:
     a = p.parse_args()
     results = {
         "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"coder pinned to {f'{a.threads} threads' if a.threads else '1 thread mixed, else 2'}"
+        f"coder pinned to {a.threads or compression.MIXED_THREADS} thread(s) mixed, else "
+        f"{a.threads or compression.THREADS}"
         f", recurrent weights {a.weights_dtype}",
         "texts": [
             bench_run(

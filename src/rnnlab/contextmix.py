@@ -255,7 +255,10 @@ class Mixer:
         self.ready = None
         N = self.N
         self._branches(p, out=x[0])
-        self._branches(p if trained is None else trained, out=x[1])
+        if trained is None:
+            x[1] = x[0]
+        else:
+            self._branches(trained, out=x[1])
         z = [zk + x[0] * wk[0] + x[1] * wk[1] for zk, wk in zip(zs, w0, strict=True)]  # last
         qs = [_squash(np.clip(zk.astype(np.float64), -40, 40)) for zk in z]
         if len(qs) == 1:
