@@ -10,14 +10,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from rnnlab import adaptive, ctxrun
 from rnnlab import compression as C
 from rnnlab import contextmix as cm
 from rnnlab.cli import main
 from rnnlab.ctxtables import symbol_classes
+from rnnlab.ctxtree import balanced_tree
 from rnnlab.errors import UsageError
 from tests.conftest import train_tiny_runs, words_text
 
@@ -49,22 +48,6 @@ def read(tables: cm.ContextTables, ids: np.ndarray, streams: int = 3) -> np.ndar
         column[:active] = ids[where]
         mixer.observe(column, active)
     return out
-
-
-@given(st.integers(2, 300))
-@settings(max_examples=40, deadline=None)
-def test_the_tree_gives_every_symbol_one_path_and_the_paths_a_distribution(V):
-    splits, nodes, bits = cm.symbol_tree(V)
-    assert len(splits) == V - 1  # a binary tree over V leaves has V - 1 decisions
-    q = np.random.default_rng(V).uniform(0.01, 0.99, V - 1)
-    steps = np.append(q, 1.0)[nodes]
-    p = np.where(bits == 1, steps, 1 - steps).prod(axis=1)
-    assert abs(p.sum() - 1.0) < 1e-9 and (p > 0).all()
-    for v in range(V):  # the path's branches lead to v: right means v >= mid
-        for node, bit in zip(nodes[v], bits[v], strict=True):
-            if node < V - 1:
-                lo, mid, hi = splits[node]
-                assert lo <= v < hi and bit == int(v >= mid)
 
 
 def test_counts_halve_a_row_instead_of_passing_255():
@@ -304,6 +287,7 @@ def test_a_branch_of_hundreds_of_full_counts_reads_as_full_not_wrapped():
     tables = cm.ContextTables.empty(small_config(table_bits=8, local_bits=0, checks=0), symbols)
     tables.counts[:] = 255
     tables.counts[:, :, [257, 515]] = 11
+    tables.tree = balanced_tree(V)  # halves of 258 symbols at the root
     mixer = cm.Mixer(tables, 2)
     assert tuple(mixer.mid[:1]) == (258,)  # the root: 0..257 left, 258..515 right
     mixer.predict(np.full((2, V), 1 / V))

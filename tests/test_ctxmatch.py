@@ -7,12 +7,14 @@ from hypothesis import strategies as st
 
 from rnnlab import contextmix as cm
 from rnnlab import ctxmatch, ctxrun
+from rnnlab.ctxtree import balanced_tree, tree_paths
 from tests.conftest import words_text
 from tests.test_contextmix import SYMBOLS, ids_of, read, small_config
 
 
 def tree(V: int) -> tuple[np.ndarray, np.ndarray, int]:
-    splits, nodes, bits = cm.symbol_tree(V)
+    order, splits = balanced_tree(V)
+    nodes, bits = tree_paths(order, splits)
     return nodes, bits, len(splits)
 
 

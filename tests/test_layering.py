@@ -9,7 +9,7 @@ PACKAGE = Path(rnnlab.__file__).parent
 
 LAYERS = [
     {"errors"},
-    {"files", "config", "vocab", "interrupts", "ctxkeys", "ctxmatch"},
+    {"files", "config", "vocab", "interrupts", "ctxkeys", "ctxmatch", "ctxtree"},
     {"options"},
     {"scan", "ctxtables"},
     {

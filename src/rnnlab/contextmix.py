@@ -26,13 +26,15 @@ predicted before it is seen:
   symbols occurred in the training text, the symbol that followed their last place there is
   expected, for as long as the text goes on as it went on there: a repeat far longer than the
   tables' orders (the tables' file keeps the training text for it).
-* **A binary mixer** (``Mixer``). Each character is a path of yes/no decisions down a balanced
-  tree over the V symbols (V - 1 decisions in all). Every decision gets two inputs from the
-  network (the stretched share of its probability down the right branch, as adapted to the
-  text read and as trained, so the mixer weighs the adaptation by context), one from every
-  table, local ones too: a learned probability for the pair of count buckets its counts fall
-  in (paq's adaptive state map; the counts' smoothed share as a second input measured worse),
-  and one from the match model, toward the expected symbol's branches on its path.
+* **A binary mixer** (``Mixer``). Each character is a path of yes/no decisions down a tree
+  over the V symbols (V - 1 decisions in all; ctxtree.py: letter or not, then case or
+  punctuation, then a Huffman tree of the training text's counts). Every decision gets two
+  inputs from the network (the stretched share of its probability down the right branch, as
+  adapted to the text read and as trained, so the mixer weighs the adaptation by context), one
+  from every table, local ones too: a learned probability for the pair of count buckets its
+  counts fall in (paq's adaptive state map; the counts' smoothed share as a second input
+  measured worse), and one from the match model, toward the expected symbol's branches on its
+  path.
   Four logistic mixers, each with its weight set chosen by a context (the decision, with the
   match's length; with the previous symbol; with the column and the last two symbols' classes;
   with the word's length and a class), combine them, a second layer mixes the four (paq8's
@@ -47,7 +49,7 @@ so the coder still codes whole symbols. Everything is float32, float64 and integ
 streams side by side, elementwise or summed in a fixed order (no BLAS, no threads), so the
 compressor and the decompressor that feed it the same network probabilities compute the same
 bits (the decoder checks the original's SHA-256 anyway).
-Imports ctxmatch, ctxtables and errors from rnnlab.
+Imports ctxmatch, ctxtables, ctxtree and errors from rnnlab.
 """
 
 from __future__ import annotations
@@ -67,9 +69,10 @@ from .ctxtables import (
     side_by_side,
     text_dtype,
 )
+from .ctxtree import tree_paths
 from .errors import UsageError
 
-__all__ = ["CONTEXTS_FILE", "ContextTables", "MixConfig", "Mixer", "build_tables", "symbol_tree"]
+__all__ = ["CONTEXTS_FILE", "ContextTables", "MixConfig", "Mixer", "build_tables"]
 COUNT_BUCKETS = 16  # of log2(count + 1), two per doubling
 APM_BUCKETS = 33  # stretch domain -8..8 in steps of 1/2
 # the APM's contexts: the previous symbol, the ones past the first APM_SYMBOLS sharing the last
@@ -122,31 +125,6 @@ def _squash(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def symbol_tree(V: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A balanced binary tree over symbols 0..V-1: (N, 3) [lo, mid, hi) of its N = V - 1
-    decisions (right branch: mid..hi-1), and each symbol's path as (V, D) decision indices and
-    (V, D) branches, padded with decision N, whose right branch is certain."""
-    splits: list[tuple[int, int, int]] = []
-    paths: list[list[tuple[int, int]]] = [[] for _ in range(V)]
-    todo = [(0, V)]
-    while todo:  # breadth first: decision i's parent comes before it
-        lo, hi = todo.pop(0)
-        if hi - lo < 2:
-            continue
-        mid = (lo + hi + 1) // 2
-        for v in range(lo, hi):
-            paths[v].append((len(splits), int(v >= mid)))
-        splits.append((lo, mid, hi))
-        todo += [(lo, mid), (mid, hi)]
-    depth = max((len(p) for p in paths), default=0)
-    nodes = np.full((V, depth), len(splits), dtype=np.int64)
-    branches = np.ones((V, depth), dtype=np.int64)
-    for v, path in enumerate(paths):
-        for d, (node, bit) in enumerate(path):
-            nodes[v, d], branches[v, d] = node, bit
-    return np.array(splits, dtype=np.int64).reshape(-1, 3), nodes, branches
-
-
 class Mixer:
     """The mixed distribution of S streams: ``predict`` with the network's (S, V)
     probabilities of the next position, then ``observe`` the symbols that came (the first
@@ -170,22 +148,30 @@ class Mixer:
             )
             M *= 2
         self.V, self.M = V, M
-        splits, self.path_nodes, self.path_bits = symbol_tree(V)
+        # the tables' tree (ctxtree.py): its leaves' symbols, its decisions over their positions
+        self.order, splits = tables.tree
+        self.path_nodes, self.path_bits = tree_paths(self.order, splits)
+        self.in_order = bool((self.order == np.arange(V)).all())
         self.lo, self.mid, self.hi = splits[:, 0], splits[:, 1], splits[:, 2]
         N = self.N = len(splits)
-        # each decision's two branches: a symbol v (row v of the sums) or a decision j (V + j)
+        # each decision's two branches: a leaf at position v (row v of the sums) or a decision j
+        # (V + j)
         node = {(lo, hi): V + j for j, (lo, _, hi) in enumerate(splits.tolist())}
         self.left = np.array([lo if mid - lo == 1 else node[lo, mid] for lo, mid, _ in splits])
         self.right = np.array([mid if hi - mid == 1 else node[mid, hi] for _, mid, hi in splits])
-        # each symbol's factors, as indices into [q, 1 - q] of the N + 1 decisions (the last
-        # one the padding decision, q = 1)
-        self.factors = np.where(self.path_bits == 1, self.path_nodes, self.path_nodes + N + 1)
         self.sum_dtype = np.uint16 if 255 * V < 1 << 16 else np.uint32  # the counts' sums
+        # every decision's and symbol's parent, and the branch that leads there from it, as an
+        # index into [q, 1 - q] of the N decisions (q: right)
         depth = np.zeros(N, dtype=np.int64)  # of each decision: its parent comes before it
+        self.parent, self.via = np.zeros(N, dtype=np.int64), np.zeros(N, dtype=np.int64)
+        self.leaf_parent, self.leaf_via = np.zeros(V, np.int64), np.zeros(V, np.int64)
         for j in range(N):
-            for child in (self.left[j], self.right[j]):
+            for child, via in ((self.left[j], N + j), (self.right[j], j)):
                 if child >= V:
                     depth[child - V] = depth[j] + 1
+                    self.parent[child - V], self.via[child - V] = j, via
+                else:
+                    self.leaf_parent[self.order[child]], self.leaf_via[self.order[child]] = j, via
         # the decisions by depth, deepest first (the tree's counts are summed a level at a time)
         self.levels = [np.flatnonzero(depth == d) for d in range(depth.max(initial=0), -1, -1)]
         # the match model of the training text: an input, and mixer 0's weight set by its length
@@ -276,11 +262,14 @@ class Mixer:
         cell = cell_at + low
         apm = self.apm.reshape(-1)
         refined = apm[cell] * (1 - frac) + apm[cell + 1] * frac
-        final = np.ones((len(p), 2 * N + 2))  # [q, 1 - q] of every decision and the padding one
+        final = np.empty((len(p), 2 * N))  # [q, 1 - q] of every decision
         final[:, :N] = np.clip((q + 3 * refined) / 4 if self.config.apm_rate else q, _EPS, 1 - _EPS)
-        final[:, N + 1 : 2 * N + 1] = 1.0 - final[:, :N]
-        final[:, 2 * N + 1] = 0.0
-        mixed = final[:, self.factors].prod(axis=2)  # (S, V)
+        final[:, N:] = 1.0 - final[:, :N]
+        # each symbol's probability: the product down its path, a level of the tree at a time
+        reach = np.ones((len(p), N))  # of every decision (the root's: 1)
+        for level in self.levels[-2::-1]:
+            reach[:, level] = reach[:, self.parent[level]] * final[:, self.via[level]]
+        mixed = reach[:, self.leaf_parent] * final[:, self.leaf_via]  # (S, V)
         self.pending = (x, q, cell, frac, state, sels, qs, x2)
         return mixed / mixed.sum(axis=1, keepdims=True)
 
@@ -288,7 +277,9 @@ class Mixer:
         """(S, V) probabilities -> ``out`` (S, N): each decision's stretched share of its
         probability down the right branch."""
         c = np.zeros((len(p), self.V + 1))
-        np.cumsum(p, axis=1, out=c[:, 1:])  # a fixed order of sums: the same bits everywhere
+        np.cumsum(
+            p if self.in_order else p[:, self.order], axis=1, out=c[:, 1:]
+        )  # a fixed order of sums: the same bits everywhere
         right, whole = c[:, self.hi] - c[:, self.mid], c[:, self.hi] - c[:, self.lo]
         out[...] = _stretch(np.clip(right / np.maximum(whole, 1e-300), _EPS, 1 - _EPS))
 
@@ -309,7 +300,8 @@ class Mixer:
         # uint16 (at most 255 x V; uint32 past 257 symbols), without BLAS (whose threads would
         # fight the network's); symbols first, so that every sum and gather reads whole rows
         sums = np.empty((self.V + N, M * S), dtype=self.sum_dtype)  # symbols', then nodes'
-        sums[: self.V] = counts.reshape(M * S, -1).T
+        leaves = counts.reshape(M * S, -1).T
+        sums[: self.V] = leaves if self.in_order else leaves[self.order]
         for level in self.levels:  # the deepest decisions first: a node's children are done
             sums[self.V + level] = sums[self.left[level]] + sums[self.right[level]]
         n0 = np.minimum(sums.take(self.left, axis=0), 255)  # the left branch: lo..mid-1
@@ -372,39 +364,32 @@ class Mixer:
 
     def _learn(self, y: np.ndarray, active: int) -> None:
         x, q, cell, frac, state, sels, qs, x2 = self.pending
-        nodes, bits = self.path_nodes[y], self.path_bits[y]  # (a, D)
-        real = nodes < self.N
-        nodes = np.where(real, nodes, 0)
-        s = np.arange(active)[:, None]
-        err = (bits - q[s, nodes]) * real
+        N = self.N
+        # the decisions on each stream's path, flat (stream, then depth): paths differ in length
+        s, d = np.nonzero(self.path_nodes[y] < N)
+        nodes, bits = self.path_nodes[y[s], d], self.path_bits[y[s], d]  # (P,)
+        err = bits - q[s, nodes]
         if self.config.mixer_lr:
             lr = self.config.mixer_lr
-            inputs = x[:, s, nodes]  # (inputs, a, D)
+            inputs = x[:, s, nodes]  # (inputs, P)
             # every mixer's step in one sum (their weight sets are apart, so each weight still
             # adds its own steps in the same order)
             steps = [
-                (lr * (err if x2 is None else (bits - qk[s, nodes]) * real))[None] * inputs
-                for qk in qs
+                (lr * (err if x2 is None else bits - qk[s, nodes]))[None] * inputs for qk in qs
             ]
-            sel = np.concatenate([sk[:active] for sk in sels])
-            many = np.tile(nodes, (len(qs), 1))
             step = np.concatenate(steps, axis=1)
             step[:NETWORK_INPUTS] *= NETWORK_RATE
-            _add_by_set(self.weights, sel, many, step)
+            _add_by_cell(self.weights, np.concatenate([sk[s] * N + nodes for sk in sels]), step)
             if x2 is not None:  # the second layer: one weight set per decision
-                grad = (lr * FINAL_RATE * err)[None] * x2[:, s, nodes]  # (K, a, D)
-                _add_by_set(self.final[:, None], np.zeros(active, np.intp), nodes, grad)
+                _add_by_cell(self.final[:, None], nodes, (lr * FINAL_RATE * err) * x2[:, s, nodes])
         if self.config.apm_rate:
             apm, at, share = self.apm.reshape(-1), cell[s, nodes], frac[s, nodes]
             for edge, weight in ((at, 1 - share), (at + 1, share)):
-                g = (bits - apm[edge]) * weight * real
-                np.add.at(apm, edge, self.config.apm_rate * g)
+                np.add.at(apm, edge, self.config.apm_rate * (bits - apm[edge]) * weight)
         if self.match is not None:
             self.match.learn(y, active)
-        flat, seen = self.state_map.reshape(-1), state[:, s, nodes]  # (M, a, D)
-        live = np.broadcast_to(real, seen.shape)
-        idx = seen[live]
-        g = np.broadcast_to(bits, seen.shape)[live] - flat[idx]
+        flat, idx = self.state_map.reshape(-1), state[:, s, nodes].reshape(-1)  # (M * P)
+        g = np.tile(bits, len(state)) - flat[idx]
         step = np.bincount(idx, g, flat.size) / (np.bincount(idx, None, flat.size) + MAP_STEPS)
         flat += step
 
@@ -430,13 +415,12 @@ def build_tables(ids: np.ndarray, symbols: tuple[Any, ...], config: MixConfig) -
     return tables
 
 
-def _add_by_set(weights: np.ndarray, sel: np.ndarray, nodes: np.ndarray, grad: np.ndarray) -> None:
-    """``weights`` (inputs, sets, N) += ``grad`` (inputs, a, D) at each stream's set ``sel[a]``
-    and decisions ``nodes[a, d]``, summed where they meet (in the order of a and d), touching
-    only the (set, decision) cells read."""
+def _add_by_cell(weights: np.ndarray, cells: np.ndarray, grad: np.ndarray) -> None:
+    """``weights`` (inputs, sets, N) += ``grad`` (inputs, P) at the (set * N + decision)
+    ``cells`` (P,), summed where they meet (in their order), touching only the cells read."""
     inputs, sets, N = weights.shape
-    used, which = np.unique((sel[:, None] * N + nodes).reshape(-1), return_inverse=True)
-    cells = (np.arange(inputs)[:, None] * len(used) + which[None]).reshape(-1)
-    step = np.bincount(cells, grad.reshape(-1), inputs * len(used))
+    used, which = np.unique(cells, return_inverse=True)
+    at = (np.arange(inputs)[:, None] * len(used) + which[None]).reshape(-1)
+    step = np.bincount(at, grad.reshape(-1), inputs * len(used))
     flat = weights.reshape(inputs, sets * N)  # a view: weights are contiguous
     flat[:, used] += step.reshape(inputs, len(used)).astype(np.float32)

@@ -30,13 +30,14 @@ from .ctxkeys import (
     word_symbols,
 )
 from .ctxmatch import index_bytes
+from .ctxtree import Tree, balanced_tree, class_tree, tree_paths
 from .errors import UsageError
 
 CONTEXTS_FILE = "contexts.safetensors"
 # 2: discounted counts, local tables, two mixers; 3: line contexts, classes; 4: check bytes;
 # 5: the training text, for its match model; 6: the mixer's learned weights for two network
-# inputs
-FORMAT_VERSION = 6
+# inputs; 7: the symbol tree (ctxtree.class_tree)
+FORMAT_VERSION = 7
 MAX_ORDER = 12
 MAX_MATCH = 32
 MAX_LINES = 2
@@ -167,13 +168,15 @@ class ContextTables:
         learned: dict[str, np.ndarray] | None = None,
         checks: np.ndarray | None = None,
         text: np.ndarray | None = None,
+        tree: Tree | None = None,
     ) -> None:
         """``word`` and ``classes``: ``word_symbols`` and ``symbol_classes`` of the vocabulary;
         ``learned``: the mixer's state after reading the end of the training text (its
         weights, state maps and APM, contextmix.Mixer's), or None: the mixer starts fresh;
         ``checks``: (tables, rows) uint8, each row's check byte (0: empty), given exactly
         where ``config.checks``; ``text``: the training text's ids (``text_dtype``), for the
-        match model, given exactly where ``config.match``."""
+        match model, given exactly where ``config.match``; ``tree``: the mixer's symbol tree
+        (ctxtree.py; default: the balanced one)."""
         if bool(config.checks) != (checks is not None):
             raise ValueError("check bytes must be given exactly where config.checks is set")
         if bool(config.match) != (text is not None):
@@ -181,6 +184,7 @@ class ContextTables:
         self.config, self.counts, self.word, self.classes = config, counts, word, classes
         self.learned = learned or {}
         self.checks, self.text = checks, text
+        self.tree = tree if tree is not None else balanced_tree(len(word))
         self.bits = int(counts.shape[1]).bit_length() - 1  # rows: 2**bits
         self._digest: str | None = None
 
@@ -190,9 +194,9 @@ class ContextTables:
         counts = np.zeros((config.tables, 1 << config.table_bits, V), dtype=np.uint8)
         checks = np.zeros(counts.shape[:2], dtype=np.uint8) if config.checks else None
         text = np.zeros(0, text_dtype(V)) if config.match else None
-        return cls(
-            config, counts, word_symbols(symbols), symbol_classes(symbols), None, checks, text
-        )
+        tree = class_tree(symbols, np.zeros(V, np.int64))
+        words, classes = word_symbols(symbols), symbol_classes(symbols)
+        return cls(config, counts, words, classes, None, checks, text, tree)
 
     @classmethod
     def build(
@@ -201,6 +205,7 @@ class ContextTables:
         """The tables of a training text (N,) ids: counted as ``streams`` contiguous pieces
         read side by side, with the very update the coder makes."""
         tables = cls.empty(config, symbols)
+        tables.tree = class_tree(symbols, np.bincount(ids, minlength=len(symbols)))
         S = max(1, min(streams, len(ids) // 64))
         contexts = Contexts(config, tables.word, tables.classes, S)
         for _, active, column in side_by_side(ids, S):
@@ -305,6 +310,7 @@ class ContextTables:
             learned,
             checks,
             self.text,  # read, never written
+            self.tree,
         )
 
     def sha256(self) -> str:
@@ -319,6 +325,7 @@ class ContextTables:
                 h.update(np.ascontiguousarray(self.checks).tobytes())
             if self.text is not None:
                 h.update(self.text.astype("<u4").tobytes())
+            h.update(b"".join(a.astype("<i8").tobytes() for a in self.tree))
             for name in sorted(self.learned):
                 h.update(name.encode() + np.ascontiguousarray(self.learned[name]).tobytes())
             self._digest = h.hexdigest()
@@ -352,6 +359,7 @@ class ContextTables:
         }
         learned = {f"learned.{k}": np.ascontiguousarray(v) for k, v in self.learned.items()}
         arrays = {"counts": self.counts, "word": self.word, "classes": self.classes}
+        arrays |= {"tree_order": self.tree[0], "tree_splits": self.tree[1]}
         if self.checks is not None:
             arrays["checks"] = self.checks
         if self.text is not None:
@@ -387,6 +395,8 @@ class ContextTables:
                 names = set(f.keys())
                 checks = f.get_tensor("checks") if "checks" in names else None
                 text = f.get_tensor("text") if "text" in names else None
+                tree = (f.get_tensor("tree_order"), f.get_tensor("tree_splits"))
+                tree_paths(*tree)  # ValueError if not a tree of these symbols
                 learned = {
                     k.removeprefix("learned."): f.get_tensor(k)
                     for k in sorted(names)
@@ -409,11 +419,20 @@ class ContextTables:
             or (text is None) != (not config.match)
             or (text is not None and (text.dtype != text_dtype(vocab_size) or text.ndim != 1))
             or (text is not None and len(text) and int(text.max()) >= vocab_size)
+            or any(a.dtype != np.int64 for a in tree)
+            or len(tree[0]) != vocab_size
         ):
             raise UsageError(bad)
         # arrays of their own
         tables = cls(
-            config, counts, word.astype(np.int64), classes.astype(np.int64), learned, checks, text
+            config,
+            counts,
+            word.astype(np.int64),
+            classes.astype(np.int64),
+            learned,
+            checks,
+            text,
+            tree,
         )
         if tables.sha256() != meta.get("sha256"):
             raise UsageError(bad)
