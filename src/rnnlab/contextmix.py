@@ -277,9 +277,8 @@ class Mixer:
         """(S, V) probabilities -> ``out`` (S, N): each decision's stretched share of its
         probability down the right branch."""
         c = np.zeros((len(p), self.V + 1))
-        np.cumsum(
-            p if self.in_order else p[:, self.order], axis=1, out=c[:, 1:]
-        )  # a fixed order of sums: the same bits everywhere
+        leaves = p if self.in_order else p[:, self.order]  # in the tree's order of leaves
+        np.cumsum(leaves, axis=1, out=c[:, 1:])  # a fixed order of sums: the same bits everywhere
         right, whole = c[:, self.hi] - c[:, self.mid], c[:, self.hi] - c[:, self.lo]
         out[...] = _stretch(np.clip(right / np.maximum(whole, 1e-300), _EPS, 1 - _EPS))
 

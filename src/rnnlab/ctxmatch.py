@@ -46,7 +46,7 @@ class TextMatch:
         paths: tuple[np.ndarray, np.ndarray, int],
     ) -> None:
         """``paths``: the mixer's symbol tree, each symbol's (V, D) decisions (padded with N),
-        (V, D) branches and the number of decisions N (contextmix.symbol_tree)."""
+        (V, D) branches and the number of decisions N (ctxtree.tree_paths)."""
         self.text, self.n = np.asarray(text), n
         nodes, branches, N = paths
         V = len(nodes)
