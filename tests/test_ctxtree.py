@@ -83,3 +83,16 @@ def test_a_damaged_tree_is_refused_and_a_damaged_tree_file_too(tmp_path):
     tables.save(path)
     with pytest.raises(cm.UsageError, match="damaged"):
         cm.ContextTables.load(path, 9, 10**8)
+
+
+def test_a_byte_vocabulary_gets_a_class_tree_too():
+    """Byte mode's symbols are ints: classed as the Latin-1 characters they name."""
+    symbols = tuple(range(256))
+    counts = np.bincount(np.frombuffer(b"Hello, World! hello\n" * 50, np.uint8), minlength=256)
+    order, splits = class_tree(symbols, counts)
+    nodes, _ = check_tree(order, splits)
+    lo, mid, hi = splits[0]
+    letters = {v for v in range(256) if chr(v).isalpha()}
+    assert set(order[mid:hi].tolist()) == letters  # the root: letters on the right
+    depth = (nodes < 255).sum(axis=1)
+    assert depth[ord("l")] < depth[ord("q")]  # counted letters nearer the root than unseen ones
