@@ -38,15 +38,21 @@ def class_tree(symbols: Sequence[Any], counts: np.ndarray) -> Tree:
     """Letters or not at the root; then whitespace or the rest (punctuation, digits), lower or
     upper case (letters of neither, such as CJK, join the lower case); a Huffman tree of
     ``counts`` + 1 (V,) within each group; a group without symbols drops out."""
-    chars = [chr(s) if isinstance(s, int) else str(s)[:1] for s in symbols]
-    groups: list[list[int]] = [[], [], [], []]  # space, other, lower, upper
-    for v, c in enumerate(chars):
-        groups[
-            2 if c.isalpha() and not c.isupper() else 3 if c.isupper() else int(not c.isspace())
-        ].append(v)
+    groups: list[list[int]] = [[], [], [], []]  # whitespace, the rest, lower, upper case
+    for v, s in enumerate(symbols):
+        groups[_group(chr(s) if isinstance(s, int) else str(s)[:1])].append(v)
     weights = np.asarray(counts, dtype=np.int64) + 1
     space, other, lower, upper = (_huffman(g, weights) for g in groups)
     return _flatten(_pair(_pair(space, other), _pair(lower, upper)), len(symbols))
+
+
+def _group(c: str) -> int:
+    """0: whitespace; 1: the rest (punctuation, digits); 2: lower case; 3: upper case."""
+    if c.isupper():
+        return 3
+    if c.isalpha():
+        return 2
+    return 0 if c.isspace() else 1
 
 
 def tree_paths(order: np.ndarray, splits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
