@@ -355,3 +355,38 @@ def test_every_mixer_reads_only_its_own_weight_sets():
         mixer.observe(np.repeat(column, 3), 3)
     assert [len(s) > 1 for s in seen] == [False, True, True, True]  # one set, then several
     assert np.isin(symbol_classes(SYMBOLS), range(4)).all()
+
+
+def test_each_pieces_first_symbol_reads_at_the_training_texts_frequencies():
+    """No context precedes a segment's first symbol: mixed, it is coded (and scored) at the
+    training text's frequencies, kept with the warm-up's state; without one, uniform."""
+    from rnnlab.model import CharLM, ModelConfig
+    from rnnlab.rzmodel import Stepper
+
+    ids = ids_of(words_text(200))
+    V = len(SYMBOLS)
+    tables = cm.build_tables(ids, SYMBOLS, small_config())
+    first = cm.Mixer(tables.copy(), 2).first
+    counts = np.bincount(ids, minlength=V)
+    assert abs(first.sum() - 1) < 1e-12 and (first > 0).all()
+    assert np.allclose(first, (counts + 0.5) / (counts + 0.5).sum())
+    fresh = cm.ContextTables.build(ids, SYMBOLS, small_config())  # counts alone, no warm-up
+    assert np.allclose(cm.Mixer(fresh, 2).first, 1 / V)
+    torch.manual_seed(0)
+    model = CharLM(ModelConfig(vocab_size=V, hidden_size=16, num_layers=1, embedding_size=8))
+    stepper = Stepper(model.eval(), 4, 16, adapt=adaptive.AdaptConfig(), tables=tables)
+    freq = stepper.first()
+    assert freq.shape == (4, V) and (freq.sum(axis=1) == 1 << 16).all()
+    assert (freq.argmax(axis=1) == counts.argmax()).all() and (freq > 0).all()
+    # eval scores the first symbols as the coder codes them: at -log2 first, not log2 V
+    text = ids_of(words_text(10, seed=3))
+    uniform = tables.copy()
+    uniform.learned["first"] = np.full(V, 1 / V)
+    read = [
+        adaptive.adaptive_bits_per_char(model, text, adaptive.AdaptConfig(), 4, tables=t)
+        for t in (tables, uniform)
+    ]
+    assert read[0].unmixed_bpc == read[1].unmixed_bpc  # the network's own reading: uniform first
+    starts = text[np.arange(4) * -(-len(text) // 4)]
+    gain = (4 * np.log2(V) + np.log2(first[starts]).sum()) / len(text)
+    assert gain > 0 and abs((read[1].bpc - read[0].bpc) - gain) < 1e-9

@@ -298,7 +298,8 @@ class Adapter:
 @dataclass(frozen=True)
 class AdaptResult:
     """Bits per character of a text read on ``streams`` side by side with adaptation. ``bpc``
-    counts every character, the first of each stream at log2 V (as the compressor codes it)."""
+    counts every character, the first of each stream at log2 V, or mixed at the training text's
+    frequency (as the compressor codes it)."""
 
     bpc: float
     static_bpc: float  # the same streams without adaptation
@@ -345,6 +346,8 @@ def adaptive_bits_per_char(
     active = stream_active(n, streams)
     adapter = Adapter(model.head.weight, model.head.bias, config, S, L, tables=tables)
     bits = static_bits = unmixed_bits = S * math.log2(model.config.vocab_size)  # first: uniform
+    if adapter.mixer is not None:  # mixed: the training text's frequencies (Mixer.first)
+        bits = -float(np.log2(adapter.mixer.first[grid[: active[0], 0]]).sum())
     # predictions for position t, (S, V): p, the network before mixing, the static network
     state, p, unmixed, static = None, None, None, None
     for start in range(0, L, chunk_len):

@@ -43,9 +43,9 @@ MAGIC = b"RNNLABZ\0"
 # mixers); 6: mixed with the fourth (a check byte per row, two rows per context); 7: mixed with
 # the fifth (the match model of the training text); 8: the mixers' sums in another order (the
 # tables' terms first, the network's last); 9: with the sixth (the network as trained, a second
-# input); 10: with the seventh (the symbol tree by classes and counts). A file of format 3 to 9
-# that was not mixed reads the same in format 10; one that was mixed needs the rnnlab that wrote
-# it.
+# input); 10: with the seventh (the symbol tree by classes and counts; each segment's first
+# symbol at the training text's frequencies). A file of format 3 to 9 that was not mixed reads
+# the same in format 10; one that was mixed needs the rnnlab that wrote it.
 FORMAT_VERSION = 10
 READS = (3, 4, 5, 6, 7, 8, 9, 10)
 MAX_THREADS = 256

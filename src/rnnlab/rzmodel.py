@@ -192,7 +192,12 @@ class Stepper:
 
     @torch.no_grad()
     def first(self) -> np.ndarray:
-        return self.uniform
+        """Frequencies (S, V) of every segment's first symbol: uniform, or with context tables
+        the training text's own frequencies (contextmix.Mixer.first)."""
+        mixer = None if self.adapter is None else self.adapter.mixer
+        if mixer is None:
+            return self.uniform
+        return quantize_probs(np.tile(mixer.first, (self.S, 1)), self.bits)
 
     @torch.no_grad()
     def next(self, prev: np.ndarray) -> np.ndarray:
