@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import time
 from pathlib import Path
 
@@ -44,7 +43,7 @@ SEGMENTS = 128
 
 def tables_alone(tables: contextmix.ContextTables, ids: np.ndarray) -> float:
     """Bits per character of the mixer fed a uniform network, in the coder's layout (each
-    segment's first character at log2 V)."""
+    segment's first character at the mixer's first-symbol frequencies, as the coder codes it)."""
     n, V = len(ids), tables.counts.shape[2]
     S = min(SEGMENTS, n)
     mixer, bits = contextmix.Mixer(tables.copy(), S), 0.0
@@ -54,7 +53,7 @@ def tables_alone(tables: contextmix.ContextTables, ids: np.ndarray) -> float:
             p = mixer.predict(uniform)
             bits -= float(np.log2(p[np.arange(active), column[:active]]).sum())
         else:
-            bits += active * math.log2(V)
+            bits -= float(np.log2(mixer.first[column[:active]]).sum())
         mixer.observe(column, active)
     return bits / n
 
