@@ -18,6 +18,8 @@ from rnnlab.cli import main
 from rnnlab.ctxtables import symbol_classes
 from rnnlab.ctxtree import balanced_tree
 from rnnlab.errors import UsageError
+from rnnlab.model import CharLM, ModelConfig
+from rnnlab.rzmodel import Stepper
 from tests.conftest import train_tiny_runs, words_text
 
 SYMBOLS = tuple("\n !',.?ABCabcdefghijklmnopqrstuvwxyz")
@@ -360,9 +362,6 @@ def test_every_mixer_reads_only_its_own_weight_sets():
 def test_each_pieces_first_symbol_reads_at_the_training_texts_frequencies():
     """No context precedes a segment's first symbol: mixed, it is coded (and scored) at the
     training text's frequencies, kept with the warm-up's state; without one, uniform."""
-    from rnnlab.model import CharLM, ModelConfig
-    from rnnlab.rzmodel import Stepper
-
     ids = ids_of(words_text(200))
     V = len(SYMBOLS)
     tables = cm.build_tables(ids, SYMBOLS, small_config())

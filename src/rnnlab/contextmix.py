@@ -151,7 +151,6 @@ class Mixer:
         # the tables' tree (ctxtree.py): its leaves' symbols, its decisions over their positions
         self.order, splits = tables.tree
         self.path_nodes, self.path_bits = tree_paths(self.order, splits)
-        self.in_order = bool((self.order == np.arange(V)).all())
         self.lo, self.mid, self.hi = splits[:, 0], splits[:, 1], splits[:, 2]
         N = self.N = len(splits)
         # each decision's two branches: a leaf at position v (row v of the sums) or a decision j
@@ -283,8 +282,8 @@ class Mixer:
         """(S, V) probabilities -> ``out`` (S, N): each decision's stretched share of its
         probability down the right branch."""
         c = np.zeros((len(p), self.V + 1))
-        leaves = p if self.in_order else p[:, self.order]  # in the tree's order of leaves
-        np.cumsum(leaves, axis=1, out=c[:, 1:])  # a fixed order of sums: the same bits everywhere
+        # in the tree's order of leaves, summed in a fixed order: the same bits everywhere
+        np.cumsum(p[:, self.order], axis=1, out=c[:, 1:])
         right, whole = c[:, self.hi] - c[:, self.mid], c[:, self.hi] - c[:, self.lo]
         out[...] = _stretch(np.clip(right / np.maximum(whole, 1e-300), _EPS, 1 - _EPS))
 
@@ -305,8 +304,7 @@ class Mixer:
         # uint16 (at most 255 x V; uint32 past 257 symbols), without BLAS (whose threads would
         # fight the network's); symbols first, so that every sum and gather reads whole rows
         sums = np.empty((self.V + N, M * S), dtype=self.sum_dtype)  # symbols', then nodes'
-        leaves = counts.reshape(M * S, -1).T
-        sums[: self.V] = leaves if self.in_order else leaves[self.order]
+        sums[: self.V] = counts.reshape(M * S, -1).T[self.order]  # in the tree's order of leaves
         for level in self.levels:  # the deepest decisions first: a node's children are done
             sums[self.V + level] = sums[self.left[level]] + sums[self.right[level]]
         n0 = np.minimum(sums.take(self.left, axis=0), 255)  # the left branch: lo..mid-1

@@ -189,12 +189,17 @@ class ContextTables:
         self._digest: str | None = None
 
     @classmethod
-    def empty(cls, config: MixConfig, symbols: tuple[Any, ...]) -> ContextTables:
+    def empty(
+        cls, config: MixConfig, symbols: tuple[Any, ...], symbol_counts: np.ndarray | None = None
+    ) -> ContextTables:
+        """Tables with no counts, their symbol tree from ``symbol_counts`` (V,) (default: none)."""
         V = len(symbols)
         counts = np.zeros((config.tables, 1 << config.table_bits, V), dtype=np.uint8)
         checks = np.zeros(counts.shape[:2], dtype=np.uint8) if config.checks else None
         text = np.zeros(0, text_dtype(V)) if config.match else None
-        tree = class_tree(symbols, np.zeros(V, np.int64))
+        tree = class_tree(
+            symbols, np.zeros(V, np.int64) if symbol_counts is None else symbol_counts
+        )
         words, classes = word_symbols(symbols), symbol_classes(symbols)
         return cls(config, counts, words, classes, None, checks, text, tree)
 
@@ -204,8 +209,7 @@ class ContextTables:
     ) -> ContextTables:
         """The tables of a training text (N,) ids: counted as ``streams`` contiguous pieces
         read side by side, with the very update the coder makes."""
-        tables = cls.empty(config, symbols)
-        tables.tree = class_tree(symbols, np.bincount(ids, minlength=len(symbols)))
+        tables = cls.empty(config, symbols, np.bincount(ids, minlength=len(symbols)))
         S = max(1, min(streams, len(ids) // 64))
         contexts = Contexts(config, tables.word, tables.classes, S)
         for _, active, column in side_by_side(ids, S):
