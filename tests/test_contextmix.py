@@ -297,6 +297,28 @@ def test_a_branch_of_hundreds_of_full_counts_reads_as_full_not_wrapped():
     assert (root == mixer.state_offsets[:, :, 0] + cm._STATE[(255 << 8) | 255]).all()
 
 
+def test_a_deterministic_context_gives_its_input_a_second_time_and_others_zero():
+    """Each table's second input is its first where one branch of the decision has counts and
+    the other none, and 0 where both or neither have."""
+    V = len(SYMBOLS)
+    tables = cm.ContextTables.empty(small_config(local_bits=0, checks=0, match=0), SYMBOLS)
+    mixer = cm.Mixer(tables, 1)
+    M, N, net = mixer.M, mixer.N, cm.NETWORK_INPUTS
+    tables.counts[0, :, :] = 0
+    tables.counts[0, :, 5] = 7  # table 0: only symbol 5 seen in every context
+    tables.counts[1, :, :] = 3  # table 1: every symbol seen
+    mixer.ready = None
+    mixer.predict(np.full((1, V), 1 / V))
+    x = mixer.pending[0]
+    first, second = x[net : net + M, 0], x[net + M : net + 2 * M, 0]  # (M, N)
+    on_path = np.zeros(N, bool)
+    nodes = mixer.path_nodes[5]
+    on_path[nodes[nodes < N]] = True  # the decisions above symbol 5: one branch counted
+    assert np.array_equal(second[0], np.where(on_path, first[0], 0))
+    assert on_path.any() and (second[0][on_path] != 0).all()
+    assert (second[1] == 0).all() and (second[2:] == 0).all()  # both counted / neither
+
+
 def test_the_local_tables_count_only_the_text_read_and_are_never_saved(tmp_path):
     tables = cm.ContextTables.build(ids_of(words_text(100)), SYMBOLS, small_config(local_bits=9))
     mixer = cm.Mixer(tables.copy(), 3)

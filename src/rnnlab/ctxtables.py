@@ -36,8 +36,9 @@ from .errors import UsageError
 CONTEXTS_FILE = "contexts.safetensors"
 # 2: discounted counts, local tables, two mixers; 3: line contexts, classes; 4: check bytes;
 # 5: the training text, for its match model; 6: the mixer's learned weights for two network
-# inputs; 7: the symbol tree (ctxtree.class_tree), the first symbol's frequencies (learned)
-FORMAT_VERSION = 7
+# inputs; 7: the symbol tree (ctxtree.class_tree), the first symbol's frequencies (learned); 8:
+# the mixer's learned weights for a second input per table (a deterministic context's)
+FORMAT_VERSION = 8
 MAX_ORDER = 12
 MAX_MATCH = 32
 MAX_LINES = 2

@@ -44,10 +44,11 @@ MAGIC = b"RNNLABZ\0"
 # the fifth (the match model of the training text); 8: the mixers' sums in another order (the
 # tables' terms first, the network's last); 9: with the sixth (the network as trained, a second
 # input); 10: with the seventh (the symbol tree by classes and counts; each segment's first
-# symbol at the training text's frequencies). A file of format 3 to 9 that was not mixed reads
-# the same in format 10; one that was mixed needs the rnnlab that wrote it.
-FORMAT_VERSION = 10
-READS = (3, 4, 5, 6, 7, 8, 9, 10)
+# symbol at the training text's frequencies); 11: with the eighth (a second input per table,
+# where its context is deterministic). A file of format 3 to 10 that was not mixed reads the
+# same in format 11; one that was mixed needs the rnnlab that wrote it.
+FORMAT_VERSION = 11
+READS = (3, 4, 5, 6, 7, 8, 9, 10, 11)
 MAX_THREADS = 256
 MAX_SEGMENTS = 1 << 16  # the batch the decoder will allocate: bounded for untrusted files
 MAX_LENGTH = 1 << 40  # symbols; a header claiming more is corrupt
