@@ -127,6 +127,48 @@ def test_round_trip_property(text, segments, match_len, head_lr):
     assert C.decompress(blob, MODEL, VOCAB) == text.encode()
 
 
+def test_the_head_rule_is_recorded_honoured_and_old_sgd_files_read_as_before():
+    """rms (the default) and sgd give different files, each decoding exactly; a file of an
+    earlier format, which could only be sgd, still reads; rms claimed by one is corrupt."""
+    data = (TEXT[:400] + repeated_text(5, 120, 3)).encode()
+    blobs = {}
+    for rule in ("rms", "sgd"):
+        adapt = AdaptConfig(head_rule=rule)
+        blobs[rule] = C.compress(data, MODEL, VOCAB, 3, adapt=adapt)
+        assert C.read_header(blobs[rule])[0].adapt == Z.as_float32(adapt)
+        assert C.decompress(blobs[rule], MODEL, VOCAB) == data
+    assert blobs["rms"] != blobs["sgd"]
+    for rule, blob in blobs.items():
+        header, payload = C.read_header(blob)
+        older = Z.assemble(dataclasses.replace(header, format_version=10), payload.tobytes())
+        if rule == "sgd":
+            assert C.decompress(older, MODEL, VOCAB) == data
+        else:
+            with pytest.raises(C.CompressedFileError, match="corrupt"):
+                C.decompress(older, MODEL, VOCAB)
+    with pytest.raises(UsageError, match="--adapt-head-rule"):
+        AdaptConfig(head_rule="adam")
+
+
+def test_the_rms_rule_steps_each_weight_by_its_gradients_running_rms():
+    """One observed position: the head moves by -lr * g / (sqrt((1 - decay) g^2) + floor)."""
+    from rnnlab import adaptive
+
+    config = AdaptConfig(head_lr=0.01, match_len=0, match_long=0)
+    V = MODEL.head.weight.size(0)
+    adapter = Adapter(MODEL.head.weight, MODEL.head.bias, config, 1, 4)
+    adapter.observe(np.array([0]), 1)
+    h = torch.randn(1, MODEL.head.weight.size(1))
+    p = adapter.predict(h)
+    adapter.observe(np.array([2]), 1)
+    g = torch.tensor(p, dtype=torch.float32)
+    g[0, 2] -= 1.0
+    rms = ((1 - adaptive.RMS_DECAY) * g[0] ** 2).sqrt() + adaptive.RMS_FLOOR
+    expected_b = MODEL.head.bias.detach() - 0.01 * g[0] / rms
+    assert torch.allclose(adapter.b, expected_b, atol=1e-6)
+    assert adapter.w.shape == (V, h.size(1)) and not torch.equal(adapter.w, MODEL.head.weight)
+
+
 def test_byte_mode_round_trip():
     vocab = Vocab.bytes()
     model = tiny(4, vocab)

@@ -140,6 +140,9 @@ def test_payload_bits_match_the_models_bits_per_character():
 # --- a file that cannot be decoded faithfully is refused ---------------------------------------
 
 
+SGD = AdaptConfig(head_rule="sgd")  # what a file before format 12 held
+
+
 def test_corrupt_truncated_foreign_and_other_version_files_are_refused():
     blob = round_trip(TEXT[:600].encode(), segments=3)
     bad = [
@@ -150,12 +153,13 @@ def test_corrupt_truncated_foreign_and_other_version_files_are_refused():
         (blob[:100] + bytes([blob[100] ^ 1]) + blob[101:], "corrupt"),
         (blob[:-40] + bytes([blob[-40] ^ 0x10]) + blob[-39:], "corrupt"),
         (rewrite(blob, format_version=2), "format version 2"),
-        (rewrite(blob, format_version=3, adapt=AdaptConfig(), mix="00" * 8), "earlier format"),
-        (rewrite(blob, format_version=4, adapt=AdaptConfig(), mix="00" * 8), "earlier format"),
-        (rewrite(blob, format_version=5, adapt=AdaptConfig(), mix="00" * 8), "earlier format"),
-        (rewrite(blob, format_version=6, adapt=AdaptConfig(), mix="00" * 8), "earlier format"),
-        (rewrite(blob, format_version=7, adapt=AdaptConfig(), mix="00" * 8), "earlier format"),
-        (rewrite(blob, format_version=8, adapt=AdaptConfig(), mix="00" * 8), "earlier format"),
+        (rewrite(blob, format_version=3, adapt=SGD, mix="00" * 8), "earlier format"),
+        (rewrite(blob, format_version=4, adapt=SGD, mix="00" * 8), "earlier format"),
+        (rewrite(blob, format_version=5, adapt=SGD, mix="00" * 8), "earlier format"),
+        (rewrite(blob, format_version=6, adapt=SGD, mix="00" * 8), "earlier format"),
+        (rewrite(blob, format_version=7, adapt=SGD, mix="00" * 8), "earlier format"),
+        (rewrite(blob, format_version=8, adapt=SGD, mix="00" * 8), "earlier format"),
+        (rewrite(blob, format_version=10, adapt=SGD, mix="00" * 8), "earlier format"),
         (rewrite(blob, length=10**15), "header is invalid"),
         (rewrite(blob, probe_sha256="0" * 16), "computes the model's probabilities differently"),
         (rewrite(blob, original_sha256="0" * 16), "checksum mismatch"),

@@ -45,10 +45,14 @@ MAGIC = b"RNNLABZ\0"
 # tables' terms first, the network's last); 9: with the sixth (the network as trained, a second
 # input); 10: with the seventh (the symbol tree by classes and counts; each segment's first
 # symbol at the training text's frequencies); 11: with the eighth (a second input per table,
-# where its context is deterministic). A file of format 3 to 10 that was not mixed reads the
-# same in format 11; one that was mixed needs the rnnlab that wrote it.
-FORMAT_VERSION = 11
-READS = (3, 4, 5, 6, 7, 8, 9, 10, 11)
+# where its context is deterministic); 12: the head's rule in the adaptation's marker (1, 2:
+# sgd, all a file before 12 can hold; 3, 4: rms). A file of format 3 to 11 that was not mixed
+# reads the same in format 12, as does one of format 11 that was; one mixed before 11 needs the
+# rnnlab that wrote it.
+FORMAT_VERSION = 12
+READS = (3, 4, 5, 6, 7, 8, 9, 10, 11, 12)
+MIXED_READS = (11, 12)  # the formats whose mixed files this rnnlab still computes
+RULE_SINCE = 12  # the first format whose adaptation may use another head rule than sgd
 MAX_THREADS = 256
 MAX_SEGMENTS = 1 << 16  # the batch the decoder will allocate: bounded for untrusted files
 MAX_LENGTH = 1 << 40  # symbols; a header claiming more is corrupt
@@ -132,7 +136,8 @@ class Header:
         adapt = b"\0"
         if self.adapt is not None:
             a = self.adapt
-            adapt = bytes([1 if self.mix is None else 2]) + _ADAPT.pack(
+            marker = (1 if self.mix is None else 2) + (2 if a.head_rule == "rms" else 0)
+            adapt = bytes([marker]) + _ADAPT.pack(
                 a.head_lr, a.confidence_bin, a.match_len, a.match_long
             )
             adapt += bytes.fromhex(self.mix) if self.mix is not None else b""
@@ -185,17 +190,23 @@ def read_header(blob: bytes) -> tuple[Header, np.ndarray]:
         versions = body[at + 1 : at + 1 + body[at]].decode("ascii").split(" ")
         at += 1 + body[at]
         adapt, mix = None, None
-        if body[at] not in (0, 1, 2):  # 2: adapted and mixed with context tables
+        # 1: adapted, 2: adapted and mixed with context tables; 3 and 4 the same by the rms rule
+        marker = body[at]
+        if marker not in (0, 1, 2, 3, 4) or (marker > 2 and version < RULE_SINCE):
             raise CompressedFileError("the compressed file's header is corrupt")
-        if body[at] in (1, 2):
+        if marker:
             lr, conf, match_len, match_long = _ADAPT.unpack_from(body, at + 1)
             try:
                 adapt = AdaptConfig(
-                    head_lr=lr, match_len=match_len, match_long=match_long, confidence_bin=conf
+                    head_lr=lr,
+                    head_rule="rms" if marker > 2 else "sgd",
+                    match_len=match_len,
+                    match_long=match_long,
+                    confidence_bin=conf,
                 )
             except UsageError:
                 raise ValueError("adaptation settings") from None
-            if body[at] == 2:
+            if marker in (2, 4):
                 mix = body[at + 1 + _ADAPT.size : at + 9 + _ADAPT.size].hex()
                 at += 8
             at += _ADAPT.size
@@ -235,7 +246,7 @@ def read_header(blob: bytes) -> tuple[Header, np.ndarray]:
         )
     except (ValueError, TypeError, KeyError, IndexError, struct.error, RecursionError):
         raise CompressedFileError("the compressed file's header is corrupt") from None
-    if version < FORMAT_VERSION and mix is not None:
+    if version not in MIXED_READS and mix is not None:
         raise CompressedFileError(
             f"the compressed file was mixed with an earlier format of context tables, which this "
             f"rnnlab ({__version__}) no longer computes: decompress it with the rnnlab that wrote "
