@@ -233,6 +233,20 @@ def test_the_mixer_learning_on_its_own_thread_gives_the_bits_of_learning_in_line
         assert all(np.array_equal(a, b) for a, b in zip(other, in_line, strict=True))
 
 
+def test_a_diverged_head_reaches_the_caller_as_nan_not_through_the_mixer():
+    """NaN from an adapted head that diverged is left for eval and the coder to refuse (exit 3),
+    not fed to the mixer, whose APM would index by it."""
+    V, H, S = len(SYMBOLS), 16, 2
+    tables = cm.ContextTables.build(ids_of(words_text(100)), SYMBOLS, small_config())
+    adapter = adaptive.Adapter(torch.randn(V, H), torch.zeros(V), adaptive.AdaptConfig(), S, 4)
+    adapter.mixer = cm.Mixer(tables.copy(), S)
+    adapter.observe(np.zeros(S, dtype=np.int64), S)
+    assert np.isfinite(adapter.predict(torch.randn(S, H))).all()
+    adapter.observe(np.ones(S, dtype=np.int64), S)
+    adapter.w[0, 0] = float("nan")
+    assert np.isnan(adapter.predict(torch.randn(S, H))).any()
+
+
 def test_a_transposed_distribution_reaches_the_coder_in_row_order():
     """constriction reads a probability array's buffer as rows whatever its strides: the mixer's
     Fortran-ordered output was once coded as other probabilities (a file six times larger)."""

@@ -282,7 +282,8 @@ class Adapter:
                 w, b = self.trained
                 trained = torch.softmax(torch.addmm(b, h, w.T).double(), dim=1).numpy()
                 self.learned()
-                p = self.mixer.predict(p, trained)
+                if np.isfinite(p).all():  # else the head diverged: NaN, for the callers to refuse
+                    p = self.mixer.predict(p, trained)
         self.pending = (h, head)
         return p
 
