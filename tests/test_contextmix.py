@@ -14,6 +14,7 @@ import torch
 from rnnlab import adaptive, ctxrun
 from rnnlab import compression as C
 from rnnlab import contextmix as cm
+from rnnlab import rzformat as Z
 from rnnlab.cli import main
 from rnnlab.ctxtables import symbol_classes
 from rnnlab.ctxtree import balanced_tree
@@ -175,6 +176,15 @@ def test_compress_mixes_by_default_and_another_process_decodes_it(tmp_path, caps
         capture_output=True, text=True, env=env,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+    assert back.read_bytes() == text.read_bytes()
+    # a mixed file of format 11 (the head's sgd rule, all it could hold) reads as it did
+    sgd = tmp_path / "sgd.rz"
+    assert main(["compress", str(run), str(text), "-o", str(sgd), "--adapt-head-rule", "sgd"]) == 0
+    header, payload = C.read_header(sgd.read_bytes())
+    assert header.adapt.head_rule == "sgd" and header.mix is not None
+    older = replace(header, format_version=11)
+    sgd.write_bytes(Z.assemble(older, payload.astype("<u4").tobytes()))
+    assert main(["decompress", str(run), str(sgd), "-o", str(back), "-f"]) == 0
     assert back.read_bytes() == text.read_bytes()
     # without the run's tables, or with other ones, the file is refused, not decoded wrongly
     moved = tmp_path / "elsewhere"
