@@ -2,13 +2,14 @@
 file; what the coder (compression.py) writes and reads, without the coder. Imports errors,
 config, data, adaptive and dynamic from rnnlab; no torch.
 
-Layout of a ``.rz`` file (format 3)::
+Layout of a ``.rz`` file (format 3 on; FORMAT_VERSION's comment lists what each changed)::
 
     b"RNNLABZ\\0" | fixed fields: version, mode, precision, threads, weights dtype, segments,
     length, original bytes, SHA-256 of the original (first 8 bytes), SHA-256 of the model,
     probe digest | versions ("rnnlab torch constriction") | adaptation settings (adaptive.py;
-    11 bytes, or 1 when off) | dynamic-evaluation settings (22 bytes, or 1 when off) | payload
-    (u32 words) | 4-byte SHA-256 of everything before it
+    a marker byte of the mixing and the head's rule: 11 bytes, 19 mixed, or 1 when off) |
+    dynamic-evaluation settings (22 bytes, or 1 when off) | payload (u32 words) | 4-byte
+    SHA-256 of everything before it
 
 The checksum catches corruption, not forgery: anyone can recompute it, so every field is
 still checked against what the payload can hold (``most_symbols``) before anything of the
