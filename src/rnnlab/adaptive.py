@@ -26,8 +26,8 @@ product in bf16; deterministic for a fixed thread count), the match models float
 NumPy, so a compressor and a decompressor that feed the same features see bit-identical
 probabilities. With context tables the mixer (contextmix.py) learns from each position on a
 thread of its own while the caller steps the network on; its next prediction waits for that
-learning, so the bits are those of learning in line. Imports contextmix, data, errors and model
-from rnnlab.
+learning, so the bits are those of learning in line. Imports config, contextmix, data, errors
+and model from rnnlab.
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ from __future__ import annotations
 import math
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
+from .config import _opt
 from .contextmix import ContextTables, Mixer
 from .data import stream_active, stream_grid, token_dtype
 from .errors import UsageError
@@ -52,11 +52,6 @@ CONFIDENCE_BUCKETS = 12  # bins of -log2 p(predicted) under the network
 TABLE_BITS = 20  # the match model's hash table: 2**20 slots
 _MUL = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing; uint64 arithmetic wraps around
 _ONE = np.uint64(1)
-
-
-def _flag(default: Any, flag: str, help: str, choices: tuple[str, ...] | None = None) -> Any:
-    """A field the CLI exposes as ``flag`` (see cli._add_config_flags)."""
-    return field(default=default, metadata={"flag": flag, "help": help, "choices": choices})
 
 
 HEAD_RULES = ("rms", "sgd")
@@ -80,25 +75,25 @@ class AdaptConfig:
     run's training split and scores a slice of code that played no part in any choice.
     """
 
-    head_lr: float = _flag(
+    head_lr: float = _opt(
         # held-out, docs/compressing.md, "The head's steps by their RMS": 0.7 times the plain
         # SGD rate of 1.5625e-3 (0.2 per step of 128 segments) that came before
         1.09375e-3,
         "--adapt-head-lr",
         "step of the output layer per character coded (0: off)",
     )
-    head_rule: str = _flag(
+    head_rule: str = _opt(
         "rms",
         "--adapt-head-rule",
         "the output layer's steps: rms, each weight's gradient over its running RMS; sgd, the "
         "gradient itself (files of rnnlab before format 12: sgd)",
         HEAD_RULES,
     )
-    match_len: int = _flag(5, "--adapt-match-len", "context length of the match model (0: off)")
-    match_long: int = _flag(
+    match_len: int = _opt(5, "--adapt-match-len", "context length of the match model (0: off)")
+    match_long: int = _opt(
         16, "--adapt-match-long", "context length of a second, longer match model (0: off)"
     )
-    confidence_bin: float = _flag(
+    confidence_bin: float = _opt(
         0.35, "--adapt-confidence-bin", "bits per bin of the network's confidence"
     )
 
@@ -307,9 +302,9 @@ class Adapter:
                 self.w.add_(grad, alpha=-step)
                 self.b.add_(g.sum(0), alpha=-step)
             else:
-                steps = (grad.float(), g.sum(0))
+                gradients = (grad.float(), g.sum(0))
                 for weight, gradient, mean_square in zip(
-                    (self.w, self.b), steps, self.mean_squares, strict=True
+                    (self.w, self.b), gradients, self.mean_squares, strict=True
                 ):
                     mean_square.mul_(RMS_DECAY).addcmul_(gradient, gradient, value=1 - RMS_DECAY)
                     weight.addcdiv_(gradient, mean_square.sqrt().add_(RMS_FLOOR), value=-step)
