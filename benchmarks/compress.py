@@ -186,7 +186,7 @@ def finish(run, config, rows, n, data, offset, chars, threads, dtype, segments, 
 def bench_run(
     run: Path,
     chars: int | None,
-    segments: int,
+    segments: int | None,
     tune_chars: int,
     threads: int | None,
     dtype: str,
@@ -202,6 +202,7 @@ def bench_run(
     text = vocab.decode(ids.tolist())
     data = text.encode("utf-8") if vocab.mode == "char" else bytes(ids.astype(np.uint8))
     n = len(ids)
+    segments = compression.auto_segments(n) if segments is None else segments
     rows = []
     for name, fn in BASELINES.items():
         blob, c_s = timed(fn, data)
@@ -383,7 +384,9 @@ def main() -> None:
     p.add_argument("--chars", type=int, default=None, help="score only N characters")
     p.add_argument("--offset", type=int, default=0, help="from this character of the split")
     p.add_argument("--trials", type=int, default=3, help="round trips of static and adaptive")
-    p.add_argument("--segments", type=int, default=compression.DEFAULT_SEGMENTS)
+    p.add_argument(
+        "--segments", type=int, default=None, help="default: rnnlab compress's for the text"
+    )
     p.add_argument("--tune-chars", type=int, default=32_000, help="training chars for tuning")
     p.add_argument("--threads", type=int, default=None, help="default: rnnlab compress's")
     p.add_argument(

@@ -1,5 +1,6 @@
 """The context mixer taken apart (issue 22): bits per character of a run's validation split
-read as `rnnlab compress` reads it (128 segments side by side), by
+read as `rnnlab compress` reads it (its segments side by side: one per 1,024 characters begun,
+at most 128), by
 
     network, static             the trained model's own probabilities
     network, adaptive           + the adaptive head and match models (`--no-mix`)
@@ -33,19 +34,17 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnlab import adaptive, checkpoint, contextmix, ctxrun, tokens
+from rnnlab import adaptive, checkpoint, contextmix, ctxrun, rzmodel, tokens
 from rnnlab.ctxtables import side_by_side
 from rnnlab.data import split
 from rnnlab.model import count_parameters
 
-SEGMENTS = 128
 
-
-def tables_alone(tables: contextmix.ContextTables, ids: np.ndarray) -> float:
+def tables_alone(tables: contextmix.ContextTables, ids: np.ndarray, segments: int) -> float:
     """Bits per character of the mixer fed a uniform network, in the coder's layout (each
     segment's first character at the mixer's first-symbol frequencies, as the coder codes it)."""
     n, V = len(ids), tables.counts.shape[2]
-    S = min(SEGMENTS, n)
+    S = min(segments, n)
     mixer, bits = contextmix.Mixer(tables.copy(), S), 0.0
     uniform = np.full((S, V), 1.0 / V)
     for t, active, column in side_by_side(ids, S):
@@ -58,12 +57,12 @@ def tables_alone(tables: contextmix.ContextTables, ids: np.ndarray) -> float:
     return bits / n
 
 
-def one_view(model, ids: np.ndarray, adapt: adaptive.AdaptConfig, tables) -> float:
+def one_view(model, ids: np.ndarray, adapt: adaptive.AdaptConfig, tables, segments: int) -> float:
     """The mixed reading with the network's adapted distribution as both of its inputs."""
     predict = contextmix.Mixer.predict
     contextmix.Mixer.predict = lambda self, p, trained=None: predict(self, p)  # type: ignore
     try:
-        return adaptive.adaptive_bits_per_char(model, ids, adapt, SEGMENTS, tables=tables).bpc
+        return adaptive.adaptive_bits_per_char(model, ids, adapt, segments, tables=tables).bpc
     finally:
         contextmix.Mixer.predict = predict  # type: ignore
 
@@ -96,12 +95,13 @@ def main() -> None:
         rows[name] = {"bpc": fn(), "seconds": time.perf_counter() - t0}
         print(f"{name:32s} {rows[name]['bpc']:.4f} bpc  {rows[name]['seconds']:6.1f} s", flush=True)
 
-    plain = adaptive.adaptive_bits_per_char(model, ids, adapt, SEGMENTS)
+    segments = rzmodel.auto_segments(len(ids))  # as the compressor cuts this text
+    plain = adaptive.adaptive_bits_per_char(model, ids, adapt, segments)
     rows["network, static"] = {"bpc": plain.static_bpc, "seconds": None}
     print(f"{'network, static':32s} {plain.static_bpc:.4f} bpc")
     rows["network, adaptive"] = {"bpc": plain.bpc, "seconds": plain.seconds}
     print(f"{'network, adaptive':32s} {plain.bpc:.4f} bpc  {plain.seconds:6.1f} s")
-    reading("context tables alone", lambda: tables_alone(tables, ids))
+    reading("context tables alone", lambda: tables_alone(tables, ids, segments))
 
     def variant(**change) -> contextmix.ContextTables:
         config = dataclasses.replace(tables.config, **change)
@@ -120,13 +120,16 @@ def main() -> None:
     ]
     for name, t in readings:
         reading(name, lambda t=t: adaptive.adaptive_bits_per_char(
-            model, ids, adapt, SEGMENTS, tables=t).bpc)  # fmt: skip
+            model, ids, adapt, segments, tables=t).bpc)  # fmt: skip
         if name == "mixed, no match model":
-            reading("mixed, one view of the network", lambda: one_view(model, ids, adapt, tables))
+            reading(
+                "mixed, one view of the network",
+                lambda: one_view(model, ids, adapt, tables, segments),
+            )
     result = {
         "run": str(a.run),
         "text": f"validation split of {config.corpus.source}, {len(ids):,} characters",
-        "segments": SEGMENTS,
+        "segments": segments,
         "tables": dataclasses.asdict(tables.config),
         "tables_bytes": (a.run / contextmix.CONTEXTS_FILE).stat().st_size,
         "reading_bytes": tables.reading_bytes,

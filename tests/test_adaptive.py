@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from rnnlab import compression as C
 from rnnlab import rzformat as Z
+from rnnlab import rzmodel
 from rnnlab.adaptive import AdaptConfig, Adapter, adaptive_bits_per_char
 from rnnlab.cli import main
 from rnnlab.config import ModelConfig
@@ -215,6 +216,15 @@ def test_eval_adapt_cli_reports_what_compress_spends(tmp_path, capsys):
         capsys.readouterr()
         file_bits = 8 * out.stat().st_size
         assert abs(file_bits - 8 * header_bytes - report[bpc] * report["num_chars"]) < 400
+    # untold, both cut the text alike: one segment per SEGMENT_CHARS characters begun
+    text.write_text(words_text(70, seed=8))
+    assert main(["eval", str(run), str(text), "--adapt", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["streams"] == rzmodel.auto_segments(report["num_chars"]) > 1
+    assert main(["compress", str(run), str(text), "-o", str(out), "-f", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["segments"] == report["streams"]
+    file_bits = 8 * out.stat().st_size
+    assert abs(file_bits - 8 * 128 - report["mixed_bpc"] * report["num_chars"]) < 400
     assert main(["eval", str(run), "--adapt", "--dynamic"]) == 2
     assert "alternatives" in capsys.readouterr().err
     assert main(["compress", str(run), str(text), "--static", "--dynamic"]) == 2

@@ -80,6 +80,18 @@ def test_round_trip_of_real_random_empty_and_one_character_texts(segments):
         assert header.segments <= max(1, min(segments, len(text)))
 
 
+def test_untold_segments_are_one_per_segment_min_characters_at_most_the_default():
+    auto, least = rzmodel.auto_segments, rzmodel.SEGMENT_CHARS
+    assert [auto(n) for n in (0, 1, least, least + 1, 2 * least + 5)] == [1, 1, 1, 2, 3]
+    assert auto(C.DEFAULT_SEGMENTS * least) == auto(10**9) == C.DEFAULT_SEGMENTS
+    # a short text is not cut into pieces of a few characters, each read from a cold start
+    data = (TEXT * 4)[: 3 * least - 10].encode()
+    header, _ = C.read_header(round_trip(data))
+    assert (header.segments, header.segment_len) == (3, least - 3)
+    told, _ = C.read_header(round_trip(data, segments=8))
+    assert told.segments == 8  # an explicit count is kept
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.text(alphabet="".join(VOCAB.symbols), max_size=120), st.integers(1, 9))
 def test_round_trip_property(text, segments):

@@ -8,7 +8,7 @@ Imports errors, vocab, model and dynamic from rnnlab; ``constriction`` only insi
 The file format (header, checksum, streaming writer) is rzformat.py's.
 
 The text is cut into ``segments`` contiguous pieces coded side by side as one batch, each from a
-zero state (its first symbol uniform), so the model runs at batch S rather than batch 1::
+zero state, so the model runs at batch S rather than batch 1 (untold: ``auto_segments``)::
 
     text:  [ seg 0 (L chars) | seg 1 (L) | ... | seg S-1 (<= L) ]
     step t codes symbol t of every segment still that long: S symbols per model call
@@ -62,12 +62,13 @@ from .rzformat import (
     unsymbols,
     write_rz,
 )
+from .rzmodel import DEFAULT_SEGMENTS as DEFAULT_SEGMENTS
 from .rzmodel import (
-    DEFAULT_SEGMENTS,
     DEFAULT_WEIGHTS_DTYPE,
     PRECISION_BITS,
     WEIGHTS_DTYPES,
     Stepper,
+    auto_segments,
     default_threads,
     model_digest,
     pinned_threads,
@@ -99,8 +100,8 @@ def _constriction():
     return constriction
 
 
-def _check_settings(segments: int, threads: int | None, weights_dtype: str) -> None:
-    if not 1 <= segments <= MAX_SEGMENTS:
+def _check_settings(segments: int | None, threads: int | None, weights_dtype: str) -> None:
+    if segments is not None and not 1 <= segments <= MAX_SEGMENTS:
         raise UsageError(f"--segments must be in [1, {MAX_SEGMENTS}], got {segments}")
     if threads is not None and not 1 <= threads <= MAX_THREADS:
         raise UsageError(f"--threads must be in [1, {MAX_THREADS}], got {threads}")
@@ -112,7 +113,7 @@ def _check_settings(segments: int, threads: int | None, weights_dtype: str) -> N
 class Settings:
     """How to code: ``compress``'s keyword arguments, for ``compress_file`` too."""
 
-    segments: int = DEFAULT_SEGMENTS
+    segments: int | None = None  # None: auto_segments of the text's length
     dynamic: DynamicConfig | None = None
     stats: dict[str, torch.Tensor] | None = None
     stats_sha256: str | None = None
@@ -141,7 +142,7 @@ def _encode(
     _check_settings(how.segments, how.threads, how.weights_dtype)
     constriction = _constriction()
     n = len(ids)
-    S, L = segment_layout(n, how.segments)
+    S, L = segment_layout(n, auto_segments(n) if how.segments is None else how.segments)
     with pinned_threads(how.threads):
         m = prepare(model)
         header = Header(
@@ -193,7 +194,7 @@ def compress(
     data: bytes,
     model: CharLM,
     vocab: Vocab,
-    segments: int = DEFAULT_SEGMENTS,
+    segments: int | None = None,
     dynamic: DynamicConfig | None = None,
     stats: dict[str, torch.Tensor] | None = None,
     stats_sha256: str | None = None,
@@ -209,7 +210,7 @@ def compress(
         data: the original bytes (UTF-8 text for a char-mode model, anything in byte mode).
         model: a CharLM; it is copied to float32 on the CPU and left unchanged.
         vocab: the model's vocabulary.
-        segments: pieces coded side by side (speed); each costs about log2 V bits more.
+        segments: pieces coded side by side (speed; each starts cold); None: auto_segments.
         dynamic: adapt the weights while coding (Krause et al. 2018), or None (static).
         stats: the RMS statistics the "rms" rule needs (``dynamic.gradient_stats``).
         stats_sha256: their digest, recorded so the decoder can check its own copy.

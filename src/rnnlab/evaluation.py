@@ -34,6 +34,7 @@ from .ladder import (
 )
 from .model import LM, CharLM, Ensemble, count_parameters, resolve_device
 from .options import EvalOptions
+from .rzmodel import auto_segments
 from .tokens import corpus_splits, encode_text
 from .vocab import Vocab
 from .wins import (
@@ -281,7 +282,9 @@ def _compressed_bpc(run: Path, model: CharLM, ids: np.ndarray) -> float | None:
     tables = ctxrun.run_tables(run, model.config.vocab_size, count_parameters(model))
     if tables is None:
         return None
-    return adaptive_bits_per_char(model, ids, AdaptConfig(), 128, tables=tables).bpc
+    return adaptive_bits_per_char(
+        model, ids, AdaptConfig(), auto_segments(len(ids)), tables=tables
+    ).bpc
 
 
 @dataclass(frozen=True)
@@ -386,7 +389,7 @@ def evaluate_adaptive(
     text_or_path: str | Path | None = None,
     *,
     settings: AdaptConfig | None = None,
-    streams: int = 128,
+    streams: int | None = None,
     weights: str = "best",
     device: str = "cpu",
     unknown: str = "error",
@@ -400,14 +403,15 @@ def evaluate_adaptive(
         run: the run directory.
         text_or_path: None (the validation split), a ``Path`` or the text itself.
         settings: the adaptation settings (AdaptConfig's defaults if None).
-        streams: pieces read side by side (``rnnlab compress --segments``).
+        streams: pieces read side by side (``rnnlab compress --segments``; None: as it does
+            when not told, ``rzmodel.auto_segments`` of the text's length).
         weights, device, unknown: as in ``evaluate``.
         mix: also read it mixed with the run's context tables, if it has them.
         context_mb: their size limit in MB (default: ctxrun.limit_bytes's).
     """
     settings = settings or AdaptConfig()
     opts = EvalOptions(weights=weights, device=device, unknown=unknown)
-    if not 1 <= streams <= 1 << 16:
+    if streams is not None and not 1 <= streams <= 1 << 16:
         raise UsageError(f"--segments must be between 1 and 65,536, got {streams}")
     model, vocab, config = checkpoint.load_model(
         Path(run), checkpoint.WEIGHTS[opts.weights], resolve_device(opts.device)
@@ -425,6 +429,7 @@ def evaluate_adaptive(
             weights_n = count_parameters(model)
             tables = ctxrun.run_tables(Path(run), len(vocab), weights_n, context_mb)
         # one pass: with tables it scores the adapted network before and after mixing
+        streams = auto_segments(len(ids)) if streams is None else streams
         result = adaptive_bits_per_char(model, np.asarray(ids), settings, streams, tables=tables)
     adaptive_bpc = result.bpc if tables is None else result.unmixed_bpc
     mixed_bpc = None if tables is None else result.bpc

@@ -37,6 +37,21 @@ PRECISION_BITS = 20  # frequencies sum to 2**20; the coder itself works at 24 bi
 # bf16 weights reach 20+ kB/s each way with the default model; the 64 segments and float32 of
 # format 1 ran at about 10.
 DEFAULT_SEGMENTS = 128
+# a short text is cut into fewer segments: each segment's first characters are read cold (the
+# network from a zero state, the tables without context), about 20 bits more a segment with the
+# ten-minute models, so segments are of SEGMENT_CHARS symbols (as many as that takes, the last
+# one shorter) up to DEFAULT_SEGMENTS of them. A text under DEFAULT_SEGMENTS x SEGMENT_CHARS
+# then takes at most SEGMENT_CHARS steps, a few seconds, and a longer one is cut as before
+# (benchmarks/small_files.py measures both)
+SEGMENT_CHARS = 1024
+
+
+def auto_segments(length: int) -> int:
+    """The segments a text of ``length`` symbols is coded in when not told: one per
+    SEGMENT_CHARS symbols begun, at least 1 and at most DEFAULT_SEGMENTS."""
+    return max(1, min(DEFAULT_SEGMENTS, -(-length // SEGMENT_CHARS)))
+
+
 THREADS = 2  # pinned, recorded, and pinned again by the decoder
 # mixed with context tables: the network steps on one torch thread while the mixer learns from
 # the last position on a thread of its own (adaptive.Adapter). Code, the ten-minute model, on 2

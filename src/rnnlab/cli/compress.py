@@ -10,7 +10,7 @@ import json
 import time
 from pathlib import Path
 
-from .. import adaptive, checkpoint, compression, contextmix, ctxrun, dynamic, files
+from .. import adaptive, checkpoint, compression, contextmix, ctxrun, dynamic, files, rzmodel
 from ..checkpoint import RunConfig
 from ..errors import UsageError
 from ..model import count_parameters
@@ -27,8 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--segments",
         type=int,
-        default=compression.DEFAULT_SEGMENTS,
-        help="pieces coded side by side as one batch (speed; each costs about log2 V bits)",
+        default=None,
+        help="pieces coded side by side as one batch (speed; each starts cold, about 20 bits "
+        f"more); default: one per {rzmodel.SEGMENT_CHARS:,} characters begun, at most "
+        f"{compression.DEFAULT_SEGMENTS}",
     )
     parser.add_argument(
         "--threads",
@@ -125,7 +127,7 @@ def check_output(args: argparse.Namespace, src: Path, default: Path) -> Path:
 def run(args: argparse.Namespace) -> int:
     run_dir, src = Path(args.run), Path(args.file)
     out = check_output(args, src, Path(f"{src}.rz"))
-    if not 1 <= args.segments <= 65536:
+    if args.segments is not None and not 1 <= args.segments <= 65536:
         raise UsageError(f"--segments must be between 1 and 65,536, got {args.segments}")
     if args.threads is not None and not 1 <= args.threads <= compression.MAX_THREADS:
         raise UsageError(

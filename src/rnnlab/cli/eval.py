@@ -9,11 +9,11 @@ from pathlib import Path
 
 from ..adaptive import AdaptConfig
 from ..bpc import LN2
-from ..compression import DEFAULT_SEGMENTS
 from ..dynamic import DynamicConfig
 from ..errors import UsageError
 from ..evaluation import EvalReport, evaluate, evaluate_adaptive, evaluate_dynamic
 from ..options import EvalOptions
+from ..rzmodel import DEFAULT_SEGMENTS, SEGMENT_CHARS
 from ..viz import plot_wins
 from .contexts import add_context_limit
 from .flags import add_flags, check_output_file, options, progress_bar
@@ -53,8 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--segments",
         type=int,
-        help="with --adapt: pieces read side by side (as rnnlab compress --segments; default "
-        f"{DEFAULT_SEGMENTS})",
+        help="with --adapt: pieces read side by side (as rnnlab compress --segments; default: "
+        f"as compress, one per {SEGMENT_CHARS:,} characters begun, at most {DEFAULT_SEGMENTS})",
     )
     add_flags(parser, AdaptConfig, "adaptation (with --adapt)")
     parser.add_argument(
@@ -135,7 +135,7 @@ def run_adaptive(args: argparse.Namespace) -> int:
         args.run,
         Path(args.file) if args.file else None,
         settings=options(args, AdaptConfig),
-        streams=DEFAULT_SEGMENTS if args.segments is None else args.segments,
+        streams=args.segments,
         weights=opts.weights,
         device=opts.device,
         unknown=opts.unknown,
