@@ -80,7 +80,7 @@ def test_round_trip_of_real_random_empty_and_one_character_texts(segments):
         assert header.segments <= max(1, min(segments, len(text)))
 
 
-def test_untold_segments_are_one_per_segment_min_characters_at_most_the_default():
+def test_untold_segments_are_one_per_segment_chars_begun_at_most_the_default():
     auto, least = rzmodel.auto_segments, rzmodel.SEGMENT_CHARS
     assert [auto(n) for n in (0, 1, least, least + 1, 2 * least + 5)] == [1, 1, 1, 2, 3]
     assert auto(C.DEFAULT_SEGMENTS * least) == auto(10**9) == C.DEFAULT_SEGMENTS
